@@ -1,0 +1,49 @@
+import uuid
+
+import pytest
+
+from ticketqueue.store.memory import MemoryStore
+
+
+class Clock:
+    """An injected clock: tests move time, nobody sleeps."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def make_redis_store():
+    from django.conf import settings
+
+    from ticketqueue.store.redis import RedisStore
+
+    return RedisStore(url=settings.REDIS_URL, prefix=f"tqt{uuid.uuid4().hex[:8]}")
+
+
+def drop_store(store, queue_ids=()):
+    if hasattr(store, "client"):
+        for key in store.client.scan_iter(match=f"{store.prefix}:*", count=1000):
+            store.client.delete(key)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    """Each store backend in turn: the contract suite runs against both."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    s = make_redis_store()
+    yield s
+    drop_store(s)

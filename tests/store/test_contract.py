@@ -1,0 +1,367 @@
+"""The store contract: every backend passes the same suite (MemoryStore and real Redis)."""
+
+import pytest
+
+from ticketqueue.core import (
+    EntryState,
+    QueueClosed,
+    QueueFull,
+    QueueMode,
+    QueueState,
+    QueueUnavailable,
+    shuffle_order,
+)
+from ticketqueue.store import ActiveRecord, QueueConfig, WaitingRecord
+
+Q = "7"
+T0 = 1_800_000_000.0
+
+
+def setup(store, **knobs):
+    knobs.setdefault("mode", QueueMode.ALWAYS)
+    store.configure(Q, QueueConfig(**knobs), T0)
+    return store
+
+
+def join_many(store, n, now=T0, prefix="u"):
+    return [store.join(Q, f"{prefix}{i}", now) for i in range(n)]
+
+
+def line(store):
+    return [w.seq for w in store.dump(Q).waiting]
+
+
+# -- joining -----------------------------------------------------------------------------
+
+
+def test_join_gives_increasing_seqs_and_exact_positions(store):
+    setup(store)
+    placed = join_many(store, 5)
+    assert [p.seq for p in placed] == [1, 2, 3, 4, 5]
+    assert [p.position for p in placed] == [1, 2, 3, 4, 5]
+    assert all(p.created and p.state is EntryState.WAITING for p in placed)
+    assert store.counts(Q).waiting == 5
+
+
+def test_join_is_idempotent_per_identity(store):
+    setup(store)
+    join_many(store, 3)
+    again = store.join(Q, "u1", T0 + 5)
+    assert (again.seq, again.position, again.created) == (2, 2, False)
+    assert store.counts(Q).waiting == 3
+
+
+def test_position_is_exact_after_people_leave(store):
+    setup(store)
+    join_many(store, 6)
+    left = store.leave(Q, "u2", T0)
+    assert left.state is EntryState.LEFT and left.seq == 3
+    assert store.leave(Q, "u2", T0) is None
+    assert store.position(Q, 6) == 5
+    assert store.position(Q, 3) is None
+    assert store.locate(Q, "u5").position == 5
+    assert store.locate(Q, "u2") is None
+
+
+def test_rejoin_after_leaving_goes_to_the_back(store):
+    setup(store)
+    join_many(store, 3)
+    store.leave(Q, "u0", T0)
+    back = store.join(Q, "u0", T0)
+    assert back.seq == 4 and back.position == 3 and back.created
+
+
+def test_closed_queue_refuses_joins_and_changes_nothing(store):
+    setup(store)
+    join_many(store, 2)
+    assert store.close(Q, T0) == 2
+    with pytest.raises(QueueClosed) as err:
+        store.join(Q, "late", T0)
+    assert err.value.code == "queue_closed"
+    counts = store.counts(Q)
+    assert (counts.state, counts.waiting) == (QueueState.CLOSED, 0)
+    assert store.locate(Q, "u0") is None
+
+
+def test_full_queue_refuses_new_joins_but_not_returning_ones(store):
+    setup(store, max_size=2)
+    join_many(store, 2)
+    with pytest.raises(QueueFull) as err:
+        store.join(Q, "third", T0)
+    assert err.value.code == "queue_full"
+    assert store.join(Q, "u1", T0).seq == 2
+    assert store.counts(Q).waiting == 2
+
+
+def test_unloaded_queue_is_unavailable(store):
+    with pytest.raises(QueueUnavailable):
+        store.join(Q, "u", T0)
+    assert not store.is_loaded(Q)
+    setup(store)
+    assert store.is_loaded(Q)
+
+
+# -- modes -------------------------------------------------------------------------------
+
+
+def test_auto_mode_admits_at_once_while_there_is_room(store):
+    setup(store, mode=QueueMode.AUTO, capacity=2)
+    a, b, c = join_many(store, 3)
+    assert a.state is EntryState.ADMITTED and a.position == 0
+    assert a.expires_at == pytest.approx(T0 + 900)
+    assert b.state is EntryState.ADMITTED
+    assert c.state is EntryState.WAITING and c.position == 1
+    assert store.counts(Q).active == 2
+
+
+def test_auto_mode_never_lets_a_newcomer_pass_someone_waiting(store):
+    setup(store, mode=QueueMode.AUTO, capacity=1)
+    first, second = join_many(store, 2)
+    store.release(Q, first.seq, T0 + 1)
+    third = store.join(Q, "late", T0 + 1)
+    assert third.state is EntryState.WAITING and third.position == 2
+    assert [a.seq for a in store.admit(Q, T0 + 2)] == [second.seq]
+
+
+def test_always_mode_queues_everyone(store):
+    setup(store, mode=QueueMode.ALWAYS, capacity=5)
+    assert store.join(Q, "a", T0).state is EntryState.WAITING
+
+
+def test_off_mode_admits_everyone(store):
+    setup(store, mode=QueueMode.OFF, capacity=1)
+    assert all(p.state is EntryState.ADMITTED for p in join_many(store, 3))
+
+
+def test_scheduled_and_paused_queues_take_joins_but_admit_nobody(store):
+    for state in (QueueState.SCHEDULED, QueueState.PAUSED):
+        store.delete(Q)
+        setup(store, state=state, mode=QueueMode.AUTO, capacity=5)
+        assert store.join(Q, "a", T0).state is EntryState.WAITING
+        assert store.admit(Q, T0) == []
+
+
+# -- admission ---------------------------------------------------------------------------
+
+
+def test_admit_is_fifo_and_never_past_capacity(store):
+    setup(store, capacity=3)
+    join_many(store, 10)
+    first = store.admit(Q, T0 + 1)
+    assert [a.seq for a in first] == [1, 2, 3]
+    assert first[0].expires_at == pytest.approx(T0 + 1 + 900)
+    assert store.admit(Q, T0 + 2) == []
+    store.release(Q, 2, T0 + 3)
+    assert [a.seq for a in store.admit(Q, T0 + 3)] == [4]
+    assert store.counts(Q).active == 3
+    assert store.position(Q, 5) == 1
+
+
+def test_admit_limit_and_operator_override(store):
+    setup(store, rate_per_minute=60)  # one a second, a bucket of two
+    join_many(store, 10)
+    assert len(store.admit(Q, T0, limit=1)) == 1
+    assert len(store.admit(Q, T0)) == 1  # the bucket held two
+    assert store.admit(Q, T0) == []
+    assert len(store.admit(Q, T0, limit=4, use_rate=False)) == 4
+
+
+def test_rate_is_a_token_bucket(store):
+    setup(store, rate_per_minute=120)  # two a second, bucket of four
+    join_many(store, 50)
+    assert len(store.admit(Q, T0)) == 4
+    assert len(store.admit(Q, T0 + 0.5)) == 1
+    assert len(store.admit(Q, T0 + 1.0)) == 1
+    # A tick that comes very late catches up by the bucket size, never more.
+    assert len(store.admit(Q, T0 + 60)) == 4
+    # A clock that goes backwards adds nothing.
+    assert store.admit(Q, T0 + 30) == []
+
+
+def test_rate_and_capacity_combine(store):
+    setup(store, capacity=2, rate_per_minute=600)
+    join_many(store, 10)
+    assert len(store.admit(Q, T0)) == 2
+
+
+def test_expire_frees_capacity(store):
+    setup(store, capacity=2, purchase_window=60)
+    join_many(store, 4)
+    store.admit(Q, T0)
+    assert store.expire(Q, T0 + 59) == []
+    assert store.pass_active(Q, 1, T0 + 59)
+    expired = store.expire(Q, T0 + 60)
+    assert sorted(c.seq for c in expired) == [1, 2]
+    assert all(c.state is EntryState.EXPIRED for c in expired)
+    assert not store.pass_active(Q, 1, T0 + 60)
+    assert [a.seq for a in store.admit(Q, T0 + 60)] == [3, 4]
+
+
+def test_pass_is_inactive_past_expiry_even_before_expire_runs(store):
+    setup(store, capacity=1, purchase_window=10)
+    join_many(store, 1)
+    store.admit(Q, T0)
+    assert store.pass_active(Q, 1, T0 + 9.9)
+    assert not store.pass_active(Q, 1, T0 + 10)
+
+
+def test_release_and_revoke(store):
+    setup(store, capacity=2)
+    join_many(store, 4)
+    store.admit(Q, T0)
+    done = store.release(Q, 1, T0)
+    assert done.state is EntryState.COMPLETED and done.identity == "u0"
+    assert store.release(Q, 1, T0) is None  # twice: nothing more
+    assert store.release(Q, 99, T0) is None  # unknown
+    assert store.release(Q, 3, T0) is None  # waiting, not active
+    revoked = store.revoke(Q, [2, 4, 99], T0)
+    assert sorted(c.seq for c in revoked) == [2, 4]
+    assert all(c.state is EntryState.REVOKED for c in revoked)
+    assert store.counts(Q).active == 0 and line(store) == [3]
+    assert store.locate(Q, "u0") is None
+    assert store.join(Q, "u0", T0).seq == 5  # a finished identity may queue again
+
+
+def test_abandon_only_the_unseen(store):
+    setup(store)
+    join_many(store, 3, now=T0)
+    assert store.touch(Q, "u1", T0 + 100)
+    assert not store.touch(Q, "nobody", T0 + 100)
+    gone = store.abandon(Q, seen_before=T0 + 50, now=T0 + 100)
+    assert sorted(c.seq for c in gone) == [1, 3]
+    assert all(c.state is EntryState.ABANDONED for c in gone)
+    assert line(store) == [2]
+
+
+def test_close_keeps_active_passes(store):
+    setup(store, capacity=1)
+    join_many(store, 3)
+    store.admit(Q, T0)
+    assert store.close(Q, T0) == 2
+    assert store.pass_active(Q, 1, T0)
+    assert store.admit(Q, T0) == []
+    # Closed is final: configuring it open again does not reopen it.
+    store.configure(Q, QueueConfig(state=QueueState.OPEN), T0)
+    with pytest.raises(QueueClosed):
+        store.join(Q, "x", T0)
+
+
+# -- pre-queue ---------------------------------------------------------------------------
+
+
+def test_prequeue_shuffle_is_seeded_and_keeps_later_joins_behind(store):
+    setup(store, state=QueueState.SCHEDULED)
+    join_many(store, 20)
+    orders = store.shuffle_prequeue(Q, seed=1234)
+    assert orders == shuffle_order([(s, float(s)) for s in range(1, 21)], 1234)
+    expected = sorted(orders, key=orders.__getitem__)
+    assert line(store) == expected
+    assert expected != list(range(1, 21))
+    late = store.join(Q, "late", T0)
+    assert late.position == 21
+    assert store.position(Q, expected[0]) == 1
+
+
+# -- journal, departures, flow ------------------------------------------------------------
+
+
+def test_journal_records_the_latest_change_per_entry(store):
+    setup(store, capacity=1)
+    join_many(store, 2)
+    records = store.journal(Q)
+    assert [(c.seq, c.state) for c in records] == [(1, EntryState.WAITING), (2, EntryState.WAITING)]
+    store.admit(Q, T0 + 1)
+    records = store.journal(Q)
+    assert [(c.seq, c.state) for c in records] == [(2, EntryState.WAITING), (1, EntryState.ADMITTED)]
+    admitted = records[1]
+    assert admitted.identity == "u0" and admitted.admitted_at == pytest.approx(T0 + 1)
+    store.ack(Q, records)
+    assert store.journal(Q) == []
+
+
+def test_ack_keeps_a_record_replaced_since_it_was_read(store):
+    setup(store, capacity=1)
+    join_many(store, 1)
+    stale = store.journal(Q)
+    store.admit(Q, T0)
+    store.ack(Q, stale)
+    assert [(c.seq, c.state) for c in store.journal(Q)] == [(1, EntryState.ADMITTED)]
+
+
+def test_departures_are_drained_once(store):
+    setup(store)
+    join_many(store, 4)
+    store.leave(Q, "u1", T0)
+    store.revoke(Q, [4], T0)
+    store.admit(Q, T0, limit=1)  # admission is not a departure
+    assert sorted(store.drain_departures(Q)) == [2.0, 4.0]
+    assert store.drain_departures(Q) == []
+
+
+def test_counts_measure_outflow(store):
+    setup(store)
+    join_many(store, 30)
+    store.admit(Q, T0, limit=5)
+    store.admit(Q, T0 + 10, limit=5)
+    counts = store.counts(Q)
+    assert counts.admitted_total == 10 and counts.active == 10 and counts.waiting == 20
+    assert [n for _, n in counts.flow] == [5, 10]
+    assert counts.flow[-1][0] == pytest.approx(T0 + 10)
+
+
+# -- rebuild ------------------------------------------------------------------------------
+
+
+def test_rebuild_restores_order_passes_and_counters(store):
+    config = QueueConfig(mode=QueueMode.ALWAYS, capacity=3, purchase_window=60)
+    store.rebuild(
+        Q,
+        config,
+        waiting=[WaitingRecord(5, "e", 2.0, T0), WaitingRecord(9, "f", 1.0, T0)],
+        active=[ActiveRecord(3, "c", T0, T0 + 60)],
+        next_seq=9,
+        admitted_total=4,
+        now=T0,
+    )
+    dump = store.dump(Q)
+    assert [w.seq for w in dump.waiting] == [9, 5]
+    assert [(a.seq, a.expires_at) for a in dump.active] == [(3, pytest.approx(T0 + 60))]
+    assert (dump.next_seq, dump.admitted_total) == (9, 4)
+    assert store.locate(Q, "e").position == 2
+    assert store.join(Q, "f", T0).seq == 9
+    assert store.join(Q, "new", T0).seq == 10
+    assert store.pass_active(Q, 3, T0)
+    assert store.journal(Q)[0].seq == 10
+
+
+def test_dump_round_trips_through_rebuild(store):
+    setup(store, capacity=2)
+    join_many(store, 6)
+    store.admit(Q, T0)
+    store.leave(Q, "u3", T0)
+    before = store.dump(Q)
+    store.delete(Q)
+    assert not store.is_loaded(Q)
+    store.rebuild(
+        Q,
+        before.config,
+        waiting=before.waiting,
+        active=before.active,
+        next_seq=before.next_seq,
+        admitted_total=before.admitted_total,
+        now=T0,
+    )
+    assert store.dump(Q) == before
+
+
+# -- locks --------------------------------------------------------------------------------
+
+
+def test_lock_has_one_owner_at_a_time(store):
+    assert store.acquire_lock("tick:7", "a", 30)
+    assert not store.acquire_lock("tick:7", "b", 30)
+    assert store.acquire_lock("tick:7", "a", 30)  # renew
+    store.release_lock("tick:7", "b")  # not the owner: no effect
+    assert not store.acquire_lock("tick:7", "b", 30)
+    store.release_lock("tick:7", "a")
+    assert store.acquire_lock("tick:7", "b", 30)

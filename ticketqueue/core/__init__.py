@@ -1,0 +1,33 @@
+"""The pure core of ticketqueue: state machines, outflow policy, ETA, pass claims, shuffle.
+
+No Django here; time and randomness come in as arguments.
+"""
+
+from ._errors import *  # noqa: F403
+from ._errors import __all__ as _errors_all
+from ._eta import FLOW_SAMPLE_EVERY, FLOW_WINDOW, estimate_eta, expected_rate, measured_rate
+from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
+from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
+from ._prequeue import shuffle_order
+from ._states import EntryState, QueueMode, QueueState, check_queue_transition
+
+__all__ = [
+    *_errors_all,
+    "BURST_SECONDS",
+    "FLOW_SAMPLE_EVERY",
+    "FLOW_WINDOW",
+    "REQUIRED_CLAIMS",
+    "Bucket",
+    "EntryState",
+    "OutflowPolicy",
+    "PassClaims",
+    "QueueMode",
+    "QueueState",
+    "check_queue_transition",
+    "estimate_eta",
+    "expected_rate",
+    "measured_rate",
+    "pass_audience",
+    "pass_jti",
+    "shuffle_order",
+]

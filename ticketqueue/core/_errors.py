@@ -1,0 +1,138 @@
+"""The errors a caller of ticketqueue can cause, each with a stable machine-readable code.
+
+    TicketQueueError
+    ├── QueueError
+    │   ├── QueueNotFound        queue_not_found
+    │   ├── QueueClosed          queue_closed
+    │   ├── QueueFull            queue_full
+    │   ├── QueueUnavailable     queue_unavailable
+    │   └── InvalidTransition    invalid_transition
+    ├── EntryNotFound            entry_not_found
+    ├── PassError
+    │   ├── PassInvalid          pass_invalid
+    │   ├── PassMissing          pass_missing
+    │   ├── PassExpired          pass_expired
+    │   ├── PassWrongQueue       pass_wrong_queue
+    │   ├── PassWrongIdentity    pass_wrong_identity
+    │   └── PassNotActive        pass_not_active
+    └── InvalidInput             invalid_input
+
+Codes never change once published; docs/errors.md is the table users read.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EntryNotFound",
+    "InvalidInput",
+    "InvalidTransition",
+    "PassError",
+    "PassExpired",
+    "PassInvalid",
+    "PassMissing",
+    "PassNotActive",
+    "PassWrongIdentity",
+    "PassWrongQueue",
+    "QueueClosed",
+    "QueueError",
+    "QueueFull",
+    "QueueNotFound",
+    "QueueUnavailable",
+    "TicketQueueError",
+]
+
+
+class TicketQueueError(Exception):
+    """Base class: every error carries a stable ``code`` and a human ``message``."""
+
+    code: str = "ticketqueue_error"
+    default_message: str = "The waiting room could not handle this request."
+    #: The HTTP status an adapter should answer with.
+    status: int = 400
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class QueueError(TicketQueueError):
+    code = "queue_error"
+
+
+class QueueNotFound(QueueError):
+    code = "queue_not_found"
+    default_message = "There is no such queue."
+    status = 404
+
+
+class QueueClosed(QueueError):
+    code = "queue_closed"
+    default_message = "This queue is closed: the sale has ended or sold out."
+    status = 409
+
+
+class QueueFull(QueueError):
+    code = "queue_full"
+    default_message = "This queue is full; no more people can join it."
+    status = 409
+
+
+class QueueUnavailable(QueueError):
+    code = "queue_unavailable"
+    default_message = "The waiting room is briefly unavailable; try again in a moment."
+    status = 503
+
+
+class InvalidTransition(QueueError):
+    code = "invalid_transition"
+    default_message = "The queue cannot move to that state from its current one."
+    status = 409
+
+
+class EntryNotFound(TicketQueueError):
+    code = "entry_not_found"
+    default_message = "You have no place in this queue."
+    status = 404
+
+
+class PassError(TicketQueueError):
+    code = "pass_error"
+    status = 403
+
+
+class PassMissing(PassError):
+    code = "pass_missing"
+    default_message = "A queue pass is required."
+
+
+class PassInvalid(PassError):
+    code = "pass_invalid"
+    default_message = "The queue pass is not valid."
+
+
+class PassExpired(PassError):
+    code = "pass_expired"
+    default_message = "The queue pass has expired: the purchase window is over."
+
+
+class PassWrongQueue(PassError):
+    code = "pass_wrong_queue"
+    default_message = "The queue pass is for another queue."
+
+
+class PassWrongIdentity(PassError):
+    code = "pass_wrong_identity"
+    default_message = "The queue pass belongs to someone else."
+
+
+class PassNotActive(PassError):
+    code = "pass_not_active"
+    default_message = "The queue pass is no longer active (released or revoked)."
+
+
+class InvalidInput(TicketQueueError):
+    code = "invalid_input"
+    default_message = "The request is not valid."

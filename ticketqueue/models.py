@@ -1,0 +1,276 @@
+"""The system of record: queues, their entries and the append-only admission log.
+
+Redis (or the in-process store) holds the hot state; these rows are what it is rebuilt from.
+"""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .core import EntryState, OutflowPolicy, QueueMode, QueueState
+from .querysets import EntryQuerySet, QueueQuerySet
+
+LIVE_STATES = [s.value for s in EntryState if s.is_live]
+
+
+class Queue(models.Model):
+    """One waiting room, usually one per sale."""
+
+    class State(models.TextChoices):
+        SCHEDULED = QueueState.SCHEDULED.value, _("scheduled (pre-queue)")
+        OPEN = QueueState.OPEN.value, _("open")
+        PAUSED = QueueState.PAUSED.value, _("paused")
+        CLOSED = QueueState.CLOSED.value, _("closed")
+
+    class Mode(models.TextChoices):
+        AUTO = QueueMode.AUTO.value, _("auto: queue only when demand exceeds outflow")
+        ALWAYS = QueueMode.ALWAYS.value, _("always: everyone waits in line")
+        OFF = QueueMode.OFF.value, _("off: admit everyone at once")
+
+    slug = models.SlugField(
+        _("slug"), unique=True, help_text=_("Names the queue in URLs and WebSocket paths.")
+    )
+    name = models.CharField(_("name"), max_length=200, help_text=_("Shown to people in line."))
+    content_type = models.ForeignKey(
+        ContentType,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        verbose_name=_("event type"),
+        help_text=_("Type of the site's own object this queue sells (optional)."),
+    )
+    object_id = models.CharField(
+        _("event id"),
+        max_length=64,
+        blank=True,
+        help_text=_("Primary key of the site's own object this queue sells (optional)."),
+    )
+    event = GenericForeignKey("content_type", "object_id")
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.OPEN,
+        help_text=_("Scheduled queues take joins before opening; closed queues take none."),
+    )
+    mode = models.CharField(
+        _("mode"),
+        max_length=16,
+        choices=Mode.choices,
+        default=Mode.AUTO,
+        help_text=_("When people wait in line and when they are admitted at once."),
+    )
+    capacity = models.PositiveIntegerField(
+        _("capacity"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Most passes active at once; empty for no limit."),
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        _("rate per minute"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Most admissions per minute; empty for no limit."),
+    )
+    purchase_window = models.PositiveIntegerField(
+        _("purchase window (seconds)"),
+        default=900,
+        validators=[MinValueValidator(1)],
+        help_text=_("How long a pass stays valid after admission."),
+    )
+    disconnect_grace = models.PositiveIntegerField(
+        _("disconnect grace (seconds)"),
+        default=1800,
+        validators=[MinValueValidator(1)],
+        help_text=_("How long a waiting entry may go unseen before it is abandoned."),
+    )
+    max_size = models.PositiveIntegerField(
+        _("maximum size"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Most entries waiting at once; joins beyond it are refused. Empty: no limit."),
+    )
+    opens_at = models.DateTimeField(
+        _("opens at"),
+        null=True,
+        blank=True,
+        help_text=_("When a scheduled queue opens; joins before it form the shuffled pre-queue."),
+    )
+    prequeue_seed = models.BigIntegerField(
+        _("pre-queue seed"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Seed of the pre-queue shuffle, recorded at opening so the draw can be audited."),
+    )
+    opened_at = models.DateTimeField(
+        _("opened at"), null=True, blank=True, editable=False, help_text=_("When the queue opened.")
+    )
+    closed_at = models.DateTimeField(
+        _("closed at"), null=True, blank=True, editable=False, help_text=_("When the queue closed.")
+    )
+    created_at = models.DateTimeField(
+        _("created at"), auto_now_add=True, help_text=_("When the queue was created.")
+    )
+    updated_at = models.DateTimeField(
+        _("updated at"), auto_now=True, help_text=_("When the queue was last changed.")
+    )
+
+    objects = QueueQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(capacity__isnull=True) | models.Q(capacity__gte=1),
+                name="ticketqueue_queue_capacity_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def store_id(self) -> str:
+        """The queue's key in the store (its primary key, stable across slug edits)."""
+        return str(self.pk)
+
+    @property
+    def policy(self) -> OutflowPolicy:
+        return OutflowPolicy(self.capacity, self.rate_per_minute)
+
+    def clean(self) -> None:
+        if self.state == self.State.SCHEDULED and self.opens_at is None:
+            raise ValidationError({"opens_at": _("A scheduled queue needs an opening time.")})
+
+
+class Entry(models.Model):
+    """One identity's place in one queue, from joining to its end."""
+
+    class State(models.TextChoices):
+        WAITING = EntryState.WAITING.value, _("waiting")
+        ADMITTED = EntryState.ADMITTED.value, _("admitted")
+        COMPLETED = EntryState.COMPLETED.value, _("completed")
+        EXPIRED = EntryState.EXPIRED.value, _("expired")
+        REVOKED = EntryState.REVOKED.value, _("revoked")
+        LEFT = EntryState.LEFT.value, _("left")
+        ABANDONED = EntryState.ABANDONED.value, _("abandoned")
+
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.CASCADE,
+        related_name="entries",
+        verbose_name=_("queue"),
+        help_text=_("The queue this entry waits in."),
+    )
+    identity = models.CharField(
+        _("identity"),
+        max_length=100,
+        help_text=_("Who holds the place: 'user:<id>' or 'anon:<visitor id>'."),
+    )
+    seq = models.BigIntegerField(
+        _("sequence"), help_text=_("Join number within the queue; never reused.")
+    )
+    order = models.FloatField(
+        _("line order"),
+        help_text=_("Place in line: the sequence, except for a shuffled pre-queue."),
+    )
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.WAITING,
+        help_text=_("Where the entry is in its lifecycle."),
+    )
+    joined_at = models.DateTimeField(_("joined at"), help_text=_("When the entry joined."))
+    admitted_at = models.DateTimeField(
+        _("admitted at"), null=True, blank=True, help_text=_("When the entry was given its pass.")
+    )
+    pass_expires_at = models.DateTimeField(
+        _("pass expires at"),
+        null=True,
+        blank=True,
+        help_text=_("End of the entry's purchase window."),
+    )
+    ended_at = models.DateTimeField(
+        _("ended at"),
+        null=True,
+        blank=True,
+        help_text=_("When the entry completed, expired, was revoked, left or was abandoned."),
+    )
+
+    objects = EntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("entry")
+        verbose_name_plural = _("entries")
+        ordering = ["queue", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "seq"], name="ticketqueue_entry_seq"),
+            # One live place per identity and queue: the database backs up the store.
+            models.UniqueConstraint(
+                fields=["queue", "identity"],
+                condition=models.Q(state__in=LIVE_STATES),
+                name="ticketqueue_entry_one_live_per_identity",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["queue", "state", "order"], name="ticketqueue_entry_line"),
+            models.Index(fields=["identity"], name="ticketqueue_entry_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}#{self.seq} ({self.state})"
+
+    @property
+    def pass_jti(self) -> str:
+        from .core import pass_jti
+
+        return pass_jti(str(self.queue_id), self.seq)
+
+
+class Admission(models.Model):
+    """Append-only log: one row per admission, written exactly once."""
+
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.CASCADE,
+        related_name="admissions",
+        verbose_name=_("queue"),
+        help_text=_("The queue the entry was admitted from."),
+    )
+    seq = models.BigIntegerField(_("sequence"), help_text=_("The admitted entry's sequence."))
+    identity = models.CharField(
+        _("identity"), max_length=100, help_text=_("Who was admitted.")
+    )
+    admitted_at = models.DateTimeField(_("admitted at"), help_text=_("When the pass was issued."))
+    expires_at = models.DateTimeField(_("expires at"), help_text=_("When the pass expires."))
+
+    class Meta:
+        verbose_name = _("admission")
+        verbose_name_plural = _("admissions")
+        ordering = ["queue", "admitted_at", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "seq"], name="ticketqueue_admission_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}#{self.seq} at {self.admitted_at:%H:%M:%S}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("The admission log is append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("The admission log is append-only.")

@@ -1,0 +1,22 @@
+"""Querysets for the models, attached with ``.as_manager()``."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class QueueQuerySet(models.QuerySet):
+    def running(self) -> QueueQuerySet:
+        """Queues a tick has work on: open, paused (passes still expire) or scheduled."""
+        return self.exclude(state="closed")
+
+
+class EntryQuerySet(models.QuerySet):
+    def live(self) -> EntryQuerySet:
+        return self.filter(state__in=["waiting", "admitted"])
+
+    def waiting(self) -> EntryQuerySet:
+        return self.filter(state="waiting")
+
+    def in_line(self) -> EntryQuerySet:
+        return self.waiting().order_by("order", "seq")

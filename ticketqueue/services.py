@@ -1,0 +1,619 @@
+"""The waiting room's operations, and the only place that combines the store, the rows,
+passes and notifications. Adapters (consumers, API, tasks, admin, commands) call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from django.db import transaction
+from django.db.models import Max
+
+from . import passes, signals
+from .core import (
+    EntryNotFound,
+    EntryState,
+    PassClaims,
+    PassNotActive,
+    PassWrongIdentity,
+    QueueMode,
+    QueueNotFound,
+    QueueState,
+    QueueUnavailable,
+    check_queue_transition,
+    estimate_eta,
+    expected_rate,
+    measured_rate,
+)
+from .models import Admission as AdmissionRow
+from .models import Entry, Queue
+from .store import (
+    ActiveRecord,
+    Admission,
+    Change,
+    Counts,
+    Placement,
+    QueueConfig,
+    QueueStore,
+    WaitingRecord,
+    get_store,
+)
+
+__all__ = [
+    "Status",
+    "TickResult",
+    "clock",
+    "close",
+    "configure",
+    "get_queue",
+    "heartbeat",
+    "join",
+    "leave",
+    "open_queue",
+    "pause",
+    "rebuild",
+    "release",
+    "release_entry",
+    "resume",
+    "revoke",
+    "status",
+    "sync_journal",
+    "tick",
+]
+
+log = logging.getLogger("ticketqueue")
+
+#: The clock every operation reads when not given ``now``; tests swap it.
+clock: Callable[[], float] = time.time
+
+T = TypeVar("T")
+
+#: Entry states a row may move from when the store reports each new state.
+_PREDECESSORS: dict[EntryState, list[str]] = {
+    EntryState.ADMITTED: [EntryState.WAITING.value],
+}
+_LIVE = [EntryState.WAITING.value, EntryState.ADMITTED.value]
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _now(now: float | None) -> float:
+    return clock() if now is None else now
+
+
+@dataclass(frozen=True)
+class Status:
+    """What one identity sees: its place (or pass) and the line around it."""
+
+    queue: str
+    queue_state: str
+    state: str | None  # "waiting", "admitted", or None when the identity has no live entry
+    seq: int | None
+    position: int | None
+    waiting: int
+    active: int
+    eta_seconds: int | None
+    order: float | None = None
+    pass_token: str | None = None
+    pass_expires_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    queue_id: str
+    slug: str
+    expired: list[Change] = field(default_factory=list)
+    admitted: list[Admission] = field(default_factory=list)
+    #: (admission, signed pass) for each admitted entry, for 'granted' messages
+    passes: list[tuple[Admission, str]] = field(default_factory=list)
+    #: Orders of waiting entries that left the line since the last tick
+    departed: list[float] = field(default_factory=list)
+    counts: Counts | None = None
+    eta_rate: float | None = None
+
+
+# -- queues and the store ----------------------------------------------------------------
+
+
+def get_queue(slug: str) -> Queue:
+    try:
+        return Queue.objects.get(slug=slug)
+    except Queue.DoesNotExist:
+        raise QueueNotFound() from None
+
+
+def _config(queue: Queue) -> QueueConfig:
+    return QueueConfig(
+        state=QueueState(queue.state),
+        mode=QueueMode(queue.mode),
+        capacity=queue.capacity,
+        rate_per_minute=queue.rate_per_minute,
+        max_size=queue.max_size,
+        purchase_window=float(queue.purchase_window),
+    )
+
+
+def _call(queue: Queue, op: Callable[[QueueStore], T]) -> T:
+    """Run one store operation; a queue the store lost is rebuilt from the rows, then retried."""
+    store = get_store()
+    try:
+        return op(store)
+    except QueueUnavailable:
+        if store.is_loaded(queue.store_id):
+            raise
+        rebuild(queue)
+        return op(store)
+
+
+def configure(queue: Queue, now: float | None = None) -> None:
+    """Push the queue's knobs to the store (after an edit); effective for the next tick."""
+    get_store().configure(queue.store_id, _config(queue), _now(now))
+
+
+def ensure_loaded(queue: Queue, now: float | None = None) -> None:
+    if not get_store().is_loaded(queue.store_id):
+        rebuild(queue, now)
+
+
+# -- people ------------------------------------------------------------------------------
+
+
+def join(queue: Queue, identity: str, now: float | None = None) -> Status:
+    """Give ``identity`` its one place in the line (or a pass at once); idempotent.
+
+    A new entry's row is committed before this returns: an acknowledged join is never lost.
+    """
+    now = _now(now)
+    placement = _call(queue, lambda s: s.join(queue.store_id, identity, now))
+    if placement.created:
+        try:
+            _create_row(queue, placement, now)
+        except Exception:
+            # Not acknowledged, so not kept: take the place back out of the store.
+            get_store().revoke(queue.store_id, [placement.seq], now)
+            raise
+        log.info(
+            "entry joined",
+            extra={"queue": queue.slug, "seq": placement.seq, "state": placement.state.value},
+        )
+        signals.entry_joined.send(sender=Queue, queue=queue, placement=placement)
+        if placement.state is EntryState.ADMITTED:
+            admission = Admission(
+                placement.seq, identity, placement.admitted_at or now, placement.expires_at or now
+            )
+            signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
+    return _status(queue, placement, now)
+
+
+def _create_row(queue: Queue, placement: Placement, now: float) -> None:
+    admitted = placement.state is EntryState.ADMITTED
+    with transaction.atomic():
+        Entry.objects.bulk_create(
+            [
+                Entry(
+                    queue=queue,
+                    identity=placement.identity,
+                    seq=placement.seq,
+                    order=placement.order or float(placement.seq),
+                    state=placement.state.value,
+                    joined_at=_dt(now),
+                    admitted_at=_dt(placement.admitted_at),
+                    pass_expires_at=_dt(placement.expires_at),
+                )
+            ],
+            ignore_conflicts=True,  # the tick's journal sync may have written it first
+        )
+        if admitted:
+            _log_admissions(queue, [(placement.seq, placement.identity, placement.admitted_at,
+                                     placement.expires_at)])
+
+
+def status(queue: Queue, identity: str, now: float | None = None) -> Status:
+    """The current truth for ``identity``: its position, or its pass if it was admitted."""
+    now = _now(now)
+    placement = _call(queue, lambda s: s.locate(queue.store_id, identity))
+    return _status(queue, placement, now)
+
+
+def heartbeat(queue: Queue, identity: str, now: float | None = None) -> bool:
+    """Mark the identity present; False when it has no waiting entry."""
+    now = _now(now)
+    return _call(queue, lambda s: s.touch(queue.store_id, identity, now))
+
+
+def leave(queue: Queue, identity: str, now: float | None = None) -> Change:
+    """Take the identity out of line. Raises EntryNotFound when it is not waiting."""
+    now = _now(now)
+    change = _call(queue, lambda s: s.leave(queue.store_id, identity, now))
+    if change is None:
+        raise EntryNotFound()
+    _sync(queue, [change])
+    signals.entries_departed.send(sender=Queue, queue=queue, changes=[change])
+    return change
+
+
+def _status(queue: Queue, placement: Placement | None, now: float) -> Status:
+    counts = get_store().counts(queue.store_id)
+    common = {
+        "queue": queue.slug,
+        "queue_state": counts.state.value,
+        "waiting": counts.waiting,
+        "active": counts.active,
+    }
+    if placement is None:
+        return Status(state=None, seq=None, position=None, eta_seconds=None, **common)
+    if placement.state is EntryState.ADMITTED:
+        token = issue_pass(queue, placement.seq, placement.identity,
+                           placement.admitted_at or now, placement.expires_at or now)
+        return Status(
+            state=placement.state.value,
+            seq=placement.seq,
+            position=0,
+            eta_seconds=0,
+            pass_token=token,
+            pass_expires_at=placement.expires_at,
+            **common,
+        )
+    return Status(
+        state=placement.state.value,
+        seq=placement.seq,
+        position=placement.position,
+        order=placement.order,
+        eta_seconds=eta(queue, placement.position, counts, now),
+        **common,
+    )
+
+
+def outflow_rate(queue: Queue, counts: Counts, now: float) -> float | None:
+    """Admissions per second: as measured lately, else as the policy promises."""
+    return measured_rate(counts.flow, now) or expected_rate(
+        queue.policy, float(queue.purchase_window)
+    )
+
+
+def eta(queue: Queue, position: int, counts: Counts, now: float) -> int | None:
+    return estimate_eta(position, outflow_rate(queue, counts, now), None)
+
+
+# -- passes ------------------------------------------------------------------------------
+
+
+def issue_pass(
+    queue: Queue, seq: int, identity: str, admitted_at: float, expires_at: float
+) -> str:
+    """The signed pass of one admission; signing again yields the same claims."""
+    from .conf import queue_settings
+
+    claims = PassClaims(
+        issuer=queue_settings.PASS_ISSUER,
+        queue_id=queue.store_id,
+        seq=seq,
+        identity=identity,
+        issued_at=int(admitted_at),
+        expires_at=int(expires_at),
+    )
+    return passes.sign(claims)
+
+
+def release(token: str, *, identity: str | None = None, now: float | None = None) -> Change:
+    """The order behind this pass completed: free its slot at once.
+
+    Raises a PassError for a forged, expired or foreign pass, PassNotActive when it was
+    already released, revoked or expired; nothing changes then.
+    """
+    now = _now(now)
+    claims = passes.verify(token, now=now)
+    if identity is not None and claims.identity != identity:
+        raise PassWrongIdentity()
+    try:
+        queue = Queue.objects.get(pk=claims.queue_id)
+    except (Queue.DoesNotExist, ValueError):
+        raise QueueNotFound() from None
+    return release_entry(queue, claims.seq, now)
+
+
+def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
+    now = _now(now)
+    change = _call(queue, lambda s: s.release(queue.store_id, seq, now))
+    if change is None:
+        raise PassNotActive()
+    _sync(queue, [change])
+    log.info("pass released", extra={"queue": queue.slug, "seq": seq})
+    signals.pass_released.send(sender=Queue, queue=queue, change=change)
+    return change
+
+
+def revoke(
+    queue: Queue, seqs: Sequence[int], reason: str = "operator", now: float | None = None
+) -> list[Change]:
+    now = _now(now)
+    changes = _call(queue, lambda s: s.revoke(queue.store_id, list(seqs), now))
+    _sync(queue, changes)
+    if changes:
+        signals.entries_revoked.send(sender=Queue, queue=queue, changes=changes, reason=reason)
+    return changes
+
+
+# -- outflow -----------------------------------------------------------------------------
+
+
+def tick(
+    queue: Queue, now: float | None = None, *, limit: int | None = None, use_rate: bool = True
+) -> TickResult:
+    """Expire due passes, admit by the outflow policy, write the rows, sign the passes.
+
+    Safe to run in any number of processes at once: expiry and admission are atomic in the
+    store, and the rows only ever move forward.
+    """
+    now = _now(now)
+    store = get_store()
+    qid = queue.store_id
+    expired = _call(queue, lambda s: s.expire(qid, now))
+    admitted = store.admit(qid, now, limit=limit, use_rate=use_rate)
+    sync_journal(queue)
+    departed = store.drain_departures(qid)
+    counts = store.counts(qid)
+    signed = [
+        (a, issue_pass(queue, a.seq, a.identity, a.admitted_at, a.expires_at)) for a in admitted
+    ]
+    result = TickResult(
+        queue_id=qid,
+        slug=queue.slug,
+        expired=expired,
+        admitted=admitted,
+        passes=signed,
+        departed=departed,
+        counts=counts,
+        eta_rate=outflow_rate(queue, counts, now),
+    )
+    if expired:
+        signals.passes_expired.send(sender=Queue, queue=queue, changes=expired)
+    if admitted:
+        log.info("entries admitted", extra={"queue": queue.slug, "count": len(admitted),
+                                           "first_seq": admitted[0].seq})
+        signals.entries_admitted.send(sender=Queue, queue=queue, admissions=admitted)
+    signals.queue_ticked.send(sender=Queue, queue=queue, result=result)
+    return result
+
+
+def abandon_unseen(queue: Queue, now: float | None = None) -> list[Change]:
+    """Waiting entries unseen for longer than the queue's disconnect grace become abandoned."""
+    now = _now(now)
+    changes = _call(
+        queue, lambda s: s.abandon(queue.store_id, now - queue.disconnect_grace, now)
+    )
+    _sync(queue, changes)
+    if changes:
+        signals.entries_departed.send(sender=Queue, queue=queue, changes=changes)
+    return changes
+
+
+# -- journal -> rows ---------------------------------------------------------------------
+
+
+def sync_journal(queue: Queue, batch: int = 10_000) -> int:
+    """Copy the store's unacknowledged changes into the rows, then acknowledge them.
+
+    Also finishes the work of a process that died between a store change and its rows.
+    """
+    store = get_store()
+    total = 0
+    while True:
+        changes = store.journal(queue.store_id, limit=batch)
+        if not changes:
+            return total
+        _sync(queue, changes)
+        total += len(changes)
+        if len(changes) < batch:
+            return total
+
+
+def _sync(queue: Queue, changes: Iterable[Change]) -> None:
+    """Make the rows say what these changes say, then acknowledge them. Idempotent."""
+    changes = list(changes)
+    if not changes:
+        return
+    with transaction.atomic():
+        seqs = [c.seq for c in changes]
+        existing = set(
+            Entry.objects.filter(queue=queue, seq__in=seqs).values_list("seq", flat=True)
+        )
+        missing = [c for c in changes if c.seq not in existing]
+        Entry.objects.bulk_create(
+            [
+                Entry(
+                    queue=queue,
+                    identity=c.identity,
+                    seq=c.seq,
+                    order=c.order or float(c.seq),
+                    state=c.state.value,
+                    joined_at=_dt(c.at if c.state is EntryState.WAITING else c.admitted_at or c.at),
+                    admitted_at=_dt(c.admitted_at),
+                    pass_expires_at=_dt(c.expires_at),
+                    ended_at=None if c.state.is_live else _dt(c.at),
+                )
+                for c in missing
+            ],
+            ignore_conflicts=True,
+        )
+        groups: dict[tuple[EntryState, float, float | None, float | None], list[int]] = (
+            defaultdict(list)
+        )
+        for c in changes:
+            if c.seq in existing and c.state is not EntryState.WAITING:
+                groups[(c.state, c.at, c.admitted_at, c.expires_at)].append(c.seq)
+        for (state, at, admitted_at, expires_at), group in groups.items():
+            values: dict[str, Any] = {"state": state.value}
+            if admitted_at is not None:
+                values.update(admitted_at=_dt(admitted_at), pass_expires_at=_dt(expires_at))
+            if not state.is_live:
+                values["ended_at"] = _dt(at)
+            Entry.objects.filter(
+                queue=queue, seq__in=group, state__in=_PREDECESSORS.get(state, _LIVE)
+            ).update(**values)
+        _log_admissions(
+            queue,
+            [(c.seq, c.identity, c.admitted_at, c.expires_at) for c in changes if c.admitted_at],
+        )
+    get_store().ack(queue.store_id, changes)
+
+
+def _log_admissions(
+    queue: Queue, rows: Sequence[tuple[int, str, float | None, float | None]]
+) -> None:
+    if rows:
+        AdmissionRow.objects.bulk_create(
+            [
+                AdmissionRow(
+                    queue=queue, seq=seq, identity=identity,
+                    admitted_at=_dt(admitted_at), expires_at=_dt(expires_at),
+                )
+                for seq, identity, admitted_at, expires_at in rows
+            ],
+            ignore_conflicts=True,  # exactly one row per admission, however often synced
+        )
+
+
+# -- operator actions --------------------------------------------------------------------
+
+
+def _move(queue: Queue, target: QueueState, now: float) -> QueueState:
+    """Lock the row, check the move, set the new state; returns the previous state."""
+    locked = Queue.objects.select_for_update().get(pk=queue.pk)
+    previous = QueueState(locked.state)
+    check_queue_transition(previous, target)
+    queue.state = locked.state = target.value
+    return previous
+
+
+def open_queue(queue: Queue, now: float | None = None, *, seed: int | None = None) -> Queue:
+    """Open a scheduled queue (shuffling its pre-queue once, with a recorded seed) or a
+    paused one."""
+    now = _now(now)
+    ensure_loaded(queue, now)
+    sync_journal(queue)  # every pre-queue row exists before the draw
+    with transaction.atomic():
+        previous = _move(queue, QueueState.OPEN, now)
+        fields = ["state", "updated_at"]
+        if previous is QueueState.SCHEDULED:
+            queue.prequeue_seed = secrets.randbits(62) if seed is None else seed
+            queue.opened_at = _dt(now)
+            fields += ["prequeue_seed", "opened_at"]
+            orders = get_store().shuffle_prequeue(queue.store_id, queue.prequeue_seed)
+            rows = list(Entry.objects.filter(queue=queue, seq__in=list(orders)).only("pk", "seq"))
+            for row in rows:
+                row.order = orders[row.seq]
+            Entry.objects.bulk_update(rows, ["order"], batch_size=2000)
+            log.info("pre-queue shuffled", extra={"queue": queue.slug, "seed": queue.prequeue_seed,
+                                                 "count": len(orders)})
+        queue.save(update_fields=fields)
+        configure(queue, now)
+    signals.queue_state_changed.send(
+        sender=Queue, queue=queue, previous=previous.value, state=queue.state
+    )
+    return queue
+
+
+def resume(queue: Queue, now: float | None = None) -> Queue:
+    return open_queue(queue, now)
+
+
+def pause(queue: Queue, now: float | None = None) -> Queue:
+    now = _now(now)
+    with transaction.atomic():
+        previous = _move(queue, QueueState.PAUSED, now)
+        queue.save(update_fields=["state", "updated_at"])
+        ensure_loaded(queue, now)
+        configure(queue, now)
+    signals.queue_state_changed.send(
+        sender=Queue, queue=queue, previous=previous.value, state=queue.state
+    )
+    return queue
+
+
+def close(queue: Queue, now: float | None = None) -> int:
+    """Close the queue (sold out or ended): no more joins, every waiting entry is revoked.
+
+    Passes already issued stay valid until they expire or are released. Returns how many
+    waiting entries were turned away.
+    """
+    now = _now(now)
+    ensure_loaded(queue, now)
+    sync_journal(queue)
+    with transaction.atomic():
+        previous = _move(queue, QueueState.CLOSED, now)
+        queue.closed_at = _dt(now)
+        queue.save(update_fields=["state", "closed_at", "updated_at"])
+        turned_away = get_store().close(queue.store_id, now)
+        Entry.objects.filter(queue=queue, state=EntryState.WAITING.value).update(
+            state=EntryState.REVOKED.value, ended_at=_dt(now)
+        )
+    log.info("queue closed", extra={"queue": queue.slug, "revoked": turned_away})
+    signals.queue_state_changed.send(
+        sender=Queue, queue=queue, previous=previous.value, state=queue.state
+    )
+    signals.queue_closed.send(sender=Queue, queue=queue, revoked=turned_away)
+    return turned_away
+
+
+def rebuild(queue: Queue, now: float | None = None) -> int:
+    """Load the queue into the store from its rows: same entries, same order, same passes.
+
+    Returns how many live entries were loaded. Only one process rebuilds a queue at a time;
+    the others get QueueUnavailable and retry.
+    """
+    now = _now(now)
+    store = get_store()
+    owner = uuid.uuid4().hex
+    lock = f"rebuild:{queue.store_id}"
+    if not store.acquire_lock(lock, owner, ttl=600):
+        raise QueueUnavailable()
+    try:
+        if store.is_loaded(queue.store_id):
+            sync_journal(queue)  # the rows must hold everything the store knows
+        queue.refresh_from_db()
+        rows = Entry.objects.filter(queue=queue)
+        waiting = (
+            WaitingRecord(seq, identity, order, now)
+            for seq, identity, order in rows.in_line()
+            .values_list("seq", "identity", "order")
+            .iterator(chunk_size=10_000)
+        )
+        active = (
+            ActiveRecord(seq, identity, admitted.timestamp(), expires.timestamp())
+            for seq, identity, admitted, expires in rows.filter(
+                state=EntryState.ADMITTED.value, pass_expires_at__gt=_dt(now)
+            )
+            .order_by("seq")
+            .values_list("seq", "identity", "admitted_at", "pass_expires_at")
+            .iterator(chunk_size=10_000)
+        )
+        next_seq = rows.aggregate(m=Max("seq"))["m"] or 0
+        admitted_total = AdmissionRow.objects.filter(queue=queue).count()
+        store.rebuild(
+            queue.store_id,
+            _config(queue),
+            waiting=waiting,
+            active=active,
+            next_seq=next_seq,
+            admitted_total=admitted_total,
+            now=now,
+        )
+        live = rows.live().count()
+        log.info("queue rebuilt", extra={"queue": queue.slug, "live": live})
+        return live
+    finally:
+        store.release_lock(lock, owner)

@@ -1,0 +1,253 @@
+"""The hot-state contract: what every store backend does, atomically, for each queue.
+
+A store holds each queue's line (waiting entries in order), its active passes and the outflow
+bucket. Every operation is atomic per queue, so any number of processes may call it at once.
+Every change to an entry is also written to the queue's journal, which the services copy into
+the database rows and then acknowledge: a process that dies in between leaves the change in the
+journal for the next tick to finish.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..core import EntryState, QueueMode, QueueState
+
+__all__ = [
+    "ActiveRecord",
+    "Admission",
+    "Change",
+    "Counts",
+    "Placement",
+    "QueueConfig",
+    "QueueStore",
+    "StoreDump",
+    "WaitingRecord",
+]
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The knobs the store needs to decide joins and admissions atomically."""
+
+    state: QueueState = QueueState.OPEN
+    mode: QueueMode = QueueMode.AUTO
+    capacity: int | None = None
+    rate_per_minute: int | None = None
+    max_size: int | None = None
+    #: Seconds a pass stays valid after admission.
+    purchase_window: float = 900.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one live entry stands."""
+
+    seq: int
+    identity: str
+    state: EntryState  # WAITING or ADMITTED
+    #: People ahead plus one while waiting; 0 once admitted.
+    position: int
+    order: float
+    admitted_at: float | None = None
+    expires_at: float | None = None
+    #: True only for the join that created the entry.
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class Admission:
+    seq: int
+    identity: str
+    admitted_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One journal record: the latest state the store gave an entry."""
+
+    seq: int
+    identity: str
+    state: EntryState
+    order: float
+    at: float
+    admitted_at: float | None = None
+    expires_at: float | None = None
+    #: Opaque version the backend uses to acknowledge exactly this record.
+    token: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Counts:
+    state: QueueState
+    waiting: int
+    active: int
+    admitted_total: int
+    #: (time, admitted_total) samples for measuring outflow, oldest first.
+    flow: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class WaitingRecord:
+    seq: int
+    identity: str
+    order: float
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class ActiveRecord:
+    seq: int
+    identity: str
+    admitted_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class StoreDump:
+    """Everything a queue holds, for rebuild checks, tests and admin; costly on long lines."""
+
+    config: QueueConfig
+    next_seq: int
+    admitted_total: int
+    waiting: list[WaitingRecord]
+    active: list[ActiveRecord]
+
+
+class QueueStore(abc.ABC):
+    """One queue's hot state. ``queue_id`` is the Queue's primary key as a string.
+
+    Operations on a queue the store has not loaded (never configured, or lost with a Redis
+    flush) raise QueueUnavailable; the services rebuild it from the rows and try again.
+    """
+
+    # -- set-up -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
+        """Create the queue, or change its knobs and state (effective for the next operation).
+
+        Closing is done by ``close``; a config with state CLOSED only records it.
+        """
+
+    @abc.abstractmethod
+    def rebuild(
+        self,
+        queue_id: str,
+        config: QueueConfig,
+        *,
+        waiting: Iterable[WaitingRecord],
+        active: Iterable[ActiveRecord],
+        next_seq: int,
+        admitted_total: int,
+        now: float,
+    ) -> None:
+        """Replace whatever the store holds for the queue with these records."""
+
+    @abc.abstractmethod
+    def delete(self, queue_id: str) -> None:
+        """Forget the queue entirely."""
+
+    @abc.abstractmethod
+    def is_loaded(self, queue_id: str) -> bool: ...
+
+    # -- people -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def join(self, queue_id: str, identity: str, now: float) -> Placement:
+        """Give ``identity`` its one place: a new entry at the back, or its existing one.
+
+        A new entry is admitted at once when the queue is open and either the mode is OFF, or
+        the mode is AUTO, nobody waits and the outflow allows one more. Raises QueueClosed or
+        QueueFull (``max_size`` entries waiting) and changes nothing then.
+        """
+
+    @abc.abstractmethod
+    def locate(self, queue_id: str, identity: str) -> Placement | None:
+        """The identity's live entry, or None."""
+
+    @abc.abstractmethod
+    def touch(self, queue_id: str, identity: str, now: float) -> bool:
+        """Mark the identity's waiting entry as seen now; False if it has none."""
+
+    @abc.abstractmethod
+    def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
+        """Take the identity's waiting entry out of line (LEFT); None if it is not waiting."""
+
+    @abc.abstractmethod
+    def abandon(self, queue_id: str, seen_before: float, now: float) -> list[Change]:
+        """Move waiting entries not seen since ``seen_before`` to ABANDONED."""
+
+    # -- outflow ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def admit(
+        self, queue_id: str, now: float, *, limit: int | None = None, use_rate: bool = True
+    ) -> list[Admission]:
+        """Admit from the head of the line, as many as the outflow policy allows.
+
+        Never past capacity; only while the queue is OPEN. ``use_rate=False`` (an operator's
+        "admit N now") ignores the rate bucket but never capacity.
+        """
+
+    @abc.abstractmethod
+    def expire(self, queue_id: str, now: float) -> list[Change]:
+        """End every pass whose expiry is at or before ``now`` (EXPIRED)."""
+
+    @abc.abstractmethod
+    def release(self, queue_id: str, seq: int, now: float) -> Change | None:
+        """End an active pass because its order completed (COMPLETED); None if not active."""
+
+    @abc.abstractmethod
+    def revoke(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        """End these live entries, waiting or admitted (REVOKED); unknown seqs are skipped."""
+
+    @abc.abstractmethod
+    def close(self, queue_id: str, now: float) -> int:
+        """Close the queue: no more joins, every waiting entry REVOKED. Returns how many.
+
+        Active passes stay valid until they expire or are released. The revoked waiting
+        entries are not journalled one by one (there may be a million); the services update
+        their rows in one statement.
+        """
+
+    @abc.abstractmethod
+    def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
+        """Deal the waiting entries new orders with ``core.shuffle_order``; returns them."""
+
+    # -- reading ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def position(self, queue_id: str, seq: int) -> int | None:
+        """People ahead plus one, exact; None if ``seq`` is not waiting."""
+
+    @abc.abstractmethod
+    def pass_active(self, queue_id: str, seq: int, now: float) -> bool:
+        """Whether the pass of entry ``seq`` is active (admitted, not yet ended, not expired)."""
+
+    @abc.abstractmethod
+    def counts(self, queue_id: str) -> Counts: ...
+
+    @abc.abstractmethod
+    def dump(self, queue_id: str) -> StoreDump: ...
+
+    # -- journal and departures -------------------------------------------------------
+    @abc.abstractmethod
+    def journal(self, queue_id: str, limit: int = 10_000) -> list[Change]:
+        """Changes not yet acknowledged, oldest first."""
+
+    @abc.abstractmethod
+    def ack(self, queue_id: str, changes: Iterable[Change]) -> None:
+        """Drop these records from the journal, unless a newer change replaced them."""
+
+    @abc.abstractmethod
+    def drain_departures(self, queue_id: str) -> list[float]:
+        """Orders of the waiting entries that left the line other than by admission since the
+        last call (left, abandoned, revoked), for the live broadcast; each is returned once."""
+
+    # -- locking (rebuild, tick loop) --------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew a named lock for ``ttl`` seconds; False if another owner holds it."""
+
+    @abc.abstractmethod
+    def release_lock(self, name: str, owner: str) -> None: ...

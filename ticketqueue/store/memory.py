@@ -1,0 +1,370 @@
+"""MemoryStore: the store contract in one process, for the embedded default and for tests.
+
+Every operation runs under one lock, which gives the same atomicity Redis gives the Lua scripts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from sortedcontainers import SortedList
+
+from ..core import (
+    FLOW_SAMPLE_EVERY,
+    Bucket,
+    EntryState,
+    OutflowPolicy,
+    QueueClosed,
+    QueueFull,
+    QueueMode,
+    QueueState,
+    QueueUnavailable,
+    shuffle_order,
+)
+from .base import (
+    ActiveRecord,
+    Admission,
+    Change,
+    Counts,
+    Placement,
+    QueueConfig,
+    QueueStore,
+    StoreDump,
+    WaitingRecord,
+)
+
+__all__ = ["MemoryStore"]
+
+FLOW_SAMPLES_KEPT = 64
+
+
+@dataclass
+class _Queue:
+    config: QueueConfig
+    bucket: Bucket
+    next_seq: int = 0
+    admitted_total: int = 0
+    line: SortedList = field(default_factory=SortedList)  # (order, seq)
+    waiting: dict[int, WaitingRecord] = field(default_factory=dict)
+    active: dict[int, ActiveRecord] = field(default_factory=dict)
+    expiries: SortedList = field(default_factory=SortedList)  # (expires_at, seq)
+    seq_of: dict[str, int] = field(default_factory=dict)  # identity -> live seq
+    journal: dict[int, Change] = field(default_factory=dict)
+    departures: list[float] = field(default_factory=list)
+    flow: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def policy(self) -> OutflowPolicy:
+        return OutflowPolicy(self.config.capacity, self.config.rate_per_minute)
+
+
+class MemoryStore(QueueStore):
+    def __init__(self) -> None:
+        self._queues: dict[str, _Queue] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.RLock()
+        self._versions = itertools.count(1)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _get(self, queue_id: str) -> _Queue:
+        try:
+            return self._queues[queue_id]
+        except KeyError:
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.") from None
+
+    def _record(self, q: _Queue, change: Change) -> Change:
+        change = replace(change, token=str(next(self._versions)))
+        q.journal.pop(change.seq, None)  # re-insert so the journal stays oldest first
+        q.journal[change.seq] = change
+        return change
+
+    def _unwait(self, q: _Queue, seq: int) -> WaitingRecord:
+        rec = q.waiting.pop(seq)
+        q.line.remove((rec.order, seq))
+        return rec
+
+    def _end_waiting(self, q: _Queue, seq: int, state: EntryState, now: float) -> Change:
+        rec = self._unwait(q, seq)
+        q.seq_of.pop(rec.identity, None)
+        q.departures.append(rec.order)
+        return self._record(q, Change(seq, rec.identity, state, rec.order, now))
+
+    def _end_active(self, q: _Queue, seq: int, state: EntryState, now: float) -> Change:
+        rec = q.active.pop(seq)
+        q.expiries.remove((rec.expires_at, seq))
+        q.seq_of.pop(rec.identity, None)
+        return self._record(
+            q, Change(seq, rec.identity, state, 0.0, now, rec.admitted_at, rec.expires_at)
+        )
+
+    def _admit_one(self, q: _Queue, seq: int, identity: str, order: float, now: float) -> Admission:
+        expires_at = now + q.config.purchase_window
+        rec = ActiveRecord(seq, identity, now, expires_at)
+        q.active[seq] = rec
+        q.expiries.add((expires_at, seq))
+        q.admitted_total += 1
+        self._record(q, Change(seq, identity, EntryState.ADMITTED, order, now, now, expires_at))
+        return Admission(seq, identity, now, expires_at)
+
+    def _sample_flow(self, q: _Queue, now: float) -> None:
+        if not q.flow or now - q.flow[-1][0] >= FLOW_SAMPLE_EVERY:
+            q.flow.append((now, q.admitted_total))
+            del q.flow[:-FLOW_SAMPLES_KEPT]
+
+    def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:
+        if seq in q.waiting:
+            rec = q.waiting[seq]
+            position = q.line.bisect_left((rec.order, seq)) + 1
+            return Placement(seq, rec.identity, EntryState.WAITING, position, rec.order, created=created)
+        act = q.active[seq]
+        return Placement(
+            seq, act.identity, EntryState.ADMITTED, 0, 0.0, act.admitted_at, act.expires_at, created
+        )
+
+    # -- set-up -------------------------------------------------------------------------
+    def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
+        with self._mutex:
+            q = self._queues.get(queue_id)
+            if q is None:
+                policy = OutflowPolicy(config.capacity, config.rate_per_minute)
+                self._queues[queue_id] = _Queue(config=config, bucket=policy.full_bucket(now))
+                return
+            if q.config.state is QueueState.CLOSED:
+                config = replace(config, state=QueueState.CLOSED)  # closed is final
+            q.config = config
+
+    def rebuild(
+        self,
+        queue_id: str,
+        config: QueueConfig,
+        *,
+        waiting: Iterable[WaitingRecord],
+        active: Iterable[ActiveRecord],
+        next_seq: int,
+        admitted_total: int,
+        now: float,
+    ) -> None:
+        policy = OutflowPolicy(config.capacity, config.rate_per_minute)
+        q = _Queue(config=config, bucket=policy.full_bucket(now), next_seq=next_seq)
+        q.admitted_total = admitted_total
+        for w in waiting:
+            q.waiting[w.seq] = w
+            q.line.add((w.order, w.seq))
+            q.seq_of[w.identity] = w.seq
+        for a in active:
+            q.active[a.seq] = a
+            q.expiries.add((a.expires_at, a.seq))
+            q.seq_of[a.identity] = a.seq
+        with self._mutex:
+            self._queues[queue_id] = q
+
+    def delete(self, queue_id: str) -> None:
+        with self._mutex:
+            self._queues.pop(queue_id, None)
+
+    def is_loaded(self, queue_id: str) -> bool:
+        with self._mutex:
+            return queue_id in self._queues
+
+    # -- people -------------------------------------------------------------------------
+    def join(self, queue_id: str, identity: str, now: float) -> Placement:
+        with self._mutex:
+            q = self._get(queue_id)
+            seq = q.seq_of.get(identity)
+            if seq is not None:
+                return self._placement(q, seq)
+            cfg = q.config
+            if not cfg.state.takes_joins:
+                raise QueueClosed()
+            if cfg.max_size is not None and len(q.waiting) >= cfg.max_size:
+                raise QueueFull()
+            q.next_seq += 1
+            seq = q.next_seq
+            order = float(seq)
+            q.seq_of[identity] = seq
+            if cfg.state.admits and cfg.mode is not QueueMode.ALWAYS:
+                admit_now = cfg.mode is QueueMode.OFF
+                if cfg.mode is QueueMode.AUTO and not q.waiting:
+                    q.bucket = q.policy.refill(q.bucket, now)
+                    if q.policy.allowance(active=len(q.active), waiting=1, tokens=q.bucket.tokens):
+                        q.bucket = Bucket(q.bucket.tokens - 1, q.bucket.at)
+                        admit_now = True
+                if admit_now:
+                    self._admit_one(q, seq, identity, order, now)
+                    self._sample_flow(q, now)
+                    return self._placement(q, seq, created=True)
+            rec = WaitingRecord(seq, identity, order, now)
+            q.waiting[seq] = rec
+            q.line.add((order, seq))
+            self._record(q, Change(seq, identity, EntryState.WAITING, order, now))
+            return self._placement(q, seq, created=True)
+
+    def locate(self, queue_id: str, identity: str) -> Placement | None:
+        with self._mutex:
+            q = self._get(queue_id)
+            seq = q.seq_of.get(identity)
+            return None if seq is None else self._placement(q, seq)
+
+    def touch(self, queue_id: str, identity: str, now: float) -> bool:
+        with self._mutex:
+            q = self._get(queue_id)
+            seq = q.seq_of.get(identity)
+            if seq is None or seq not in q.waiting:
+                return False
+            q.waiting[seq] = replace(q.waiting[seq], seen_at=now)
+            return True
+
+    def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
+        with self._mutex:
+            q = self._get(queue_id)
+            seq = q.seq_of.get(identity)
+            if seq is None or seq not in q.waiting:
+                return None
+            return self._end_waiting(q, seq, EntryState.LEFT, now)
+
+    def abandon(self, queue_id: str, seen_before: float, now: float) -> list[Change]:
+        with self._mutex:
+            q = self._get(queue_id)
+            stale = [s for s, w in q.waiting.items() if w.seen_at < seen_before]
+            return [self._end_waiting(q, s, EntryState.ABANDONED, now) for s in sorted(stale)]
+
+    # -- outflow ------------------------------------------------------------------------
+    def admit(
+        self, queue_id: str, now: float, *, limit: int | None = None, use_rate: bool = True
+    ) -> list[Admission]:
+        with self._mutex:
+            q = self._get(queue_id)
+            if not q.config.state.admits:
+                return []
+            q.bucket = q.policy.refill(q.bucket, now)
+            tokens = q.bucket.tokens if use_rate else float(len(q.waiting))
+            n = q.policy.allowance(
+                active=len(q.active), waiting=len(q.waiting), tokens=tokens, limit=limit
+            )
+            admitted = []
+            for order, seq in list(q.line.islice(0, n)):
+                rec = self._unwait(q, seq)
+                admitted.append(self._admit_one(q, seq, rec.identity, order, now))
+            if use_rate and n:
+                q.bucket = Bucket(q.bucket.tokens - n, q.bucket.at)
+            if n:
+                self._sample_flow(q, now)
+            return admitted
+
+    def expire(self, queue_id: str, now: float) -> list[Change]:
+        with self._mutex:
+            q = self._get(queue_id)
+            due = [seq for exp, seq in q.expiries.irange(maximum=(now, float("inf")))]
+            return [self._end_active(q, seq, EntryState.EXPIRED, now) for seq in due]
+
+    def release(self, queue_id: str, seq: int, now: float) -> Change | None:
+        with self._mutex:
+            q = self._get(queue_id)
+            if seq not in q.active:
+                return None
+            return self._end_active(q, seq, EntryState.COMPLETED, now)
+
+    def revoke(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        with self._mutex:
+            q = self._get(queue_id)
+            changes = []
+            for seq in seqs:
+                if seq in q.waiting:
+                    changes.append(self._end_waiting(q, seq, EntryState.REVOKED, now))
+                elif seq in q.active:
+                    changes.append(self._end_active(q, seq, EntryState.REVOKED, now))
+            return changes
+
+    def close(self, queue_id: str, now: float) -> int:
+        with self._mutex:
+            q = self._get(queue_id)
+            q.config = replace(q.config, state=QueueState.CLOSED)
+            count = len(q.waiting)
+            for rec in q.waiting.values():
+                q.seq_of.pop(rec.identity, None)
+                q.journal.pop(rec.seq, None)  # the rows are closed in bulk
+            q.waiting.clear()
+            q.line.clear()
+            return count
+
+    def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
+        with self._mutex:
+            q = self._get(queue_id)
+            orders = shuffle_order([(w.seq, w.order) for w in q.waiting.values()], seed)
+            q.line.clear()
+            for seq, order in orders.items():
+                q.waiting[seq] = replace(q.waiting[seq], order=order)
+                q.line.add((order, seq))
+            return orders
+
+    # -- reading ------------------------------------------------------------------------
+    def position(self, queue_id: str, seq: int) -> int | None:
+        with self._mutex:
+            q = self._get(queue_id)
+            rec = q.waiting.get(seq)
+            return None if rec is None else q.line.bisect_left((rec.order, seq)) + 1
+
+    def pass_active(self, queue_id: str, seq: int, now: float) -> bool:
+        with self._mutex:
+            q = self._queues.get(queue_id)
+            rec = q.active.get(seq) if q else None
+            return rec is not None and rec.expires_at > now
+
+    def counts(self, queue_id: str) -> Counts:
+        with self._mutex:
+            q = self._get(queue_id)
+            return Counts(
+                q.config.state, len(q.waiting), len(q.active), q.admitted_total, tuple(q.flow)
+            )
+
+    def dump(self, queue_id: str) -> StoreDump:
+        with self._mutex:
+            q = self._get(queue_id)
+            return StoreDump(
+                config=q.config,
+                next_seq=q.next_seq,
+                admitted_total=q.admitted_total,
+                waiting=[q.waiting[seq] for _, seq in q.line],
+                active=sorted(q.active.values(), key=lambda a: a.seq),
+            )
+
+    # -- journal and departures -------------------------------------------------------
+    def journal(self, queue_id: str, limit: int = 10_000) -> list[Change]:
+        with self._mutex:
+            q = self._get(queue_id)
+            return list(itertools.islice(q.journal.values(), limit))
+
+    def ack(self, queue_id: str, changes: Iterable[Change]) -> None:
+        with self._mutex:
+            q = self._queues.get(queue_id)
+            if q is None:
+                return
+            for change in changes:
+                current = q.journal.get(change.seq)
+                if current is not None and current.token == change.token:
+                    del q.journal[change.seq]
+
+    def drain_departures(self, queue_id: str) -> list[float]:
+        with self._mutex:
+            q = self._get(queue_id)
+            drained, q.departures = q.departures, []
+            return drained
+
+    # -- locking ------------------------------------------------------------------------
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        with self._mutex:
+            now = time.monotonic()
+            held = self._locks.get(name)
+            if held and held[0] != owner and held[1] > now:
+                return False
+            self._locks[name] = (owner, now + ttl)
+            return True
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self._mutex:
+            if self._locks.get(name, ("",))[0] == owner:
+                del self._locks[name]
