@@ -31,7 +31,8 @@ timer: Callable[[], float] = time.time
 def _hs256_key() -> bytes:
     if queue_settings.PASS_SECRET:
         return str(queue_settings.PASS_SECRET).encode()
-    return salted_hmac("ticketqueue.passes", "pass-signing-key", secret=settings.SECRET_KEY).digest()
+    return salted_hmac("ticketqueue.passes", "pass-signing-key", secret=settings.SECRET_KEY, algorithm="sha256"
+    ).digest()
 
 
 def sign(claims: PassClaims) -> str:

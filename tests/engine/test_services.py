@@ -1,0 +1,206 @@
+"""Services over the real store and database: joining, ticking, passes, operator actions."""
+
+import pytest
+
+from ticketqueue import passes, services
+from ticketqueue.core import (
+    EntryNotFound,
+    InvalidTransition,
+    PassExpired,
+    PassInvalid,
+    PassNotActive,
+    PassWrongIdentity,
+    QueueClosed,
+    QueueFull,
+    QueueNotFound,
+)
+from ticketqueue.models import Admission, Entry, Queue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def make_queue(live_store):
+    def make(**fields):
+        fields.setdefault("slug", "sale")
+        fields.setdefault("name", "The sale")
+        queue = Queue.objects.create(**fields)
+        services.configure(queue, T0)
+        return queue
+
+    return make
+
+
+def rows(queue, **filters):
+    return list(
+        Entry.objects.filter(queue=queue, **filters).order_by("seq").values_list("seq", "state")
+    )
+
+
+def test_join_commits_the_row_before_answering(make_queue):
+    queue = make_queue(mode="always", capacity=2)
+    status = services.join(queue, "user:1", T0)
+    assert (status.state, status.position, status.waiting) == ("waiting", 1, 1)
+    assert rows(queue) == [(1, "waiting")]
+    again = services.join(queue, "user:1", T0 + 1)
+    assert again.seq == status.seq and rows(queue) == [(1, "waiting")]
+
+
+def test_auto_mode_join_gets_a_pass_at_once(make_queue):
+    queue = make_queue(mode="auto", capacity=1, purchase_window=60)
+    first = services.join(queue, "user:1", T0)
+    assert first.state == "admitted" and first.pass_token
+    claims = passes.verify(first.pass_token, queue_id=queue.store_id, now=T0 + 1)
+    assert (claims.identity, claims.seq) == ("user:1", first.seq)
+    assert services.join(queue, "user:2", T0).position == 1
+    assert rows(queue) == [(1, "admitted"), (2, "waiting")]
+    assert Admission.objects.filter(queue=queue).count() == 1
+
+
+def test_tick_admits_in_order_writes_rows_and_logs_each_admission_once(make_queue):
+    queue = make_queue(mode="always", capacity=2, purchase_window=60)
+    for i in range(5):
+        services.join(queue, f"user:{i}", T0)
+    result = services.tick(queue, T0 + 1)
+    assert [a.seq for a in result.admitted] == [1, 2]
+    assert len(result.passes) == 2
+    assert rows(queue, state="admitted") == [(1, "admitted"), (2, "admitted")]
+    assert services.status(queue, "user:3", T0 + 1).position == 2
+    services.tick(queue, T0 + 2)
+    assert Admission.objects.filter(queue=queue).count() == 2
+    # Expiry frees the slots on the next tick and the next in line go through.
+    result = services.tick(queue, T0 + 61)
+    assert sorted(c.seq for c in result.expired) == [1, 2]
+    assert [a.seq for a in result.admitted] == [3, 4]
+    assert rows(queue, state="expired") == [(1, "expired"), (2, "expired")]
+
+
+def test_status_returns_the_pass_once_granted(make_queue):
+    queue = make_queue(mode="always", capacity=5)
+    services.join(queue, "anon:abc", T0)
+    services.tick(queue, T0 + 1)
+    status = services.status(queue, "anon:abc", T0 + 2)
+    assert status.state == "admitted" and status.position == 0
+    assert passes.verify(status.pass_token, queue_id=queue.store_id, now=T0 + 2).seq == 1
+    nobody = services.status(queue, "anon:nobody", T0 + 2)
+    assert nobody.state is None and nobody.waiting == 0
+
+
+def test_release_frees_the_slot_at_once_and_only_once(make_queue):
+    queue = make_queue(mode="always", capacity=1, purchase_window=60)
+    services.join(queue, "user:1", T0)
+    services.join(queue, "user:2", T0)
+    token = services.tick(queue, T0).passes[0][1]
+    with pytest.raises(PassWrongIdentity):
+        services.release(token, identity="user:2", now=T0 + 1)
+    change = services.release(token, identity="user:1", now=T0 + 1)
+    assert change.state.value == "completed"
+    with pytest.raises(PassNotActive):
+        services.release(token, now=T0 + 1)
+    assert [a.seq for a in services.tick(queue, T0 + 1).admitted] == [2]
+    assert rows(queue) == [(1, "completed"), (2, "admitted")]
+
+
+def test_release_refuses_forged_and_expired_passes_and_changes_nothing(make_queue):
+    queue = make_queue(mode="always", capacity=1, purchase_window=60)
+    services.join(queue, "user:1", T0)
+    token = services.tick(queue, T0).passes[0][1]
+    with pytest.raises(PassInvalid) as err:
+        services.release(token[:-2] + "xx", now=T0)
+    assert err.value.code == "pass_invalid"
+    with pytest.raises(PassExpired):
+        services.release(token, now=T0 + 61)
+    assert rows(queue) == [(1, "admitted")]
+
+
+def test_leave_and_unknown_entry(make_queue):
+    queue = make_queue(mode="always")
+    services.join(queue, "user:1", T0)
+    services.join(queue, "user:2", T0)
+    services.leave(queue, "user:1", T0)
+    assert services.status(queue, "user:2", T0).position == 1
+    with pytest.raises(EntryNotFound) as err:
+        services.leave(queue, "user:1", T0)
+    assert err.value.code == "entry_not_found"
+    assert rows(queue) == [(1, "left"), (2, "waiting")]
+
+
+def test_unknown_queue_is_a_typed_error():
+    with pytest.raises(QueueNotFound) as err:
+        services.get_queue("no-such-sale")
+    assert (err.value.code, err.value.status) == ("queue_not_found", 404)
+
+
+def test_close_turns_everyone_waiting_away_and_refuses_joins(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    for i in range(3):
+        services.join(queue, f"user:{i}", T0)
+    services.tick(queue, T0)
+    assert services.close(queue, T0 + 1) == 2
+    with pytest.raises(QueueClosed):
+        services.join(queue, "user:9", T0 + 2)
+    assert rows(queue) == [(1, "admitted"), (2, "revoked"), (3, "revoked")]
+    assert Entry.objects.filter(queue=queue).count() == 3
+    with pytest.raises(InvalidTransition):
+        services.pause(queue, T0 + 3)
+
+
+def test_full_queue_refuses_a_clear_way(make_queue):
+    queue = make_queue(mode="always", max_size=1)
+    services.join(queue, "user:1", T0)
+    with pytest.raises(QueueFull):
+        services.join(queue, "user:2", T0)
+    assert rows(queue) == [(1, "waiting")]
+
+
+def test_pause_stops_admission_and_resume_restarts_it(make_queue):
+    queue = make_queue(mode="always", capacity=5)
+    services.join(queue, "user:1", T0)
+    services.pause(queue, T0)
+    assert services.tick(queue, T0 + 1).admitted == []
+    assert services.join(queue, "user:2", T0 + 1).position == 2
+    services.resume(queue, T0 + 2)
+    assert len(services.tick(queue, T0 + 3).admitted) == 2
+
+
+def test_prequeue_is_shuffled_once_with_a_recorded_seed(make_queue):
+    from datetime import UTC, datetime
+
+    queue = make_queue(state="scheduled", opens_at=datetime.fromtimestamp(T0 + 60, UTC),
+                       mode="always", capacity=100)
+    for i in range(30):
+        services.join(queue, f"user:{i}", T0)
+    assert services.tick(queue, T0 + 1).admitted == []
+    services.open_queue(queue, T0 + 60, seed=42)
+    queue.refresh_from_db()
+    assert queue.prequeue_seed == 42 and queue.state == "open"
+    late = services.join(queue, "user:late", T0 + 61)
+    assert late.position == 31
+    admitted = [a.seq for a in services.tick(queue, T0 + 62).admitted]
+    assert admitted[-1] == late.seq
+    assert sorted(admitted[:30]) == list(range(1, 31)) and admitted[:30] != list(range(1, 31))
+    # The rows carry the drawn order, so a rebuild restores it.
+    line = list(Entry.objects.filter(queue=queue).order_by("order").values_list("seq", flat=True))
+    assert line == admitted
+
+
+def test_revoke_by_operator(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    services.join(queue, "user:1", T0)
+    services.join(queue, "user:2", T0)
+    services.tick(queue, T0)
+    changes = services.revoke(queue, [1, 2], now=T0 + 1)
+    assert len(changes) == 2
+    assert rows(queue) == [(1, "revoked"), (2, "revoked")]
+
+
+def test_abandon_unseen_after_grace(make_queue):
+    queue = make_queue(mode="always", disconnect_grace=30)
+    services.join(queue, "user:1", T0)
+    services.join(queue, "user:2", T0)
+    services.heartbeat(queue, "user:2", T0 + 25)
+    gone = services.abandon_unseen(queue, T0 + 40)
+    assert [c.seq for c in gone] == [1]
+    assert rows(queue) == [(1, "abandoned"), (2, "waiting")]
