@@ -202,6 +202,12 @@ class Entry(models.Model):
         blank=True,
         help_text=_("End of the entry's purchase window."),
     )
+    admission_number = models.PositiveBigIntegerField(
+        _("admission number"),
+        null=True,
+        blank=True,
+        help_text=_("1 for the queue's first admission, 2 for the next, and so on."),
+    )
     ended_at = models.DateTimeField(
         _("ended at"),
         null=True,
@@ -250,6 +256,10 @@ class Admission(models.Model):
         help_text=_("The queue the entry was admitted from."),
     )
     seq = models.BigIntegerField(_("sequence"), help_text=_("The admitted entry's sequence."))
+    number = models.PositiveBigIntegerField(
+        _("admission number"),
+        help_text=_("1 for the queue's first admission, 2 for the next: the order of admission."),
+    )
     identity = models.CharField(
         _("identity"), max_length=100, help_text=_("Who was admitted.")
     )
@@ -259,7 +269,7 @@ class Admission(models.Model):
     class Meta:
         verbose_name = _("admission")
         verbose_name_plural = _("admissions")
-        ordering = ["queue", "admitted_at", "seq"]
+        ordering = ["queue", "number"]
         constraints = [
             models.UniqueConstraint(fields=["queue", "seq"], name="ticketqueue_admission_once"),
         ]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import BigIntegerField, Case, Max, Value, When
 
 from . import passes, signals
 from .core import (
@@ -192,7 +192,11 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
         signals.entry_joined.send(sender=Queue, queue=queue, placement=placement)
         if placement.state is EntryState.ADMITTED:
             admission = Admission(
-                placement.seq, identity, placement.admitted_at or now, placement.expires_at or now
+                placement.seq,
+                identity,
+                placement.admitted_at or now,
+                placement.expires_at or now,
+                placement.admission_number or 0,
             )
             signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
     return _status(queue, placement, now)
@@ -212,13 +216,16 @@ def _create_row(queue: Queue, placement: Placement, now: float) -> None:
                     joined_at=_dt(now),
                     admitted_at=_dt(placement.admitted_at),
                     pass_expires_at=_dt(placement.expires_at),
+                    admission_number=placement.admission_number,
                 )
             ],
             ignore_conflicts=True,  # the tick's journal sync may have written it first
         )
         if admitted:
-            _log_admissions(queue, [(placement.seq, placement.identity, placement.admitted_at,
-                                     placement.expires_at)])
+            _log_admissions(queue, [Change(
+                placement.seq, placement.identity, placement.state, placement.order, now,
+                placement.admitted_at, placement.expires_at, placement.admission_number,
+            )])
 
 
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:
@@ -443,45 +450,52 @@ def _sync(queue: Queue, changes: Iterable[Change]) -> None:
                     joined_at=_dt(c.at if c.state is EntryState.WAITING else c.admitted_at or c.at),
                     admitted_at=_dt(c.admitted_at),
                     pass_expires_at=_dt(c.expires_at),
+                    admission_number=c.admission_number,
                     ended_at=None if c.state.is_live else _dt(c.at),
                 )
                 for c in missing
             ],
             ignore_conflicts=True,
         )
-        groups: dict[tuple[EntryState, float, float | None, float | None], list[int]] = (
+        # One UPDATE per kind of change: a tick's admissions share their time and state.
+        groups: dict[tuple[EntryState, float, float | None, float | None], list[Change]] = (
             defaultdict(list)
         )
         for c in changes:
             if c.seq in existing and c.state is not EntryState.WAITING:
-                groups[(c.state, c.at, c.admitted_at, c.expires_at)].append(c.seq)
+                groups[(c.state, c.at, c.admitted_at, c.expires_at)].append(c)
         for (state, at, admitted_at, expires_at), group in groups.items():
             values: dict[str, Any] = {"state": state.value}
             if admitted_at is not None:
                 values.update(admitted_at=_dt(admitted_at), pass_expires_at=_dt(expires_at))
+                values["admission_number"] = Case(
+                    *[When(seq=c.seq, then=Value(c.admission_number)) for c in group],
+                    output_field=BigIntegerField(),
+                )
             if not state.is_live:
                 values["ended_at"] = _dt(at)
             Entry.objects.filter(
-                queue=queue, seq__in=group, state__in=_PREDECESSORS.get(state, _LIVE)
+                queue=queue,
+                seq__in=[c.seq for c in group],
+                state__in=_PREDECESSORS.get(state, _LIVE),
             ).update(**values)
-        _log_admissions(
-            queue,
-            [(c.seq, c.identity, c.admitted_at, c.expires_at) for c in changes if c.admitted_at],
-        )
+        _log_admissions(queue, [c for c in changes if c.admitted_at is not None])
     get_store().ack(queue.store_id, changes)
 
 
-def _log_admissions(
-    queue: Queue, rows: Sequence[tuple[int, str, float | None, float | None]]
-) -> None:
-    if rows:
+def _log_admissions(queue: Queue, changes: Sequence[Change]) -> None:
+    if changes:
         AdmissionRow.objects.bulk_create(
             [
                 AdmissionRow(
-                    queue=queue, seq=seq, identity=identity,
-                    admitted_at=_dt(admitted_at), expires_at=_dt(expires_at),
+                    queue=queue,
+                    seq=c.seq,
+                    number=c.admission_number or 0,
+                    identity=c.identity,
+                    admitted_at=_dt(c.admitted_at),
+                    expires_at=_dt(c.expires_at),
                 )
-                for seq, identity, admitted_at, expires_at in rows
+                for c in changes
             ],
             ignore_conflicts=True,  # exactly one row per admission, however often synced
         )
@@ -593,16 +607,18 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
             .iterator(chunk_size=10_000)
         )
         active = (
-            ActiveRecord(seq, identity, admitted.timestamp(), expires.timestamp())
-            for seq, identity, admitted, expires in rows.filter(
+            ActiveRecord(seq, identity, admitted.timestamp(), expires.timestamp(), number or 0)
+            for seq, identity, admitted, expires, number in rows.filter(
                 state=EntryState.ADMITTED.value, pass_expires_at__gt=_dt(now)
             )
             .order_by("seq")
-            .values_list("seq", "identity", "admitted_at", "pass_expires_at")
+            .values_list("seq", "identity", "admitted_at", "pass_expires_at", "admission_number")
             .iterator(chunk_size=10_000)
         )
         next_seq = rows.aggregate(m=Max("seq"))["m"] or 0
-        admitted_total = AdmissionRow.objects.filter(queue=queue).count()
+        admitted_total = (
+            AdmissionRow.objects.filter(queue=queue).aggregate(m=Max("number"))["m"] or 0
+        )
         store.rebuild(
             queue.store_id,
             _config(queue),

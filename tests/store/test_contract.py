@@ -149,10 +149,12 @@ def test_admit_is_fifo_and_never_past_capacity(store):
     join_many(store, 10)
     first = store.admit(Q, T0 + 1)
     assert [a.seq for a in first] == [1, 2, 3]
+    assert [a.number for a in first] == [1, 2, 3]
     assert first[0].expires_at == pytest.approx(T0 + 1 + 900)
     assert store.admit(Q, T0 + 2) == []
     store.release(Q, 2, T0 + 3)
-    assert [a.seq for a in store.admit(Q, T0 + 3)] == [4]
+    fourth = store.admit(Q, T0 + 3)
+    assert [(a.seq, a.number) for a in fourth] == [(4, 4)]
     assert store.counts(Q).active == 3
     assert store.position(Q, 5) == 1
 
@@ -275,6 +277,7 @@ def test_journal_records_the_latest_change_per_entry(store):
     assert [(c.seq, c.state) for c in records] == [(2, EntryState.WAITING), (1, EntryState.ADMITTED)]
     admitted = records[1]
     assert admitted.identity == "u0" and admitted.admitted_at == pytest.approx(T0 + 1)
+    assert admitted.admission_number == 1
     store.ack(Q, records)
     assert store.journal(Q) == []
 
@@ -318,7 +321,7 @@ def test_rebuild_restores_order_passes_and_counters(store):
         Q,
         config,
         waiting=[WaitingRecord(5, "e", 2.0, T0), WaitingRecord(9, "f", 1.0, T0)],
-        active=[ActiveRecord(3, "c", T0, T0 + 60)],
+        active=[ActiveRecord(3, "c", T0, T0 + 60, 4)],
         next_seq=9,
         admitted_total=4,
         now=T0,
@@ -332,6 +335,8 @@ def test_rebuild_restores_order_passes_and_counters(store):
     assert store.join(Q, "new", T0).seq == 10
     assert store.pass_active(Q, 3, T0)
     assert store.journal(Q)[0].seq == 10
+    # Numbering goes on from the rows.
+    assert [(a.seq, a.number) for a in store.admit(Q, T0, limit=1)] == [(9, 5)]
 
 
 def test_dump_round_trips_through_rebuild(store):

@@ -55,6 +55,8 @@ class Placement:
     expires_at: float | None = None
     #: True only for the join that created the entry.
     created: bool = False
+    #: The entry's place in the queue's admission order (1 = admitted first), once admitted.
+    admission_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Admission:
     identity: str
     admitted_at: float
     expires_at: float
+    #: 1 for the queue's first admission, 2 for the next...: the order admissions happened in.
+    number: int
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Change:
     at: float
     admitted_at: float | None = None
     expires_at: float | None = None
+    admission_number: int | None = None
     #: Opaque version the backend uses to acknowledge exactly this record.
     token: str = field(default="", compare=False)
 
@@ -104,6 +109,7 @@ class ActiveRecord:
     identity: str
     admitted_at: float
     expires_at: float
+    admission_number: int
 
 
 @dataclass(frozen=True)

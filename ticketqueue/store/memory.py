@@ -98,17 +98,23 @@ class MemoryStore(QueueStore):
         q.expiries.remove((rec.expires_at, seq))
         q.seq_of.pop(rec.identity, None)
         return self._record(
-            q, Change(seq, rec.identity, state, 0.0, now, rec.admitted_at, rec.expires_at)
+            q,
+            Change(
+                seq, rec.identity, state, 0.0, now,
+                rec.admitted_at, rec.expires_at, rec.admission_number,
+            ),
         )
 
     def _admit_one(self, q: _Queue, seq: int, identity: str, order: float, now: float) -> Admission:
         expires_at = now + q.config.purchase_window
-        rec = ActiveRecord(seq, identity, now, expires_at)
-        q.active[seq] = rec
-        q.expiries.add((expires_at, seq))
         q.admitted_total += 1
-        self._record(q, Change(seq, identity, EntryState.ADMITTED, order, now, now, expires_at))
-        return Admission(seq, identity, now, expires_at)
+        number = q.admitted_total
+        q.active[seq] = ActiveRecord(seq, identity, now, expires_at, number)
+        q.expiries.add((expires_at, seq))
+        self._record(
+            q, Change(seq, identity, EntryState.ADMITTED, order, now, now, expires_at, number)
+        )
+        return Admission(seq, identity, now, expires_at, number)
 
     def _sample_flow(self, q: _Queue, now: float) -> None:
         if not q.flow or now - q.flow[-1][0] >= FLOW_SAMPLE_EVERY:
@@ -122,7 +128,8 @@ class MemoryStore(QueueStore):
             return Placement(seq, rec.identity, EntryState.WAITING, position, rec.order, created=created)
         act = q.active[seq]
         return Placement(
-            seq, act.identity, EntryState.ADMITTED, 0, 0.0, act.admitted_at, act.expires_at, created
+            seq, act.identity, EntryState.ADMITTED, 0, 0.0,
+            act.admitted_at, act.expires_at, created, act.admission_number,
         )
 
     # -- set-up -------------------------------------------------------------------------
