@@ -109,7 +109,9 @@ class Queue(models.Model):
         null=True,
         blank=True,
         editable=False,
-        help_text=_("Seed of the pre-queue shuffle, recorded at opening so the draw can be audited."),
+        help_text=_(
+            "Seed of the pre-queue shuffle, recorded at opening so the draw can be audited."
+        ),
     )
     opened_at = models.DateTimeField(
         _("opened at"), null=True, blank=True, editable=False, help_text=_("When the queue opened.")
@@ -260,9 +262,7 @@ class Admission(models.Model):
         _("admission number"),
         help_text=_("1 for the queue's first admission, 2 for the next: the order of admission."),
     )
-    identity = models.CharField(
-        _("identity"), max_length=100, help_text=_("Who was admitted.")
-    )
+    identity = models.CharField(_("identity"), max_length=100, help_text=_("Who was admitted."))
     admitted_at = models.DateTimeField(_("admitted at"), help_text=_("When the pass was issued."))
     expires_at = models.DateTimeField(_("expires at"), help_text=_("When the pass expires."))
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Max, Value, When
 
 from . import passes, signals
@@ -222,10 +222,21 @@ def _create_row(queue: Queue, placement: Placement, now: float) -> None:
             ignore_conflicts=True,  # the tick's journal sync may have written it first
         )
         if admitted:
-            _log_admissions(queue, [Change(
-                placement.seq, placement.identity, placement.state, placement.order, now,
-                placement.admitted_at, placement.expires_at, placement.admission_number,
-            )])
+            _log_admissions(
+                queue,
+                [
+                    Change(
+                        placement.seq,
+                        placement.identity,
+                        placement.state,
+                        placement.order,
+                        now,
+                        placement.admitted_at,
+                        placement.expires_at,
+                        placement.admission_number,
+                    )
+                ],
+            )
 
 
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:
@@ -263,8 +274,13 @@ def _status(queue: Queue, placement: Placement | None, now: float) -> Status:
     if placement is None:
         return Status(state=None, seq=None, position=None, eta_seconds=None, **common)
     if placement.state is EntryState.ADMITTED:
-        token = issue_pass(queue, placement.seq, placement.identity,
-                           placement.admitted_at or now, placement.expires_at or now)
+        token = issue_pass(
+            queue,
+            placement.seq,
+            placement.identity,
+            placement.admitted_at or now,
+            placement.expires_at or now,
+        )
         return Status(
             state=placement.state.value,
             seq=placement.seq,
@@ -298,9 +314,7 @@ def eta(queue: Queue, position: int, counts: Counts, now: float) -> int | None:
 # -- passes ------------------------------------------------------------------------------
 
 
-def issue_pass(
-    queue: Queue, seq: int, identity: str, admitted_at: float, expires_at: float
-) -> str:
+def issue_pass(queue: Queue, seq: int, identity: str, admitted_at: float, expires_at: float) -> str:
     """The signed pass of one admission; signing again yields the same claims."""
     from .conf import queue_settings
 
@@ -389,8 +403,10 @@ def tick(
     if expired:
         signals.passes_expired.send(sender=Queue, queue=queue, changes=expired)
     if admitted:
-        log.info("entries admitted", extra={"queue": queue.slug, "count": len(admitted),
-                                           "first_seq": admitted[0].seq})
+        log.info(
+            "entries admitted",
+            extra={"queue": queue.slug, "count": len(admitted), "first_seq": admitted[0].seq},
+        )
         signals.entries_admitted.send(sender=Queue, queue=queue, admissions=admitted)
     signals.queue_ticked.send(sender=Queue, queue=queue, result=result)
     return result
@@ -399,9 +415,7 @@ def tick(
 def abandon_unseen(queue: Queue, now: float | None = None) -> list[Change]:
     """Waiting entries unseen for longer than the queue's disconnect grace become abandoned."""
     now = _now(now)
-    changes = _call(
-        queue, lambda s: s.abandon(queue.store_id, now - queue.disconnect_grace, now)
-    )
+    changes = _call(queue, lambda s: s.abandon(queue.store_id, now - queue.disconnect_grace, now))
     _sync(queue, changes)
     if changes:
         signals.entries_departed.send(sender=Queue, queue=queue, changes=changes)
@@ -434,6 +448,7 @@ def _sync(queue: Queue, changes: Iterable[Change]) -> None:
     if not changes:
         return
     with transaction.atomic():
+        _lock_rows_of(queue)
         seqs = [c.seq for c in changes]
         existing = set(
             Entry.objects.filter(queue=queue, seq__in=seqs).values_list("seq", flat=True)
@@ -481,6 +496,18 @@ def _sync(queue: Queue, changes: Iterable[Change]) -> None:
             ).update(**values)
         _log_admissions(queue, [c for c in changes if c.admitted_at is not None])
     get_store().ack(queue.store_id, changes)
+
+
+#: First half of the PostgreSQL advisory lock key that serialises row syncs per queue.
+_ADVISORY_NAMESPACE = 0x7471
+
+
+def _lock_rows_of(queue: Queue) -> None:
+    """One journal sync per queue at a time: concurrent tickers would otherwise lock the same
+    rows in different orders and deadlock. Held to the end of the transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, queue.pk])
 
 
 def _log_admissions(queue: Queue, changes: Sequence[Change]) -> None:
@@ -531,8 +558,10 @@ def open_queue(queue: Queue, now: float | None = None, *, seed: int | None = Non
             for row in rows:
                 row.order = orders[row.seq]
             Entry.objects.bulk_update(rows, ["order"], batch_size=2000)
-            log.info("pre-queue shuffled", extra={"queue": queue.slug, "seed": queue.prequeue_seed,
-                                                 "count": len(orders)})
+            log.info(
+                "pre-queue shuffled",
+                extra={"queue": queue.slug, "seed": queue.prequeue_seed, "count": len(orders)},
+            )
         queue.save(update_fields=fields)
         configure(queue, now)
     signals.queue_state_changed.send(

@@ -168,8 +168,12 @@ def test_pause_stops_admission_and_resume_restarts_it(make_queue):
 def test_prequeue_is_shuffled_once_with_a_recorded_seed(make_queue):
     from datetime import UTC, datetime
 
-    queue = make_queue(state="scheduled", opens_at=datetime.fromtimestamp(T0 + 60, UTC),
-                       mode="always", capacity=100)
+    queue = make_queue(
+        state="scheduled",
+        opens_at=datetime.fromtimestamp(T0 + 60, UTC),
+        mode="always",
+        capacity=100,
+    )
     for i in range(30):
         services.join(queue, f"user:{i}", T0)
     assert services.tick(queue, T0 + 1).admitted == []

@@ -274,7 +274,10 @@ def test_journal_records_the_latest_change_per_entry(store):
     assert [(c.seq, c.state) for c in records] == [(1, EntryState.WAITING), (2, EntryState.WAITING)]
     store.admit(Q, T0 + 1)
     records = store.journal(Q)
-    assert [(c.seq, c.state) for c in records] == [(2, EntryState.WAITING), (1, EntryState.ADMITTED)]
+    assert [(c.seq, c.state) for c in records] == [
+        (2, EntryState.WAITING),
+        (1, EntryState.ADMITTED),
+    ]
     admitted = records[1]
     assert admitted.identity == "u0" and admitted.admitted_at == pytest.approx(T0 + 1)
     assert admitted.admission_number == 1

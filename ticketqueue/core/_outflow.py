@@ -53,9 +53,13 @@ class OutflowPolicy:
             return math.inf
         return float(max(0, self.capacity - active))
 
-    def allowance(self, *, active: int, waiting: int, tokens: float, limit: int | None = None) -> int:
+    def allowance(
+        self, *, active: int, waiting: int, tokens: float, limit: int | None = None
+    ) -> int:
         """How many of ``waiting`` to admit now, given ``active`` passes and bucket ``tokens``."""
-        n = min(float(waiting), self.room(active), tokens if math.isinf(tokens) else math.floor(tokens))
+        n = min(
+            float(waiting), self.room(active), tokens if math.isinf(tokens) else math.floor(tokens)
+        )
         if limit is not None:
             n = min(n, float(limit))
         return max(0, int(n))

@@ -9,7 +9,7 @@ from ._errors import InvalidTransition
 __all__ = ["EntryState", "QueueMode", "QueueState", "check_queue_transition"]
 
 
-class QueueState(str, enum.Enum):
+class QueueState(enum.StrEnum):
     SCHEDULED = "scheduled"  # takes joins into the pre-queue, admits nobody
     OPEN = "open"
     PAUSED = "paused"  # takes joins, admits nobody
@@ -24,13 +24,13 @@ class QueueState(str, enum.Enum):
         return self is QueueState.OPEN
 
 
-class QueueMode(str, enum.Enum):
+class QueueMode(enum.StrEnum):
     AUTO = "auto"  # admit at once while under capacity and nobody waits; queue otherwise
     ALWAYS = "always"  # everyone waits in line, even when there is room
     OFF = "off"  # everyone is admitted at once (passes are still issued)
 
 
-class EntryState(str, enum.Enum):
+class EntryState(enum.StrEnum):
     WAITING = "waiting"
     ADMITTED = "admitted"
     COMPLETED = "completed"

@@ -100,8 +100,14 @@ class MemoryStore(QueueStore):
         return self._record(
             q,
             Change(
-                seq, rec.identity, state, 0.0, now,
-                rec.admitted_at, rec.expires_at, rec.admission_number,
+                seq,
+                rec.identity,
+                state,
+                0.0,
+                now,
+                rec.admitted_at,
+                rec.expires_at,
+                rec.admission_number,
             ),
         )
 
@@ -125,11 +131,20 @@ class MemoryStore(QueueStore):
         if seq in q.waiting:
             rec = q.waiting[seq]
             position = q.line.bisect_left((rec.order, seq)) + 1
-            return Placement(seq, rec.identity, EntryState.WAITING, position, rec.order, created=created)
+            return Placement(
+                seq, rec.identity, EntryState.WAITING, position, rec.order, created=created
+            )
         act = q.active[seq]
         return Placement(
-            seq, act.identity, EntryState.ADMITTED, 0, 0.0,
-            act.admitted_at, act.expires_at, created, act.admission_number,
+            seq,
+            act.identity,
+            EntryState.ADMITTED,
+            0,
+            0.0,
+            act.admitted_at,
+            act.expires_at,
+            created,
+            act.admission_number,
         )
 
     # -- set-up -------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""The pure core: outflow math, ETA, pass claims, state machines, the shuffle."""
+
+import math
+
+import pytest
+
+from ticketqueue import core
+from ticketqueue.core import (
+    Bucket,
+    InvalidTransition,
+    OutflowPolicy,
+    PassClaims,
+    PassInvalid,
+    QueueState,
+    check_queue_transition,
+    estimate_eta,
+    expected_rate,
+    measured_rate,
+    shuffle_order,
+)
+
+
+def test_allowance_takes_the_smallest_of_room_tokens_waiting_and_limit():
+    policy = OutflowPolicy(capacity=10, rate_per_minute=600)
+    assert policy.allowance(active=4, waiting=100, tokens=50) == 6
+    assert policy.allowance(active=0, waiting=3, tokens=50) == 3
+    assert policy.allowance(active=0, waiting=100, tokens=2.9) == 2
+    assert policy.allowance(active=0, waiting=100, tokens=50, limit=1) == 1
+    assert policy.allowance(active=12, waiting=100, tokens=50) == 0
+    assert OutflowPolicy().allowance(active=10**6, waiting=7, tokens=math.inf) == 7
+
+
+def test_bucket_refills_at_the_rate_up_to_its_size():
+    policy = OutflowPolicy(rate_per_minute=60)
+    assert policy.bucket_size == 2
+    assert policy.refill(Bucket(0, 100.0), 100.5).tokens == pytest.approx(0.5)
+    assert policy.refill(Bucket(0, 100.0), 1000.0).tokens == 2
+    assert policy.refill(Bucket(1, 100.0), 50.0) == Bucket(1, 100.0)
+    assert math.isinf(OutflowPolicy(capacity=3).refill(Bucket(0, 0), 1).tokens)
+
+
+def test_measured_rate_uses_recent_samples_and_counts_the_stall_since():
+    samples = [(0.0, 0), (10.0, 50), (20.0, 100)]
+    assert measured_rate(samples, now=20.0) == pytest.approx(5.0)
+    assert measured_rate(samples, now=40.0) == pytest.approx(2.5)
+    assert measured_rate(samples[:1], now=20.0) is None
+    assert measured_rate(samples, now=1000.0) is None
+
+
+def test_expected_rate_is_the_slower_of_rate_and_capacity_over_window():
+    assert expected_rate(OutflowPolicy(capacity=100), 100.0) == 1.0
+    assert expected_rate(OutflowPolicy(rate_per_minute=30), 100.0) == 0.5
+    assert expected_rate(OutflowPolicy(capacity=100, rate_per_minute=600), 100.0) == 1.0
+    assert expected_rate(OutflowPolicy(), 100.0) is None
+
+
+def test_eta_divides_position_by_rate():
+    assert estimate_eta(10, 2.0, None) == 5
+    assert estimate_eta(10, None, 0.5) == 20
+    assert estimate_eta(0, None, None) == 0
+    assert estimate_eta(5, None, None) is None
+
+
+def test_queue_transitions():
+    check_queue_transition(QueueState.SCHEDULED, QueueState.OPEN)
+    check_queue_transition(QueueState.OPEN, QueueState.PAUSED)
+    check_queue_transition(QueueState.PAUSED, QueueState.OPEN)
+    with pytest.raises(InvalidTransition) as err:
+        check_queue_transition(QueueState.CLOSED, QueueState.OPEN)
+    assert err.value.code == "invalid_transition"
+
+
+def test_claims_round_trip_and_refuse_a_mismatched_jti():
+    claims = PassClaims("iss", "42", 7, "user:1", 100, 200)
+    payload = claims.to_payload()
+    assert payload["aud"] == "ticketqueue:queue:42" and payload["jti"] == "42.7"
+    assert PassClaims.from_payload(payload) == claims
+    with pytest.raises(PassInvalid):
+        PassClaims.from_payload({**payload, "jti": "42.8"})
+    with pytest.raises(PassInvalid):
+        PassClaims.from_payload({k: v for k, v in payload.items() if k != "idn"})
+
+
+def test_shuffle_deals_the_same_orders_the_same_way_per_seed():
+    ranked = [(seq, float(seq)) for seq in range(1, 101)]
+    first = shuffle_order(ranked, 7)
+    assert first == shuffle_order(ranked, 7)
+    assert first != shuffle_order(ranked, 8)
+    assert sorted(first.values()) == [float(s) for s in range(1, 101)]
+    assert set(first) == set(range(1, 101))
+
+
+def test_error_codes_are_unique_and_stable():
+    errors = [
+        getattr(core, name)
+        for name in core.__all__
+        if name.endswith(
+            (
+                "Error",
+                "NotFound",
+                "Closed",
+                "Full",
+                "Unavailable",
+                "Transition",
+                "Invalid",
+                "Missing",
+                "Expired",
+                "Queue",
+                "Identity",
+                "Active",
+                "Input",
+            )
+        )
+    ]
+    codes = [e.code for e in errors if isinstance(e, type) and issubclass(e, core.TicketQueueError)]
+    assert len(codes) == len(set(codes))
+    assert {
+        "queue_closed",
+        "queue_full",
+        "queue_not_found",
+        "pass_expired",
+        "pass_wrong_queue",
+        "pass_invalid",
+        "entry_not_found",
+    } <= set(codes)

@@ -1,0 +1,94 @@
+"""Losing the store loses nothing: the rows rebuild the same line, order and passes."""
+
+import pytest
+
+from ticketqueue import passes, services
+from ticketqueue.models import Queue
+from ticketqueue.store import get_store, reset_store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = 1_800_000_000.0
+# A Redis database of its own, so FLUSHDB here cannot touch other tests' keys.
+DURABILITY_REDIS = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def lose_store(settings):
+    """A function that wipes the hot state the way a Redis FLUSHDB or restart would."""
+    backend = settings.TICKETQUEUE["STORE"]
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "REDIS_URL": DURABILITY_REDIS}
+    reset_store()
+
+    def lose():
+        store = get_store()
+        if backend.endswith("RedisStore"):
+            store.client.flushdb()
+        else:
+            reset_store()  # a new process: the in-memory line is gone
+
+    yield lose
+    lose()
+    reset_store()
+
+
+def snapshot(queue):
+    dump = get_store().dump(queue.store_id)
+    return (
+        [(w.seq, w.identity, w.order) for w in dump.waiting],
+        [(a.seq, a.identity, int(a.expires_at), a.admission_number) for a in dump.active],
+        dump.next_seq,
+        dump.admitted_total,
+    )
+
+
+def test_rebuild_after_flush_restores_entries_order_and_passes(lose_store):
+    queue = Queue.objects.create(slug="d", name="D", mode="always", capacity=3, purchase_window=300)
+    services.configure(queue, T0)
+    for i in range(10):
+        services.join(queue, f"user:{i}", T0 + i)
+    services.leave(queue, "user:4", T0 + 11)
+    granted = services.tick(queue, T0 + 12).passes
+    before = snapshot(queue)
+    assert len(before[0]) == 6 and len(before[1]) == 3
+
+    lose_store()
+    assert not get_store().is_loaded(queue.store_id)
+    assert services.rebuild(queue, T0 + 13) == 9
+    assert snapshot(queue) == before
+
+    # The passes issued before the loss still open the gate; positions are unchanged.
+    for _admission, token in granted:
+        claims = passes.verify(token, queue_id=queue.store_id, now=T0 + 14)
+        assert get_store().pass_active(queue.store_id, claims.seq, T0 + 14)
+    assert services.status(queue, "user:9", T0 + 14).position == 6
+    # Numbering and sequences go on where they were.
+    assert services.join(queue, "user:new", T0 + 15).seq == 11
+    assert [a.number for a in services.tick(queue, T0 + 400).admitted] == [4, 5, 6]
+
+
+def test_the_next_operation_rebuilds_a_lost_queue_by_itself(lose_store):
+    queue = Queue.objects.create(slug="e", name="E", mode="always", capacity=1)
+    services.configure(queue, T0)
+    first = services.join(queue, "user:1", T0)
+    second = services.join(queue, "user:2", T0)
+    lose_store()
+    # No operator needed: the join finds the queue missing and rebuilds it from the rows.
+    again = services.join(queue, "user:2", T0 + 1)
+    assert (again.seq, again.position) == (second.seq, 2)
+    assert services.status(queue, "user:1", T0 + 1).seq == first.seq
+    assert [a.seq for a in services.tick(queue, T0 + 2).admitted] == [first.seq]
+
+
+def test_unsynced_changes_are_written_before_a_rebuild(live_store):
+    queue = Queue.objects.create(slug="f", name="F", mode="always", capacity=2)
+    services.configure(queue, T0)
+    for i in range(4):
+        services.join(queue, f"user:{i}", T0)
+    # A worker admits in the store and dies before writing the rows ...
+    live_store.admit(queue.store_id, T0 + 1)
+    before = snapshot(queue)
+    # ... an operator rebuilds: the journal is written first, so the passes survive.
+    services.rebuild(queue, T0 + 2)
+    assert snapshot(queue) == before
+    assert queue.entries.filter(state="admitted").count() == 2
