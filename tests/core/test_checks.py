@@ -48,3 +48,14 @@ def test_memory_store_in_production_warns(settings):
     assert ids(settings, STORE="ticketqueue.store.memory.MemoryStore") == {
         Codes.MEMORY_IN_PRODUCTION
     }
+
+
+def test_every_setting_has_help_and_a_row_in_the_docs():
+    from pathlib import Path
+
+    from ticketqueue.conf import DEFAULTS, HELP
+
+    docs = (Path(__file__).parents[2] / "docs" / "settings.md").read_text()
+    for key in DEFAULTS:
+        assert HELP.get(key), key
+        assert f"| `{key}` |" in docs, f"docs/settings.md lacks {key}"
