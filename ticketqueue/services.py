@@ -21,6 +21,7 @@ from . import passes, signals
 from .core import (
     EntryNotFound,
     EntryState,
+    InvalidTransition,
     PassClaims,
     PassNotActive,
     PassWrongIdentity,
@@ -380,6 +381,8 @@ def tick(
     store, and the rows only ever move forward.
     """
     now = _now(now)
+    if queue.state == QueueState.SCHEDULED and queue.opens_at and queue.opens_at.timestamp() <= now:
+        _open_when_due(queue, now)
     store = get_store()
     qid = queue.store_id
     expired = _call(queue, lambda s: s.expire(qid, now))
@@ -410,6 +413,15 @@ def tick(
         signals.entries_admitted.send(sender=Queue, queue=queue, admissions=admitted)
     signals.queue_ticked.send(sender=Queue, queue=queue, result=result)
     return result
+
+
+def _open_when_due(queue: Queue, now: float) -> None:
+    """A scheduled queue opens on the first tick after ``opens_at``; when several workers
+    tick at once, one opens it (and draws the pre-queue) and the others see it open."""
+    try:
+        open_queue(queue, now)
+    except InvalidTransition:
+        queue.refresh_from_db()
 
 
 def abandon_unseen(queue: Queue, now: float | None = None) -> list[Change]:

@@ -208,3 +208,22 @@ def test_abandon_unseen_after_grace(make_queue):
     gone = services.abandon_unseen(queue, T0 + 40)
     assert [c.seq for c in gone] == [1]
     assert rows(queue) == [(1, "abandoned"), (2, "waiting")]
+
+
+def test_a_scheduled_queue_opens_on_the_first_tick_after_its_time(make_queue):
+    from datetime import UTC, datetime
+
+    queue = make_queue(
+        state="scheduled", opens_at=datetime.fromtimestamp(T0 + 60, UTC), mode="always", capacity=10
+    )
+    for i in range(5):
+        services.join(queue, f"user:{i}", T0)
+    assert services.tick(queue, T0 + 59).admitted == []
+    assert len(services.tick(queue, T0 + 60).admitted) == 5
+    queue.refresh_from_db()
+    assert queue.state == "open" and queue.prequeue_seed is not None
+    # Another worker holding a stale copy ticks too: no error, no second draw.
+    stale = Queue.objects.get(pk=queue.pk)
+    stale.state = "scheduled"
+    services.tick(stale, T0 + 61)
+    assert Queue.objects.get(pk=queue.pk).prequeue_seed == queue.prequeue_seed
