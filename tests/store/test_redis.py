@@ -1,0 +1,46 @@
+"""What only the Redis backend has to show: cluster-safe keys, scripts that survive a script
+cache flush, and typed errors instead of Redis ones."""
+
+import pytest
+
+from ticketqueue.core import QueueMode, QueueUnavailable
+from ticketqueue.store import QueueConfig
+
+from ..conftest import drop_store, make_redis_store
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def redis_store():
+    store = make_redis_store()
+    yield store
+    drop_store(store)
+
+
+def test_every_key_of_a_queue_shares_its_hash_tag(redis_store):
+    redis_store.configure("42", QueueConfig(mode=QueueMode.ALWAYS, capacity=1), T0)
+    for i in range(3):
+        redis_store.join("42", f"u{i}", T0)
+    redis_store.admit("42", T0)
+    redis_store.leave("42", "u2", T0)
+    keys = set(redis_store.client.scan_iter(match=f"{redis_store.prefix}:*"))
+    assert keys and all(k.startswith(f"{redis_store.prefix}:{{42}}:") for k in keys)
+
+
+def test_scripts_come_back_after_the_script_cache_is_flushed(redis_store):
+    redis_store.configure("1", QueueConfig(mode=QueueMode.ALWAYS), T0)
+    redis_store.join("1", "a", T0)
+    redis_store.client.script_flush()
+    assert redis_store.join("1", "b", T0).position == 2
+    assert redis_store.admit("1", T0)
+
+
+def test_a_queue_redis_lost_is_a_typed_error_not_a_redis_one(redis_store):
+    redis_store.configure("9", QueueConfig(), T0)
+    redis_store.delete("9")
+    with pytest.raises(QueueUnavailable) as err:
+        redis_store.join("9", "a", T0)
+    assert err.value.code == "queue_unavailable"
+    with pytest.raises(QueueUnavailable):
+        redis_store.admit("9", T0)

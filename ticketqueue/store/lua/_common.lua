@@ -1,0 +1,199 @@
+-- Shared prelude of every per-queue script (RedisStore prepends it, after the constants).
+-- Every key of one queue comes in KEYS, in this order, so scripts stay cluster-safe.
+local K_META, K_LINE, K_SEEN, K_WHO, K_IDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ACTIVE, K_ADM, K_JREC, K_JVER = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_GONE, K_FLOW = KEYS[10], KEYS[11]
+
+local INF = math.huge
+-- Lua's unpack() stack is limited (8000 slots in Redis), so bulk commands go in slices.
+local SLICE = 4000
+
+-- Numbers cross the script boundary as strings: Redis turns a Lua number into an integer reply
+-- and formats number arguments with too few digits, so every float is formatted here.
+local function num(s)
+  if s == 'inf' then return INF end
+  if s == '-inf' then return -INF end
+  return tonumber(s)
+end
+
+local function fmt(x)
+  if x == INF then return 'inf' end
+  if x == -INF then return '-inf' end
+  return string.format('%.17g', x)
+end
+
+-- Long lists go back as one JSON string: a client parses one string far faster than thousands
+-- of reply elements (redis-py without hiredis spends microseconds on each). Values are strings.
+local function encode(list)
+  if #list == 0 then return '[]' end -- cjson would write an empty table as {}
+  return cjson.encode(list)
+end
+
+local function opt(s)
+  if s == false or s == nil or s == '' then return nil end
+  return tonumber(s)
+end
+
+local function bulk(cmd, key, args)
+  for i = 1, #args, SLICE do
+    redis.call(cmd, key, unpack(args, i, math.min(i + SLICE - 1, #args)))
+  end
+end
+
+-- HMGET over many fields, in slices; the values come back in the same order.
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, SLICE do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + SLICE - 1, #fields)))
+    for _, v in ipairs(part) do out[#out + 1] = v end
+  end
+  return out
+end
+
+local function seq_member(n)
+  return string.format('%012d', n)
+end
+
+-- The queue's knobs and token bucket; nil when the queue is not loaded.
+local function load_meta()
+  local m = redis.call('HMGET', K_META, 'state', 'mode', 'cap', 'rate', 'max', 'win', 'tok', 'tat',
+    'ep')
+  if not m[1] then return nil end
+  return {
+    state = m[1], mode = m[2], cap = opt(m[3]), rate = opt(m[4]), max = opt(m[5]),
+    win = num(m[6]), tok = num(m[7]), tat = num(m[8]), ep = m[9],
+  }
+end
+
+-- Token bucket: mirrors core.OutflowPolicy (bucket_size, refill, allowance) operation by operation.
+local function bucket_size(q)
+  if q.rate == nil then return INF end
+  return math.max(1.0, q.rate / 60.0 * BURST_SECONDS)
+end
+
+local function refill(q, now)
+  if q.rate == nil then
+    q.tok, q.tat = INF, now
+    return
+  end
+  local elapsed = math.max(0.0, now - q.tat)
+  q.tok = math.min(bucket_size(q), q.tok + elapsed * q.rate / 60.0)
+  q.tat = math.max(now, q.tat)
+end
+
+local function save_bucket(q)
+  redis.call('HSET', K_META, 'tok', fmt(q.tok), 'tat', fmt(q.tat))
+end
+
+local function allowance(q, active, waiting, tokens, limit)
+  local room = INF
+  if q.cap ~= nil then room = math.max(0, q.cap - active) end
+  if tokens ~= INF then tokens = math.floor(tokens) end
+  local n = math.min(waiting, room, tokens)
+  if limit ~= nil then n = math.min(n, limit) end
+  if n < 0 then n = 0 end
+  return n
+end
+
+-- Journal: records are buffered and written by jflush, so a batch costs a few commands.
+-- Each record gets a version from the queue's counter; the epoch keeps tokens of a queue
+-- that was deleted or rebuilt from acknowledging records of the new one.
+local jbuf = {}
+
+-- A record: state|order|at|admitted_at|expires_at|admission_number|identity (identity last, as
+-- it may hold any character; empty fields are None).
+local function jadd(member, identity, state, order, at, adm, exp, number)
+  jbuf[#jbuf + 1] = {member, table.concat({state, order, at, adm, exp, number, identity}, '|')}
+end
+
+-- The admitted_at hash holds "admitted_at|admission_number" per active member.
+local function split_adm(value)
+  return string.match(value, '^([^|]*)|(.*)$')
+end
+
+-- Writes the buffered records; returns them as a flat list of member, token, record.
+local function jflush(q)
+  local out = {}
+  local n = #jbuf
+  if n == 0 then return out end
+  local first = redis.call('HINCRBY', K_META, 'jv', n) - n + 1
+  local zargs, hargs = {}, {}
+  for i, rec in ipairs(jbuf) do
+    local v = first + i - 1
+    zargs[#zargs + 1] = v
+    zargs[#zargs + 1] = rec[1]
+    hargs[#hargs + 1] = rec[1]
+    hargs[#hargs + 1] = rec[2]
+    out[#out + 1] = rec[1]
+    out[#out + 1] = q.ep .. ':' .. v
+    out[#out + 1] = rec[2]
+  end
+  bulk('ZADD', K_JVER, zargs)
+  bulk('HSET', K_JREC, hargs)
+  jbuf = {}
+  return out
+end
+
+local function sample_flow(now_s, now)
+  local last = redis.call('LINDEX', K_FLOW, -1)
+  if last then
+    local t = num(string.match(last, '^([^|]*)'))
+    if now - t < FLOW_SAMPLE_EVERY then return end
+  end
+  local total = redis.call('HGET', K_META, 'total')
+  redis.call('RPUSH', K_FLOW, now_s .. '|' .. total)
+  redis.call('LTRIM', K_FLOW, -FLOW_SAMPLES_KEPT, -1)
+end
+
+-- These waiting entries leave the line other than by admission (left, abandoned, revoked).
+-- Batched: a few commands for the whole list, not several per entry. Their journal records go
+-- into `recs` by member, for the caller to journal in the order it must keep.
+local function end_waiting(members, state, now_s, recs)
+  if #members == 0 then return end
+  local identities = hmget(K_WHO, members)
+  local orders = {}
+  for i, member in ipairs(members) do
+    orders[i] = redis.call('ZSCORE', K_LINE, member)
+    recs[member] = {member, identities[i], state, orders[i], now_s, '', '', ''}
+  end
+  bulk('ZREM', K_LINE, members)
+  bulk('ZREM', K_SEEN, members)
+  bulk('HDEL', K_WHO, members)
+  bulk('HDEL', K_IDS, identities)
+  bulk('RPUSH', K_GONE, orders)
+end
+
+-- These active passes end (completed, expired, revoked); `exps` when the caller has them.
+local function end_active(members, state, now_s, recs, exps)
+  if #members == 0 then return end
+  local identities = hmget(K_WHO, members)
+  local adms = hmget(K_ADM, members)
+  for i, member in ipairs(members) do
+    local exp = exps and exps[i] or redis.call('ZSCORE', K_ACTIVE, member)
+    local adm, number = split_adm(adms[i])
+    recs[member] = {member, identities[i], state, '0', now_s, adm, exp, number}
+  end
+  bulk('ZREM', K_ACTIVE, members)
+  bulk('HDEL', K_ADM, members)
+  bulk('HDEL', K_WHO, members)
+  bulk('HDEL', K_IDS, identities)
+end
+
+local function journal_in_order(members, recs)
+  for _, member in ipairs(members) do jadd(unpack(recs[member])) end
+end
+
+-- Placement reply: member, identity, state, position, order, admitted_at, expires_at, created,
+-- admission_number.
+local function placement(member, created)
+  local identity = redis.call('HGET', K_WHO, member)
+  local rank = redis.call('ZRANK', K_LINE, member)
+  if rank then
+    local order = redis.call('ZSCORE', K_LINE, member)
+    return {member, identity, 'waiting', rank + 1, order, '', '', created, ''}
+  end
+  local exp = redis.call('ZSCORE', K_ACTIVE, member)
+  if not exp then return nil end
+  local adm, number = split_adm(redis.call('HGET', K_ADM, member))
+  return {member, identity, 'admitted', 0, '0', adm, exp, created, number}
+end

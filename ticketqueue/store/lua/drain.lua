@@ -1,0 +1,5 @@
+-- drain_departures: the orders of entries that left the line since the last call, once each.
+if redis.call('EXISTS', K_META) == 0 then return {'unavailable'} end
+local gone = redis.call('LRANGE', K_GONE, 0, -1)
+redis.call('DEL', K_GONE)
+return {'ok', encode(gone)}

@@ -1,0 +1,51 @@
+-- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
+-- ARGV: identity, now
+local q = load_meta()
+if not q then return {'unavailable'} end
+local identity, now_s = ARGV[1], ARGV[2]
+local now = num(now_s)
+
+local member = redis.call('HGET', K_IDS, identity)
+if member then
+  local p = placement(member, 0)
+  if p then return {'ok', p} end
+end
+if q.state == 'closed' then return {'closed'} end
+local waiting = redis.call('ZCARD', K_LINE)
+if q.max ~= nil and waiting >= q.max then return {'full'} end
+
+local seq = redis.call('HINCRBY', K_META, 'seq', 1)
+member = seq_member(seq)
+local order = string.format('%d', seq)
+redis.call('HSET', K_IDS, identity, member)
+redis.call('HSET', K_WHO, member, identity)
+
+if q.state == 'open' and q.mode ~= 'always' then
+  local admit_now = q.mode == 'off'
+  -- Auto mode admits at once only while nobody waits, so a newcomer never passes anyone.
+  if q.mode == 'auto' and waiting == 0 then
+    refill(q, now)
+    local active = redis.call('ZCARD', K_ACTIVE)
+    if allowance(q, active, 1, q.tok, nil) > 0 then
+      q.tok = q.tok - 1
+      admit_now = true
+    end
+    save_bucket(q)
+  end
+  if admit_now then
+    local exp = fmt(now + q.win)
+    local number = redis.call('HINCRBY', K_META, 'total', 1)
+    redis.call('ZADD', K_ACTIVE, exp, member)
+    redis.call('HSET', K_ADM, member, now_s .. '|' .. number)
+    jadd(member, identity, 'admitted', order, now_s, now_s, exp, number)
+    jflush(q)
+    sample_flow(now_s, now)
+    return {'ok', placement(member, 1)}
+  end
+end
+
+redis.call('ZADD', K_LINE, order, member)
+redis.call('ZADD', K_SEEN, now_s, member)
+jadd(member, identity, 'waiting', order, now_s, '', '', '')
+jflush(q)
+return {'ok', placement(member, 1)}

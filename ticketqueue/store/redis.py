@@ -1,0 +1,474 @@
+"""RedisStore: the store contract on Redis, one Lua script per operation, for production.
+
+A queue's keys share one hash tag (``tq:{<queue id>}:...``), so it lives in one Cluster slot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
+from importlib import resources
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..core import (
+    BURST_SECONDS,
+    FLOW_SAMPLE_EVERY,
+    EntryState,
+    QueueClosed,
+    QueueFull,
+    QueueMode,
+    QueueState,
+    QueueUnavailable,
+    shuffle_order,
+)
+from .base import (
+    ActiveRecord,
+    Admission,
+    Change,
+    Counts,
+    Placement,
+    QueueConfig,
+    QueueStore,
+    StoreDump,
+    WaitingRecord,
+)
+
+if TYPE_CHECKING:
+    import redis as redis_lib
+    from redis.commands.core import Script
+
+__all__ = ["RedisStore"]
+
+#: Same as MemoryStore: enough samples for the ETA's measuring window.
+FLOW_SAMPLES_KEPT = 64
+#: The most entries one script call changes where the work is split (rebuild, close, revoke,
+#: shuffle, ack): about 10 ms of Redis time on a small server, so no one waits long behind it.
+BATCH = 1_000
+#: Read-only pages (the shuffle's and abandonment's listings) are cheaper per entry.
+PAGE = 10_000
+#: Abandonment usually finds a handful of entries; past this many it goes in batches.
+ABANDON_BATCH = BATCH
+#: Staged rebuild keys expire on their own if the loading process dies half way.
+STAGING_TTL = 3600
+
+#: Key names of one queue, in the order every per-queue script receives them in KEYS.
+QUEUE_KEYS = (
+    "meta",  # hash: state, mode, cap, rate, max, win, seq, total, tok, tat, jv, ep
+    "line",  # zset: waiting member -> order
+    "seen",  # zset: waiting member -> last seen
+    "who",  # hash: live member -> identity
+    "ids",  # hash: identity -> live member
+    "active",  # zset: admitted member -> pass expiry
+    "adm",  # hash: admitted member -> admitted at
+    "jrec",  # hash: member -> latest journal record
+    "jver",  # zset: member -> version of that record (journal order, oldest first)
+    "gone",  # list: orders of departures not yet drained
+    "flow",  # list: "time|admitted_total" samples
+)
+#: The keys ``rebuild`` stages before swapping them in, in the order rebuild.lua expects.
+STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm")
+
+#: Scripts that do not work on a queue's full key set and so go without the shared prelude.
+STANDALONE = frozenset(
+    {"lock_acquire", "lock_release", "rebuild_load", "line_page", "shuffle_write"}
+)
+
+_ERRORS: dict[str, Callable[[], Exception]] = {
+    "closed": QueueClosed,
+    "full": QueueFull,
+}
+
+_T = TypeVar("_T")
+
+
+def _member(seq: int) -> str:
+    # Zero-padded so Redis's tie order (members compared as strings) is seq order, as in
+    # MemoryStore's (order, seq) line; 12 digits still fit jemalloc's 16-byte class.
+    return f"{seq:012d}"
+
+
+def _num(value: float) -> str:
+    """A float for Lua or Redis, written with every digit (repr round-trips exactly)."""
+    return repr(float(value))
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(int(value))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    text = _text(value) if value is not None else ""
+    return float(text) if text else None
+
+
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _config_args(config: QueueConfig) -> list[str]:
+    return [
+        QueueState(config.state).value,
+        QueueMode(config.mode).value,
+        _opt(config.capacity),
+        _opt(config.rate_per_minute),
+        _opt(config.max_size),
+        _num(config.purchase_window),
+    ]
+
+
+def _change(member: Any, token: Any, record: Any) -> Change:
+    state, order, at, adm, exp, number, identity = _text(record).split("|", 6)
+    return Change(
+        seq=int(_text(member)),
+        identity=identity,
+        state=EntryState(state),
+        order=float(order),
+        at=float(at),
+        admitted_at=float(adm) if adm else None,
+        expires_at=float(exp) if exp else None,
+        admission_number=int(number) if number else None,
+        token=_text(token),
+    )
+
+
+def _list(payload: Any) -> list[str]:
+    """A long list the script sent back as one JSON string."""
+    result: list[str] = json.loads(payload)
+    return result
+
+
+def _json(values: list[str]) -> str:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def _changes(payload: Any) -> list[Change]:
+    flat = _list(payload)
+    return [_change(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+
+
+def _placement(reply: Sequence[Any]) -> Placement:
+    member, identity, state, position, order, adm, exp, created, number = reply
+    number = _text(number)
+    return Placement(
+        seq=int(_text(member)),
+        identity=_text(identity),
+        state=EntryState(_text(state)),
+        position=int(position),
+        order=float(_text(order)),
+        admitted_at=_opt_float(adm),
+        expires_at=_opt_float(exp),
+        created=bool(int(created)),
+        admission_number=int(number) if number else None,
+    )
+
+
+class RedisStore(QueueStore):
+    """The store on one Redis (or one Cluster slot per queue); safe across processes."""
+
+    def __init__(
+        self,
+        client: redis_lib.Redis | None = None,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "tq",
+    ) -> None:
+        if client is None:
+            import redis as redis_lib
+
+            client = redis_lib.Redis.from_url(url, decode_responses=True)
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_settings(cls) -> RedisStore:
+        from ..conf import queue_settings  # lazily: importing this module needs no Django
+
+        return cls(url=queue_settings.REDIS_URL, prefix=queue_settings.KEY_PREFIX)
+
+    # -- plumbing -----------------------------------------------------------------------
+    @cached_property
+    def _scripts(self) -> dict[str, Script]:
+        lua = resources.files(__package__ or "ticketqueue.store").joinpath("lua")
+        # One source of truth for the constants the scripts share with core.
+        header = (
+            f"local BURST_SECONDS = {BURST_SECONDS!r}\n"
+            f"local FLOW_SAMPLE_EVERY = {FLOW_SAMPLE_EVERY!r}\n"
+            f"local FLOW_SAMPLES_KEPT = {FLOW_SAMPLES_KEPT}\n"
+        )
+        common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
+        scripts = {}
+        for entry in lua.iterdir():
+            name = entry.name
+            if not name.endswith(".lua") or name.startswith("_"):
+                continue
+            body = entry.read_text(encoding="utf-8")
+            source = body if name[:-4] in STANDALONE else common + "\n" + body
+            # register_script runs EVALSHA and loads the script again after a NOSCRIPT.
+            scripts[name[:-4]] = self.client.register_script(source)
+        return scripts
+
+    def _keys(self, queue_id: str) -> list[str]:
+        return [f"{self.prefix}:{{{queue_id}}}:{name}" for name in QUEUE_KEYS]
+
+    def _key(self, queue_id: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue_id}}}:{name}"
+
+    def _run(
+        self, name: str, queue_id: str, args: Sequence[Any] = (), keys: Sequence[str] = ()
+    ) -> list[Any]:
+        reply = self._scripts[name](keys=[*self._keys(queue_id), *keys], args=list(args))
+        status = _text(reply[0])
+        if status == "unavailable":
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+        if status in _ERRORS:
+            raise _ERRORS[status]()
+        return list(reply[1:])
+
+    # -- set-up -------------------------------------------------------------------------
+    def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
+        self._run("configure", queue_id, [*_config_args(config), _num(now), secrets.token_hex(4)])
+
+    def rebuild(
+        self,
+        queue_id: str,
+        config: QueueConfig,
+        *,
+        waiting: Iterable[WaitingRecord],
+        active: Iterable[ActiveRecord],
+        next_seq: int,
+        admitted_total: int,
+        now: float,
+    ) -> None:
+        # Load into staging keys a batch per script call (no call runs long), then swap them
+        # in with one script: readers see the old queue or the new one, never half of it.
+        epoch = secrets.token_hex(4)
+        staged = {name: self._key(queue_id, f"rebuild:{epoch}:{name}") for name in STAGED_KEYS}
+        staged_keys = [staged[name] for name in STAGED_KEYS]
+        load = self._scripts["rebuild_load"]
+        for batch in _chunks(waiting, BATCH):
+            records = [
+                x
+                for w in batch
+                for x in (_member(w.seq), _num(w.order), _num(w.seen_at), w.identity)
+            ]
+            load(keys=staged_keys, args=["waiting", STAGING_TTL, _json(records)])
+        for abatch in _chunks(active, BATCH):
+            records = [
+                x
+                for a in abatch
+                for x in (
+                    _member(a.seq),
+                    _num(a.expires_at),
+                    f"{_num(a.admitted_at)}|{int(a.admission_number)}",
+                    a.identity,
+                )
+            ]
+            load(keys=staged_keys, args=["active", STAGING_TTL, _json(records)])
+        args = [
+            *_config_args(config),
+            _num(now),
+            epoch,
+            str(int(next_seq)),
+            str(int(admitted_total)),
+        ]
+        self._run("rebuild", queue_id, args, keys=staged_keys)
+
+    def delete(self, queue_id: str) -> None:
+        self.client.unlink(*self._keys(queue_id))
+
+    def is_loaded(self, queue_id: str) -> bool:
+        return bool(self.client.exists(self._key(queue_id, "meta")))
+
+    # -- people -------------------------------------------------------------------------
+    def join(self, queue_id: str, identity: str, now: float) -> Placement:
+        (reply,) = self._run("join", queue_id, [identity, _num(now)])
+        return _placement(reply)
+
+    def locate(self, queue_id: str, identity: str) -> Placement | None:
+        reply = self._run("locate", queue_id, [identity])
+        return _placement(reply[0]) if reply else None
+
+    def touch(self, queue_id: str, identity: str, now: float) -> bool:
+        (seen,) = self._run("touch", queue_id, [identity, _num(now)])
+        return bool(seen)
+
+    def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
+        (flat,) = self._run("leave", queue_id, [identity, _num(now)])
+        changes = _changes(flat)
+        return changes[0] if changes else None
+
+    def abandon(self, queue_id: str, seen_before: float, now: float) -> list[Change]:
+        args = [_num(now), _num(seen_before), str(ABANDON_BATCH)]
+        (reply,) = self._run("abandon", queue_id, args)
+        if _text(reply) != "more":  # 'more': too many stale entries for one call
+            return _changes(reply)
+        # Many stale entries: list them (read-only pages), then end them in seq order in
+        # batches, each batch one script that checks every entry is still stale.
+        stale: set[str] = set()
+        seen_key, offset = self._key(queue_id, "seen"), 0
+        while page := self.client.zrangebyscore(
+            seen_key, "-inf", f"({_num(seen_before)}", start=offset, num=PAGE
+        ):
+            stale.update(_text(m) for m in page)
+            offset += len(page)
+        changes: list[Change] = []
+        for batch in _chunks(sorted(stale), ABANDON_BATCH):
+            (flat,) = self._run("abandon", queue_id, [*args, *batch])
+            changes.extend(_changes(flat))
+        return changes
+
+    # -- outflow ------------------------------------------------------------------------
+    def admit(
+        self, queue_id: str, now: float, *, limit: int | None = None, use_rate: bool = True
+    ) -> list[Admission]:
+        args = [_num(now), _opt(limit), "1" if use_rate else "0"]
+        (payload,) = self._run("admit", queue_id, args)
+        flat = _list(payload)
+        if not flat:
+            return []
+        # Everyone admitted by one call shares the expiry; their numbers run on in line order.
+        expires_at, first = float(flat[0]), int(flat[1])
+        return [
+            Admission(int(flat[i]), flat[i + 1], now, expires_at, first + (i - 2) // 2)
+            for i in range(2, len(flat), 2)
+        ]
+
+    def expire(self, queue_id: str, now: float) -> list[Change]:
+        (flat,) = self._run("expire", queue_id, [_num(now)])
+        return _changes(flat)
+
+    def release(self, queue_id: str, seq: int, now: float) -> Change | None:
+        (flat,) = self._run("release", queue_id, [_member(seq), _num(now)])
+        changes = _changes(flat)
+        return changes[0] if changes else None
+
+    def revoke(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        changes: list[Change] = []
+        # One script per batch keeps a huge revoke from blocking Redis; a short list is atomic.
+        for batch in _chunks(seqs, BATCH) if seqs else [[]]:
+            (flat,) = self._run("revoke", queue_id, [_num(now), *map(_member, batch)])
+            changes.extend(_changes(flat))
+        return changes
+
+    def close(self, queue_id: str, now: float) -> int:
+        # The first call closes the queue atomically; the line is then cleared in chunks.
+        count, remaining, epoch = self._run("close", queue_id, [str(BATCH), ""])
+        while int(remaining):
+            _, remaining, _ = self._run("close", queue_id, [str(BATCH), _text(epoch)])
+        return int(count)
+
+    def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
+        if not self.is_loaded(queue_id):
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+        line = self._key(queue_id, "line")
+        ranked = [(int(m), order) for m, order in self._scan_line(line)]
+        orders = shuffle_order(ranked, seed)
+        write = self._scripts["shuffle_write"]
+        for batch in _chunks(orders.items(), BATCH):
+            records = [x for seq, order in batch for x in (_member(seq), _num(order))]
+            write(keys=[line], args=[_json(records)])
+        return orders
+
+    def _scan_line(self, line: str) -> Iterator[tuple[str, float]]:
+        """The whole line in order, in pages by score, so no single call is long."""
+        low, at_low = "-inf", 0  # at_low: entries already read with score == low
+        page_script = self._scripts["line_page"]
+        while page := _list(page_script(keys=[line], args=[low, at_low, PAGE])):
+            scores = [float(x) for x in page[1::2]]
+            yield from zip(page[0::2], scores, strict=True)
+            last = scores[-1]
+            same = sum(score == last for score in scores)
+            if _num(last) == low:
+                at_low += same
+            else:
+                low, at_low = _num(last), same
+
+    # -- reading ------------------------------------------------------------------------
+    def position(self, queue_id: str, seq: int) -> int | None:
+        (position,) = self._run("position", queue_id, [_member(seq)])
+        return int(position) or None
+
+    def pass_active(self, queue_id: str, seq: int, now: float) -> bool:
+        expires_at = self.client.zscore(self._key(queue_id, "active"), _member(seq))
+        return expires_at is not None and float(expires_at) > now
+
+    def counts(self, queue_id: str) -> Counts:
+        state, waiting, active, total, flow = self._run("counts", queue_id)
+        samples = []
+        for sample in flow:
+            at, n = _text(sample).split("|")
+            samples.append((float(at), int(n)))
+        return Counts(
+            QueueState(_text(state)), int(waiting), int(active), int(total), tuple(samples)
+        )
+
+    def dump(self, queue_id: str) -> StoreDump:
+        keys = dict(zip(QUEUE_KEYS, self._keys(queue_id), strict=True))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys["meta"])
+        pipe.zrange(keys["line"], 0, -1, withscores=True)
+        pipe.zrange(keys["seen"], 0, -1, withscores=True)
+        pipe.hgetall(keys["who"])
+        pipe.zrange(keys["active"], 0, -1, withscores=True)
+        pipe.hgetall(keys["adm"])
+        raw_meta, line, seen, raw_who, active, raw_adm = pipe.execute()
+        if not raw_meta:
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+        meta = {_text(k): _text(v) for k, v in raw_meta.items()}
+        who = {_text(k): _text(v) for k, v in raw_who.items()}
+        adm = {_text(k): _text(v).split("|") for k, v in raw_adm.items()}
+        seen_at = {_text(m): s for m, s in seen}
+        config = QueueConfig(
+            state=QueueState(meta["state"]),
+            mode=QueueMode(meta["mode"]),
+            capacity=int(meta["cap"]) if meta["cap"] else None,
+            rate_per_minute=int(meta["rate"]) if meta["rate"] else None,
+            max_size=int(meta["max"]) if meta["max"] else None,
+            purchase_window=float(meta["win"]),
+        )
+        waiting = [
+            WaitingRecord(int(m), who[m], order, seen_at[m])
+            for m, order in ((_text(m), order) for m, order in line)
+        ]
+        actives = [
+            ActiveRecord(int(m), who[m], float(adm[m][0]), exp, int(adm[m][1]))
+            for m, exp in sorted((_text(m), exp) for m, exp in active)
+        ]
+        return StoreDump(config, int(meta["seq"]), int(meta["total"]), waiting, actives)
+
+    # -- journal and departures -------------------------------------------------------
+    def journal(self, queue_id: str, limit: int = 10_000) -> list[Change]:
+        (flat,) = self._run("journal", queue_id, [str(max(0, int(limit)))])
+        if limit < 0:
+            raise ValueError("limit must be zero or more")  # as itertools.islice in MemoryStore
+        return _changes(flat)
+
+    def ack(self, queue_id: str, changes: Iterable[Change]) -> None:
+        for batch in _chunks(changes, BATCH):
+            args = [x for c in batch for x in (_member(c.seq), c.token)]
+            self._run("ack", queue_id, args)
+
+    def drain_departures(self, queue_id: str) -> list[float]:
+        (gone,) = self._run("drain", queue_id)
+        return [float(order) for order in _list(gone)]
+
+    # -- locking ------------------------------------------------------------------------
+    def _lock_key(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
+
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        script = self._scripts["lock_acquire"]
+        return bool(script(keys=[self._lock_key(name)], args=[owner, str(ttl_ms)]))
+
+    def release_lock(self, name: str, owner: str) -> None:
+        self._scripts["lock_release"](keys=[self._lock_key(name)], args=[owner])
