@@ -29,6 +29,7 @@ from .core import (
     QueueNotFound,
     QueueState,
     QueueUnavailable,
+    StoreUnreachable,
     check_queue_transition,
     estimate_eta,
     expected_rate,
@@ -152,6 +153,8 @@ def _call(queue: Queue, op: Callable[[QueueStore], T]) -> T:
     store = get_store()
     try:
         return op(store)
+    except StoreUnreachable:
+        raise
     except QueueUnavailable:
         if store.is_loaded(queue.store_id):
             raise
@@ -674,3 +677,19 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
         return live
     finally:
         store.release_lock(lock, owner)
+
+
+def queue_info(queue: Queue, now: float | None = None) -> Status:
+    """The line as anyone sees it before joining: its counts and the wait of a join now."""
+    now = _now(now)
+    counts = _call(queue, lambda s: s.counts(queue.store_id))
+    return Status(
+        queue=queue.slug,
+        queue_state=counts.state.value,
+        state=None,
+        seq=None,
+        position=None,
+        waiting=counts.waiting,
+        active=counts.active,
+        eta_seconds=eta(queue, counts.waiting + 1, counts, now),
+    )

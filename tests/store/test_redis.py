@@ -44,3 +44,15 @@ def test_a_queue_redis_lost_is_a_typed_error_not_a_redis_one(redis_store):
     assert err.value.code == "queue_unavailable"
     with pytest.raises(QueueUnavailable):
         redis_store.admit("9", T0)
+
+
+def test_an_unreachable_redis_is_a_typed_error():
+    from ticketqueue.core import StoreUnreachable
+    from ticketqueue.store.redis import RedisStore
+
+    store = RedisStore(url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with pytest.raises(StoreUnreachable) as err:
+        store.join("1", "a", T0)
+    assert (err.value.code, err.value.status) == ("store_unreachable", 503)
+    with pytest.raises(StoreUnreachable):
+        store.is_loaded("1")

@@ -6,10 +6,12 @@
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
     │   ├── QueueUnavailable     queue_unavailable
+    │   │   └── StoreUnreachable store_unreachable
     │   └── InvalidTransition    invalid_transition
     ├── EntryNotFound            entry_not_found
     ├── PassError
     │   ├── PassInvalid          pass_invalid
+    │   │   └── PassNotYetValid  pass_not_yet_valid
     │   ├── PassMissing          pass_missing
     │   ├── PassExpired          pass_expired
     │   ├── PassWrongQueue       pass_wrong_queue
@@ -31,6 +33,7 @@ __all__ = [
     "PassInvalid",
     "PassMissing",
     "PassNotActive",
+    "PassNotYetValid",
     "PassWrongIdentity",
     "PassWrongQueue",
     "QueueClosed",
@@ -38,6 +41,7 @@ __all__ = [
     "QueueFull",
     "QueueNotFound",
     "QueueUnavailable",
+    "StoreUnreachable",
     "TicketQueueError",
 ]
 
@@ -86,6 +90,11 @@ class QueueUnavailable(QueueError):
     status = 503
 
 
+class StoreUnreachable(QueueUnavailable):
+    code = "store_unreachable"
+    default_message = "The waiting room's store cannot be reached; try again in a moment."
+
+
 class InvalidTransition(QueueError):
     code = "invalid_transition"
     default_message = "The queue cannot move to that state from its current one."
@@ -111,6 +120,11 @@ class PassMissing(PassError):
 class PassInvalid(PassError):
     code = "pass_invalid"
     default_message = "The queue pass is not valid."
+
+
+class PassNotYetValid(PassInvalid):
+    code = "pass_not_yet_valid"
+    default_message = "The queue pass is not valid yet (issued in the future: check the clocks)."
 
 
 class PassExpired(PassError):

@@ -9,7 +9,7 @@ import json
 import math
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import cached_property
+from functools import cached_property, wraps
 from importlib import resources
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +23,7 @@ from ..core import (
     QueueMode,
     QueueState,
     QueueUnavailable,
+    StoreUnreachable,
     shuffle_order,
 )
 from .base import (
@@ -472,3 +473,22 @@ class RedisStore(QueueStore):
 
     def release_lock(self, name: str, owner: str) -> None:
         self._scripts["lock_release"](keys=[self._lock_key(name)], args=[owner])
+
+
+def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn redis-py's connection errors into StoreUnreachable, so callers see one typed error
+    (and the services do not try to rebuild a queue from a store they cannot reach)."""
+    import redis as redis_lib
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            raise StoreUnreachable() from exc
+
+    return wrapper
+
+
+for _name in QueueStore.__abstractmethods__:
+    setattr(RedisStore, _name, _reachable(getattr(RedisStore, _name)))
