@@ -413,9 +413,16 @@ def tick(
             "entries admitted",
             extra={"queue": queue.slug, "count": len(admitted), "first_seq": admitted[0].seq},
         )
-        signals.entries_admitted.send(sender=Queue, queue=queue, admissions=admitted)
+        signals.entries_admitted.send(
+            sender=Queue, queue=queue, admissions=admitted, passes=_passes_by_seq(signed)
+        )
     signals.queue_ticked.send(sender=Queue, queue=queue, result=result)
     return result
+
+
+def _passes_by_seq(signed: Sequence[tuple[Admission, str]]) -> dict[int, str]:
+    """``{seq: pass}`` for receivers of entries_admitted, so nobody signs a pass twice."""
+    return {admission.seq: token for admission, token in signed}
 
 
 def _open_when_due(queue: Queue, now: float) -> None:
@@ -498,16 +505,19 @@ def _sync(queue: Queue, changes: Iterable[Change]) -> None:
             values: dict[str, Any] = {"state": state.value}
             if admitted_at is not None:
                 values.update(admitted_at=_dt(admitted_at), pass_expires_at=_dt(expires_at))
+            if not state.is_live:
+                values["ended_at"] = _dt(at)
+            predecessors = _PREDECESSORS.get(state, _LIVE)
+            if admitted_at is not None and connection.vendor == "postgresql":
+                _pg_update_admitted(queue, group, values, predecessors)
+                continue
+            if admitted_at is not None:
                 values["admission_number"] = Case(
                     *[When(seq=c.seq, then=Value(c.admission_number)) for c in group],
                     output_field=BigIntegerField(),
                 )
-            if not state.is_live:
-                values["ended_at"] = _dt(at)
             Entry.objects.filter(
-                queue=queue,
-                seq__in=[c.seq for c in group],
-                state__in=_PREDECESSORS.get(state, _LIVE),
+                queue=queue, seq__in=[c.seq for c in group], state__in=predecessors
             ).update(**values)
         _log_admissions(queue, [c for c in changes if c.admitted_at is not None])
     get_store().ack(queue.store_id, changes)
@@ -525,7 +535,50 @@ def _lock_rows_of(queue: Queue) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, queue.pk])
 
 
+def _pg_update_admitted(
+    queue: Queue, group: Sequence[Change], values: dict[str, Any], predecessors: list[str]
+) -> None:
+    """One UPDATE joined to arrays of (seq, admission number): a CASE with a branch per row
+    made a 1,000-admission tick spend a second in PostgreSQL's planner."""
+    table = Entry._meta.db_table
+    assignments = ", ".join(f"{column} = %s" for column in values)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS e SET {assignments}, admission_number = v.number "  # noqa: S608
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(seq, number) "
+            "WHERE e.queue_id = %s AND e.seq = v.seq AND e.state = ANY(%s)",
+            [
+                *values.values(),
+                [c.seq for c in group],
+                [c.admission_number for c in group],
+                queue.pk,
+                predecessors,
+            ],
+        )
+
+
 def _log_admissions(queue: Queue, changes: Sequence[Change]) -> None:
+    if changes and connection.vendor == "postgresql":
+        # Arrays instead of one parameter per value: far cheaper for a 1,000-admission tick.
+        table = AdmissionRow._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} "  # noqa: S608
+                "(queue_id, seq, number, identity, admitted_at, expires_at) "
+                "SELECT %s, v.seq, v.number, v.identity, v.admitted_at, v.expires_at FROM unnest("
+                "%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[]"
+                ") AS v(seq, number, identity, admitted_at, expires_at) "
+                "ON CONFLICT DO NOTHING",  # exactly one row per admission, however often synced
+                [
+                    queue.pk,
+                    [c.seq for c in changes],
+                    [c.admission_number or 0 for c in changes],
+                    [c.identity for c in changes],
+                    [_dt(c.admitted_at) for c in changes],
+                    [_dt(c.expires_at) for c in changes],
+                ],
+            )
+        return
     if changes:
         AdmissionRow.objects.bulk_create(
             [
