@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import time
@@ -27,14 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._report import publish  # noqa: E402
 from ticketqueue.core import QueueMode  # noqa: E402
 from ticketqueue.store import QueueConfig, WaitingRecord  # noqa: E402
 from ticketqueue.store.redis import RedisStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "store.json"
-#: --quick (CI) keeps its own file and leaves the full results and the docs alone.
-QUICK_RESULTS = ROOT / "bench" / "results" / "store_quick.json"
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Store operations (issue 2)"
 T0 = 1_800_000_000.0
 BATCH = 1_000  # admit and expire work on this many entries per call
@@ -220,15 +216,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,15 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "ratios": ratios(runs),
     }
-    section = markdown(report)
-    print()
-    print(section)
-    if not args.no_write:
-        results = QUICK_RESULTS if args.quick else RESULTS
-        results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if not args.quick:
-            write_docs(section)
+    publish("store", HEADING, report, markdown(report), quick=args.quick,
+            write=not args.no_write)
     return 0
 
 

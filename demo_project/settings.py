@@ -6,6 +6,7 @@ nothing else to install. ``settings_production`` switches to PostgreSQL, Redis a
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -68,9 +69,7 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "demo.sqlite3"}
-}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "demo.sqlite3"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -83,14 +82,31 @@ LOGIN_URL = "/admin/login/"
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Browsers use their session; API clients (the mobile app, the load test) simplejwt tokens.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=30),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    "UPDATE_LAST_LOGIN": False,
+}
+
 TICKETQUEUE = {
     "STORE": "ticketqueue.store.memory.MemoryStore",
     "EMBEDDED_TICKER": True,
 }
 
+LOG_LEVEL = os.environ.get("DEMO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"ticketqueue": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "ticketqueue": {"handlers": ["console"], "level": LOG_LEVEL},
+        "demo_project": {"handlers": ["console"], "level": LOG_LEVEL},
+    },
 }

@@ -8,7 +8,10 @@ import os
 from .settings import *  # noqa: F403
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Behind nginx (deploy/nginx.conf) on one port.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Database 1: the demo's own, so `run_production.py --reset` may empty it whole.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
 
 DATABASES = {
     "default": {
@@ -34,6 +37,11 @@ TICKETQUEUE = {
     "STORE": "ticketqueue.store.redis.RedisStore",
     "REDIS_URL": REDIS_URL,
     "EMBEDDED_TICKER": False,  # Celery beat (or manage.py ticketqueue_ticker) ticks
+    # Admit in 2 rounds a second: a slot freed by a purchase is refilled within 500 ms. More
+    # rounds refill faster but send more broadcasts, and each one visits every socket of
+    # every daphne process: at 10 rounds and 10,000 sockets that starved the purchases of
+    # CPU on this 2-core machine (docs/benchmarks.md, "End-to-end sale").
+    "TICK_BATCHES": 2,
 }
 
 CACHES = {

@@ -7,6 +7,8 @@ the in-process store.
 import os
 
 SECRET_KEY = "tests-only-not-secret"  # noqa: S105 - a test key, never deployed
+# simplejwt signs with SECRET_KEY by default; PyJWT warns (an error here) below 32 bytes.
+SIMPLE_JWT = {"SIGNING_KEY": "tests-only-simplejwt-signing-key-not-secret"}
 DEBUG = False
 USE_TZ = True
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
@@ -14,14 +16,17 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    "daphne",  # runserver speaks ASGI (WebSockets); must come before staticfiles
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "channels",
     "rest_framework",
     "ticketqueue",
+    "demo_project.shop",
 ]
 
 MIDDLEWARE = [
@@ -46,8 +51,12 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
+ASGI_APPLICATION = "tests.asgi.application"
 
 REDIS_URL = os.environ.get("TICKETQUEUE_TEST_REDIS", "redis://127.0.0.1:6379/14")
+# One id per test run, inherited by the workers and servers a test starts: two runs on one
+# machine get their own test database and Redis keys and cannot disturb each other.
+RUN_ID = os.environ.setdefault("TICKETQUEUE_TEST_RUN", str(os.getpid()))
 
 if os.environ.get("TICKETQUEUE_TEST_DB", "postgres") == "sqlite":
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
@@ -59,6 +68,7 @@ else:
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
+            "TEST": {"NAME": f"test_ticketqueue_{RUN_ID}"},
         }
     }
 
@@ -69,5 +79,5 @@ _STORES = {
 TICKETQUEUE = {
     "STORE": _STORES[os.environ.get("TICKETQUEUE_TEST_STORE", "redis")],
     "REDIS_URL": REDIS_URL,
-    "KEY_PREFIX": "tqtest",
+    "KEY_PREFIX": f"tqtest{RUN_ID}",
 }

@@ -9,3 +9,11 @@ class TicketQueueConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+        from .live import publisher  # noqa: F401 - connects the live broadcasts
+        from .revocation import connect_signals
+
+        connect_signals()  # the purchase gate hears of released and revoked passes
+        from . import metrics, ticker
+
+        metrics.connect_signals()  # the Prometheus counters hear of joins, expiries, ...
+        ticker.start_embedded_if_serving()  # EMBEDDED_TICKER: only in a serving process

@@ -20,7 +20,17 @@ class Codes:
     ALGORITHM = "ticketqueue.E004"
     SIGNING_KEYS = "ticketqueue.E005"
     STORE_FAILURE = "ticketqueue.E006"
+    LIVE_BROADCAST = "ticketqueue.E020"
+    UNUSABLE_KEYS = "ticketqueue.E040"
+    GATED_URLS = "ticketqueue.E041"
+    THROTTLE_RATES = "ticketqueue.E042"
+    GATE_NUMBER = "ticketqueue.E043"
     MEMORY_IN_PRODUCTION = "ticketqueue.W001"
+    # operations (issue 5)
+    NOTIFIERS = "ticketqueue.E060"
+    IMPORTABLE = "ticketqueue.E061"
+    RETENTION = "ticketqueue.E062"
+    METRICS_AUTH = "ticketqueue.E063"
 
 
 class Messages:
@@ -30,7 +40,16 @@ class Messages:
     ALGORITHM = "TICKETQUEUE['PASS_ALGORITHM'] must be one of {choices}, not {value!r}."
     SIGNING_KEYS = "PASS_ALGORITHM {value!r} needs PASS_PRIVATE_KEYS: [{{'kid': ..., 'pem': ...}}]."
     STORE_FAILURE = "TICKETQUEUE['STORE_FAILURE'] must be 'closed' or 'open', not {value!r}."
+    LIVE_BROADCAST = "TICKETQUEUE['LIVE_BROADCAST'] must be one of {choices}, not {value!r}."
+    UNUSABLE_KEYS = "The pass keys are unusable: {error}"
+    GATED_URLS = "TICKETQUEUE['GATED_URLS'] must be [(regex, queue slug or None)]: {error}"
+    THROTTLE_RATES = "TICKETQUEUE['THROTTLE_RATES'][{key!r}] = {value!r} is not like '20/min'."
+    GATE_NUMBER = "TICKETQUEUE[{key!r}] must be a number >= 0, not {value!r}."
     MEMORY_IN_PRODUCTION = "ticketqueue runs on the in-process MemoryStore with DEBUG off."
+    NOTIFIERS = "TICKETQUEUE['NOTIFIERS'] must be a list of Notifier classes: {problem}."
+    IMPORTABLE = "TICKETQUEUE[{key!r}] = {value!r} is not an importable callable."
+    RETENTION = "TICKETQUEUE['ENTRY_RETENTION'] must be None or a positive number, not {value!r}."
+    METRICS_AUTH = "TICKETQUEUE['METRICS_TOKEN'] must be None or a non-empty string."
 
 
 class Hints:
@@ -42,7 +61,20 @@ class Hints:
     )
 
 
-POSITIVE_KEYS = ("PURCHASE_WINDOW", "DISCONNECT_GRACE", "TICK_INTERVAL", "TICK_BATCHES")
+POSITIVE_KEYS = (
+    "PURCHASE_WINDOW",
+    "DISCONNECT_GRACE",
+    "TICK_INTERVAL",
+    "TICK_BATCHES",
+    "RESYNC_INTERVAL",
+    "HEARTBEAT_INTERVAL",
+    "WS_MAX_MESSAGE",
+    "WS_MESSAGE_RATE",
+    "WS_MESSAGE_BURST",
+    "PRESENCE_TIMEOUT",
+    "SAMPLE_RETENTION",
+)
+LIVE_BROADCASTS = ("auto", "redis", "local")
 
 
 def _positive(value: Any) -> bool:
@@ -59,7 +91,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors: list[Any] = []
     for key in sorted(set(user) - set(DEFAULTS)):
         errors.append(
-            Error(Messages.UNKNOWN_KEY.format(key=key), hint=Hints.UNKNOWN_KEY, id=Codes.UNKNOWN_KEY)
+            Error(
+                Messages.UNKNOWN_KEY.format(key=key), hint=Hints.UNKNOWN_KEY, id=Codes.UNKNOWN_KEY
+            )
         )
     store = merged["STORE"]
     try:
@@ -68,9 +102,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     except ImportError:
         backend, valid_store = None, False
     if not valid_store:
-        errors.append(
-            Error(Messages.STORE.format(value=store), hint=Hints.STORE, id=Codes.STORE)
-        )
+        errors.append(Error(Messages.STORE.format(value=store), hint=Hints.STORE, id=Codes.STORE))
     elif backend is MemoryStore and not settings.DEBUG and not merged["EMBEDDED_TICKER"]:
         errors.append(
             Warning(
@@ -101,6 +133,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     elif algorithm != "HS256" and not merged["PASS_PRIVATE_KEYS"]:
         errors.append(Error(Messages.SIGNING_KEYS.format(value=algorithm), id=Codes.SIGNING_KEYS))
+    if merged["LIVE_BROADCAST"] not in LIVE_BROADCASTS:
+        errors.append(
+            Error(
+                Messages.LIVE_BROADCAST.format(
+                    choices=", ".join(LIVE_BROADCASTS), value=merged["LIVE_BROADCAST"]
+                ),
+                id=Codes.LIVE_BROADCAST,
+            )
+        )
     if merged["STORE_FAILURE"] not in ("closed", "open"):
         errors.append(
             Error(
@@ -108,4 +149,106 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id=Codes.STORE_FAILURE,
             )
         )
+    return errors
+
+
+def _gated_url_error(rules: Any) -> str | None:
+    import re
+
+    if not isinstance(rules, list | tuple):
+        return f"not a list: {rules!r}"
+    for rule in rules:
+        if not isinstance(rule, list | tuple) or len(rule) != 2:
+            return f"{rule!r} is not a (regex, queue) pair"
+        pattern, queue = rule
+        try:
+            compiled = re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            return f"{pattern!r}: {exc}"
+        if queue is None and "queue" not in compiled.groupindex:
+            return f"{pattern!r} names no queue and has no (?P<queue>...) group"
+    return None
+
+
+@register(Tags.security)
+def check_gate_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The pass keys load, the gated URLs compile, the throttle rates parse."""
+    from .passes import PassKeyError, load_keys
+
+    user = dict(getattr(settings, "TICKETQUEUE", {}) or {})
+    merged = {**DEFAULTS, **user}
+    errors: list[Any] = []
+    algorithm = merged["PASS_ALGORITHM"]
+    if algorithm in ALGORITHMS and (algorithm == "HS256" or merged["PASS_PRIVATE_KEYS"]):
+        try:
+            load_keys()
+        except PassKeyError as exc:
+            errors.append(
+                Error(Messages.UNUSABLE_KEYS.format(error=exc), id=Codes.UNUSABLE_KEYS)
+            )
+    problem = _gated_url_error(merged["GATED_URLS"])
+    if problem:
+        errors.append(Error(Messages.GATED_URLS.format(error=problem), id=Codes.GATED_URLS))
+    rates = merged["THROTTLE_RATES"]
+    for key, value in (rates.items() if isinstance(rates, dict) else [("?", rates)]):
+        unit = value.split("/")[-1][:1] if isinstance(value, str) and "/" in value else ""
+        valid = value is None or (
+            isinstance(value, str) and value.split("/")[0].isdigit() and unit in "smhd" and unit
+        )
+        if not valid:
+            errors.append(
+                Error(
+                    Messages.THROTTLE_RATES.format(key=key, value=value), id=Codes.THROTTLE_RATES
+                )
+            )
+    for key in ("PASS_LEEWAY", "GATE_RECHECK", "GATE_RETRY_AFTER", "VISITOR_COOKIE_AGE"):
+        value = merged[key]
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0):
+            errors.append(
+                Error(Messages.GATE_NUMBER.format(key=key, value=value), id=Codes.GATE_NUMBER)
+            )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_operations_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Notifiers, resolvers, retention and the metrics token (the operations knobs)."""
+    from .notifications import Notifier
+
+    merged = {**DEFAULTS, **dict(getattr(settings, "TICKETQUEUE", {}) or {})}
+    errors: list[Any] = []
+    notifiers = merged["NOTIFIERS"]
+    problem = None
+    if not isinstance(notifiers, list | tuple):
+        problem = f"{notifiers!r} is not a list"
+    else:
+        for path in notifiers:
+            try:
+                cls = import_string(path) if isinstance(path, str) else path
+            except ImportError:
+                problem = f"{path!r} cannot be imported"
+                break
+            if not (isinstance(cls, type) and issubclass(cls, Notifier)):
+                problem = f"{path!r} is not a Notifier subclass"
+                break
+    if problem:
+        errors.append(Error(Messages.NOTIFIERS.format(problem=problem), id=Codes.NOTIFIERS))
+    for key, optional in (("EMAIL_RESOLVER", False), ("ENTRY_ARCHIVER", True)):
+        value = merged[key]
+        if value is None and optional:
+            continue
+        try:
+            ok = callable(import_string(value) if isinstance(value, str) else value)
+        except ImportError:
+            ok = False
+        if not ok:
+            errors.append(
+                Error(Messages.IMPORTABLE.format(key=key, value=value), id=Codes.IMPORTABLE)
+            )
+    retention = merged["ENTRY_RETENTION"]
+    if retention is not None and not _positive(retention):
+        errors.append(Error(Messages.RETENTION.format(value=retention), id=Codes.RETENTION))
+    token = merged["METRICS_TOKEN"]
+    if token is not None and not (isinstance(token, str) and token):
+        errors.append(Error(Messages.METRICS_AUTH, id=Codes.METRICS_AUTH))
     return errors

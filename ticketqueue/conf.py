@@ -1,7 +1,7 @@
 """ticketqueue's settings: one ``TICKETQUEUE`` dict, read lazily, with a default for every key.
 
-    TICKETQUEUE = {"STORE": "ticketqueue.store.redis.RedisStore", "REDIS_URL": "redis://..."}
-    from ticketqueue.conf import queue_settings; queue_settings.PURCHASE_WINDOW
+TICKETQUEUE = {"STORE": "ticketqueue.store.redis.RedisStore", "REDIS_URL": "redis://..."}
+from ticketqueue.conf import queue_settings; queue_settings.PURCHASE_WINDOW
 """
 
 from __future__ import annotations
@@ -24,12 +24,40 @@ DEFAULTS: dict[str, Any] = {
     "TICK_BATCHES": 1,
     "EMBEDDED_TICKER": False,
     "UPDATE_INTERVAL": 2.0,
+    "RESYNC_INTERVAL": 60.0,
+    "HEARTBEAT_INTERVAL": 25.0,
+    "LIVE_BROADCAST": "auto",
+    "WS_MAX_MESSAGE": 2048,
+    "WS_MESSAGE_RATE": 5.0,
+    "WS_MESSAGE_BURST": 20,
     "PASS_ISSUER": "ticketqueue",
     "PASS_ALGORITHM": "HS256",
     "PASS_SECRET": None,
     "PASS_PRIVATE_KEYS": [],
     "PASS_PUBLIC_KEYS": [],
     "STORE_FAILURE": "closed",
+    "PASS_LEEWAY": 5,
+    "PASS_COOKIE": "tq_pass",
+    "GATE_RECHECK": 30,
+    "GATE_RETRY_AFTER": 5,
+    "GATED_URLS": [],
+    "WAITING_URL": None,
+    "VISITOR_COOKIE_AGE": 30 * 24 * 3600,
+    "THROTTLE_RATES": {
+        "join_ip": "120/min",
+        "join_identity": "20/min",
+        "status_ip": "1200/min",
+        "status_identity": "120/min",
+    },
+    # operations (issue 5): notifications, presence, retention, metrics
+    "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
+    "EMAIL_RESOLVER": "ticketqueue.notifications.user_emails",
+    "NOTIFY_URL": None,
+    "PRESENCE_TIMEOUT": 120,
+    "ENTRY_RETENTION": None,
+    "ENTRY_ARCHIVER": None,
+    "SAMPLE_RETENTION": 7 * 24 * 3600,
+    "METRICS_TOKEN": None,
 }
 
 #: One line per knob; docs/settings.md repeats these.
@@ -42,13 +70,69 @@ HELP: dict[str, str] = {
     "TICK_INTERVAL": "Seconds between ticks of the tick loop (Celery beat ticks each second).",
     "TICK_BATCHES": "Admission batches inside one tick (10 = a batch every 100 ms of a 1 s tick).",
     "EMBEDDED_TICKER": "Run the tick loop in a thread of the web process (embedded default only).",
-    "UPDATE_INTERVAL": "Seconds between two queue_update messages to one client (granted is never delayed).",
+    "UPDATE_INTERVAL": (
+        "Seconds between two queue_update messages to one client (granted is never delayed)."
+    ),
+    "RESYNC_INTERVAL": (
+        "Seconds between two exact position reads from the store per WebSocket (spread out)."
+    ),
+    "HEARTBEAT_INTERVAL": (
+        "Seconds between the widget's heartbeats; the server marks presence at most that often."
+    ),
+    "LIVE_BROADCAST": (
+        "How ticks reach the socket processes: 'redis' (pub/sub), 'local' (one process) or "
+        "'auto' (redis with the RedisStore)."
+    ),
+    "WS_MAX_MESSAGE": "Largest client WebSocket message in bytes; larger ones get an error.",
+    "WS_MESSAGE_RATE": "Client WebSocket messages allowed per second per connection (refill).",
+    "WS_MESSAGE_BURST": "Client WebSocket messages allowed in a burst per connection.",
     "PASS_ISSUER": "The iss claim of passes.",
-    "PASS_ALGORITHM": "JWT algorithm of passes: HS256, RS256, ES256 or EdDSA; verification accepts only it.",
+    "PASS_ALGORITHM": (
+        "JWT algorithm of passes: HS256, RS256, ES256 or EdDSA; verification accepts only it."
+    ),
     "PASS_SECRET": "HS256 key; default: derived from SECRET_KEY for passes only.",
     "PASS_PRIVATE_KEYS": "Asymmetric signing keys as [{'kid': ..., 'pem': ...}], newest first.",
     "PASS_PUBLIC_KEYS": "Extra verifying keys [{'kid': ..., 'pem': ...}] kept during rotation.",
-    "STORE_FAILURE": "'closed' refuses passes while the store is unreachable; 'open' accepts valid signatures.",
+    "STORE_FAILURE": (
+        "'closed' refuses passes while the store is unreachable; 'open' accepts valid signatures."
+    ),
+    "PASS_LEEWAY": "Seconds of clock skew allowed between the hosts that sign and check passes.",
+    "PASS_COOKIE": "Prefix of the HttpOnly pass cookie of browsers (one per queue: PREFIX_<id>).",
+    "GATE_RECHECK": (
+        "Seconds a process trusts a pass the store confirmed; ends arrive sooner by pub/sub."
+    ),
+    "GATE_RETRY_AFTER": "Retry-After seconds sent with refusals of the purchase gate.",
+    "GATED_URLS": (
+        "Paths the QueuePassMiddleware gates: [(regex, queue slug or None to take (?P<queue>))]."
+    ),
+    "WAITING_URL": (
+        "Where the gate sends browsers without a pass: a URL with {queue} (the slug), or None "
+        "for the 'ticketqueue:waiting' URL."
+    ),
+    "VISITOR_COOKIE_AGE": "Seconds the anonymous visitor cookie (tq_visitor) lives.",
+    "THROTTLE_RATES": (
+        "REST throttles, e.g. '20/min', for join_ip, join_identity, status_ip, status_identity."
+    ),
+    "NOTIFIERS": (
+        "Dotted paths of the Notifier classes that tell admitted people with no live connection."
+    ),
+    "EMAIL_RESOLVER": (
+        "Dotted path of a function taking identities and returning {identity: email address}."
+    ),
+    "NOTIFY_URL": "Link in 'your turn' notifications: a URL with {queue} (the slug), or None.",
+    "PRESENCE_TIMEOUT": (
+        "Seconds a connection counts as live without a refresh (a crashed server's sockets end)."
+    ),
+    "ENTRY_RETENTION": (
+        "Seconds ended entries are kept before the cleanup task deletes them; None keeps all."
+    ),
+    "ENTRY_ARCHIVER": (
+        "Dotted path of a function given each batch of ended entries (a queryset) before deletion."
+    ),
+    "SAMPLE_RETENTION": "Seconds the per-minute queue samples behind the admin chart are kept.",
+    "METRICS_TOKEN": (
+        "Bearer token the Prometheus endpoint requires; None serves it to anyone who reaches it."
+    ),
 }
 
 IMPORT_STRINGS = frozenset({"STORE"})

@@ -48,6 +48,7 @@ def new_visitor_cookie() -> tuple[str, str]:
 def identity_for(user: Any, cookies: dict[str, str]) -> str | None:
     """The identity of a request or a WebSocket scope: the user, else the visitor cookie."""
     return user_identity(user) or (
-        f"anon:{visitor}" if (visitor := visitor_id_from_cookie(cookies.get(VISITOR_COOKIE)))
+        f"anon:{visitor}"
+        if (visitor := visitor_id_from_cookie(cookies.get(VISITOR_COOKIE)))
         else None
     )

@@ -5,6 +5,7 @@ Redis (or the in-process store) holds the hot state; these rows are what it is r
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
@@ -132,6 +133,10 @@ class Queue(models.Model):
         verbose_name = _("queue")
         verbose_name_plural = _("queues")
         ordering = ["-created_at"]
+        permissions = [
+            ("operate_queue", _("Can open, pause, resume, close, rebuild and admit now")),
+            ("revoke_pass", _("Can revoke passes and places in line")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(capacity__isnull=True) | models.Q(capacity__gte=1),
@@ -284,3 +289,106 @@ class Admission(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValueError("The admission log is append-only.")
+
+
+class OperatorAction(models.Model):
+    """Append-only audit of the control room: who did what to which queue, when, and the
+    knobs or state before and after."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", _("create")
+        EDIT = "edit", _("edit")
+        OPEN = "open", _("open")
+        PAUSE = "pause", _("pause")
+        RESUME = "resume", _("resume")
+        CLOSE = "close", _("close")
+        ADMIT = "admit", _("admit now")
+        REVOKE = "revoke", _("revoke")
+        REBUILD = "rebuild", _("rebuild")
+
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="operator_actions",
+        verbose_name=_("queue"),
+        help_text=_("The queue acted on (empty once the queue is deleted)."),
+    )
+    queue_name = models.CharField(
+        _("queue name"), max_length=200, help_text=_("The queue's name when the action happened.")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("operator"),
+        help_text=_("Who acted (empty once the account is deleted)."),
+    )
+    username = models.CharField(
+        _("operator name"), max_length=150, help_text=_("The operator's username at the time.")
+    )
+    action = models.CharField(
+        _("action"), max_length=16, choices=Kind.choices, help_text=_("What the operator did.")
+    )
+    at = models.DateTimeField(_("at"), help_text=_("When the action happened."))
+    before = models.JSONField(
+        _("before"), default=dict, blank=True, help_text=_("State and knobs before the action.")
+    )
+    after = models.JSONField(
+        _("after"), default=dict, blank=True, help_text=_("State and knobs after the action.")
+    )
+    count = models.PositiveIntegerField(
+        _("entries affected"),
+        null=True,
+        blank=True,
+        help_text=_("How many entries the action admitted, revoked or loaded."),
+    )
+
+    class Meta:
+        verbose_name = _("operator action")
+        verbose_name_plural = _("operator actions")
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["queue", "at"], name="ticketqueue_opaction_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.queue_name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("The operator audit log is append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("The operator audit log is append-only.")
+
+
+class QueueSample(models.Model):
+    """The line once a minute (written by the tick), for the control room's chart."""
+
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.CASCADE,
+        related_name="samples",
+        verbose_name=_("queue"),
+        help_text=_("The queue sampled."),
+    )
+    at = models.DateTimeField(_("minute"), help_text=_("Start of the minute sampled."))
+    waiting = models.PositiveIntegerField(_("waiting"), help_text=_("Entries waiting in line."))
+    active = models.PositiveIntegerField(_("active passes"), help_text=_("Passes active."))
+    admitted_total = models.PositiveBigIntegerField(
+        _("admitted so far"), help_text=_("Admissions since the queue was created.")
+    )
+
+    class Meta:
+        verbose_name = _("queue sample")
+        verbose_name_plural = _("queue samples")
+        ordering = ["queue", "at"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "at"], name="ticketqueue_sample_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} at {self.at:%H:%M}: {self.waiting} waiting"

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .base import (
     ActiveRecord,
@@ -29,6 +31,7 @@ __all__ = [
     "QueueStore",
     "StoreDump",
     "WaitingRecord",
+    "StoreCompanion",
     "get_store",
     "reset_store",
 ]
@@ -54,3 +57,30 @@ def reset_store() -> None:
     global _store
     with _lock:
         _store = None
+
+
+T = TypeVar("T")
+
+
+class StoreCompanion(Generic[T]):
+    """Something made from the configured store (presence, counters), made again when the
+    store is replaced: ``presence = StoreCompanion(make)``, then ``presence()``."""
+
+    def __init__(self, make: Callable[[QueueStore], T]) -> None:
+        self._make = make
+        self._made: tuple[QueueStore, T] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> T:
+        store = get_store()
+        made = self._made
+        if made is None or made[0] is not store:
+            with self._lock:
+                made = self._made
+                if made is None or made[0] is not store:
+                    made = self._made = (store, self._make(store))
+        return made[1]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._made = None

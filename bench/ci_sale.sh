@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The end-to-end sale in CI: start the production-like topology (deploy/run_production.py:
+# nginx, gunicorn, 2 daphne, Celery worker and beat, over PostgreSQL and Redis), run
+# bench/loadtest.py with N buyers against it, stop everything, and exit with the harness's
+# code (non-zero on any broken invariant or error).
+#
+#   bash bench/ci_sale.sh            # N=300
+#   N=1000 bash bench/ci_sale.sh -- --capacity 100   # extra arguments go to loadtest.py
+set -uo pipefail
+cd "$(dirname "$0")/.."
+N="${N:-300}"
+[ "${1:-}" = "--" ] && shift
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+mkdir -p var/log
+ready="var/run/ci_sale.ready"
+log="var/log/ci_sale_topology.log"
+rm -f "$ready"
+
+.venv/bin/python deploy/run_production.py --reset --ready-file "$ready" >"$log" 2>&1 &
+topology=$!
+stop_topology() {
+  if kill -0 "$topology" 2>/dev/null; then
+    kill -TERM "$topology"
+    wait "$topology"
+    return $?
+  fi
+  wait "$topology" 2>/dev/null
+}
+trap 'stop_topology >/dev/null 2>&1' EXIT INT TERM
+
+for _ in $(seq 120); do
+  [ -f "$ready" ] && break
+  if ! kill -0 "$topology" 2>/dev/null; then
+    echo "ci_sale: the topology failed to start:"; tail -n 60 "$log"; exit 1
+  fi
+  sleep 0.5
+done
+if [ ! -f "$ready" ]; then
+  echo "ci_sale: the topology was not ready in 60 s:"; tail -n 60 "$log"; exit 1
+fi
+echo "ci_sale: topology up at $(cat "$ready"); $N buyers"
+
+.venv/bin/python bench/loadtest.py --buyers "$N" --json var/log/ci_sale.json "$@"
+rc=$?
+
+stop_topology
+stopped=$?
+trap - EXIT INT TERM
+if [ $rc -ne 0 ] || [ $stopped -ne 0 ]; then
+  echo "ci_sale: harness exit $rc, topology exit $stopped; topology log tail:"
+  tail -n 40 "$log"
+fi
+if [ $stopped -ne 0 ] && [ $rc -eq 0 ]; then
+  echo "ci_sale: the topology did not stop cleanly"; exit 1
+fi
+exit $rc

@@ -1,0 +1,57 @@
+"""Throwaway settings for bench/gate_bench.py: PostgreSQL + RedisStore, a typical middleware
+stack, DEBUG off. Not a deployment example (see demo_project.settings_production)."""
+
+import os
+
+SECRET_KEY = "bench-only-not-secret-bench-only-not-secret"  # noqa: S105 - never deployed
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "gate_site"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "rest_framework",
+    "ticketqueue",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("GATE_BENCH_DB", "ticketqueue_gate_bench"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        # WSGI workers keep one connection each; under ASGI every request runs in its own
+        # thread, so persistent connections would pile up: the bench sets 0 for uvicorn.
+        "CONN_MAX_AGE": None if os.environ.get("GATE_BENCH_ASGI") != "1" else 0,
+    }
+}
+TICKETQUEUE = {
+    "STORE": "ticketqueue.store.redis.RedisStore",
+    "REDIS_URL": os.environ.get("GATE_BENCH_REDIS", "redis://127.0.0.1:6379/10"),
+    "KEY_PREFIX": "tqgatebench",
+    # One load generator on one address: the throttles would measure themselves.
+    "THROTTLE_RATES": {
+        "join_ip": None,
+        "join_identity": None,
+        "status_ip": None,
+        "status_identity": None,
+    },
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    # Errors (a 500's traceback) on stderr; the 4xx warnings of a load test are noise.
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": "ERROR"}},
+    "root": {"handlers": ["console"], "level": "ERROR"},
+}

@@ -1,0 +1,44 @@
+"""The site bench/gate_bench.py serves: one purchase view with and without HasQueuePass, a
+bare DRF view, and ticketqueue's own URLs (the REST join)."""
+
+from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+from django.urls import include, path
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ticketqueue.api import HasQueuePass
+
+application = get_wsgi_application()
+asgi_application = get_asgi_application()
+
+
+class PurchaseView(APIView):
+    """The purchase view a site writes: the gate is its only difference from OpenPurchaseView."""
+
+    permission_classes = [HasQueuePass]
+    queue_pass_queue = "bench"
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class OpenPurchaseView(PurchaseView):
+    permission_classes = []
+
+
+class BareView(APIView):
+    """The floor: a DRF view that does nothing."""
+
+    def get(self, request):
+        return Response({"ok": True})
+
+    post = get
+
+
+urlpatterns = [
+    path("purchase/", PurchaseView.as_view()),
+    path("purchase-open/", OpenPurchaseView.as_view()),
+    path("bare/", BareView.as_view()),
+    path("queue/", include("ticketqueue.urls")),
+]

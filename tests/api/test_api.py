@@ -1,0 +1,253 @@
+"""The REST API: info, join, status, leave, heartbeat, release; cookies, throttles, errors."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from ticketqueue import passes, release, services
+from ticketqueue.core import PassNotActive, PassWrongIdentity
+from ticketqueue.identity import visitor_id_from_cookie
+
+from .conftest import Visitor, code_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+API = "/queue/api/queues"
+
+
+def test_queue_info_is_public(make_queue):
+    make_queue(mode="always", capacity=1)
+    for i in range(3):
+        services.join(services.get_queue("sale"), f"user:{i}")
+    body = Client().get(f"{API}/sale/").json()
+    assert body["queue"] == "sale" and body["queue_state"] == "open"
+    assert (body["waiting"], body["active"]) == (3, 0)
+    assert body["eta_seconds"] is not None
+
+
+def test_join_sets_the_visitor_cookie_and_header(make_queue):
+    make_queue(mode="always")
+    client = Client()
+    response = client.post(f"{API}/sale/join/")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["state"], body["position"], body["pass"]) == ("waiting", 1, None)
+    cookie = response.cookies["tq_visitor"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert response["X-Queue-Visitor"] == cookie.value
+    assert visitor_id_from_cookie(cookie.value)
+    assert response["Cache-Control"] == "no-store"
+    # Joining again is the same entry and mints nothing new.
+    again = client.post(f"{API}/sale/join/")
+    assert again.json()["seq"] == body["seq"] and "tq_visitor" not in again.cookies
+
+
+def test_clients_without_cookies_use_the_visitor_header(make_queue):
+    make_queue(mode="always")
+    first = Client().post(f"{API}/sale/join/")
+    visitor = first["X-Queue-Visitor"]
+    status = Client().get(f"{API}/sale/status/", HTTP_X_QUEUE_VISITOR=visitor).json()
+    assert status["seq"] == first.json()["seq"] and status["position"] == 1
+
+
+def test_a_forged_visitor_cookie_is_a_new_visitor(make_queue):
+    make_queue(mode="always")
+    client = Client()
+    client.cookies["tq_visitor"] = "0" * 32 + ":forged"
+    response = client.post(f"{API}/sale/join/")
+    assert response.cookies["tq_visitor"].value != "0" * 32 + ":forged"
+
+
+def test_status_gives_the_pass_once_admitted_and_the_pass_cookie(make_queue, clock):
+    queue = make_queue(mode="always", capacity=1, purchase_window=600)
+    client = Client()
+    client.post(f"{API}/sale/join/")
+    assert client.get(f"{API}/sale/status/").json()["state"] == "waiting"
+    services.tick(queue)
+    response = client.get(f"{API}/sale/status/")
+    body = response.json()
+    assert (body["state"], body["position"]) == ("admitted", 0)
+    claims = passes.verify(body["pass"], queue_id=queue.store_id)
+    assert claims.seq == body["seq"]
+    cookie = response.cookies[f"tq_pass_{queue.store_id}"]
+    assert cookie.value == body["pass"] and cookie["httponly"]
+    assert int(cookie["max-age"]) == 600
+    # The cookie alone now opens the purchase view.
+    assert client.get("/buy/sale/").status_code == 200
+
+
+def test_status_of_a_stranger(queue):
+    response = Client().get(f"{API}/sale/status/")
+    assert response.json()["state"] is None
+    assert "tq_visitor" in response.cookies  # so the WebSocket gets the same id
+
+
+def test_logged_in_users_are_their_user(queue, django_user_model):
+    user = django_user_model.objects.create_user("ann", password="pw-for-tests-only")
+    client = Client()
+    client.force_login(user)
+    body = client.post(f"{API}/sale/join/").json()
+    claims = passes.verify(body["pass"])
+    assert claims.identity == f"user:{user.pk}"
+    response = client.get("/buy/sale/", HTTP_AUTHORIZATION=f"QueuePass {body['pass']}")
+    assert response.status_code == 200
+
+
+def test_an_anonymous_pass_survives_logging_in(admitted, django_user_model):
+    user = get_user_model().objects.create_user("bob", password="pw-for-tests-only")
+    admitted.client.force_login(user)
+    assert admitted.buy().status_code == 200  # the visitor cookie still proves the pass
+
+
+def test_leave_and_heartbeat(make_queue):
+    make_queue(mode="always")
+    client = Client()
+    assert client.post(f"{API}/sale/heartbeat/").json() == {"seen": False}
+    client.post(f"{API}/sale/join/")
+    assert client.post(f"{API}/sale/heartbeat/").json() == {"seen": True}
+    body = client.post(f"{API}/sale/leave/").json()
+    assert body["state"] == "left"
+    assert code_of(client.post(f"{API}/sale/leave/")) == (404, "entry_not_found")
+    assert code_of(Client().post(f"{API}/sale/leave/")) == (404, "entry_not_found")
+
+
+def test_release_frees_the_slot_at_once(make_queue):
+    queue = make_queue(mode="auto", capacity=1)
+    holder, next_in_line = Visitor(), Visitor()
+    holder.join()
+    assert next_in_line.join().json()["state"] == "waiting"
+    response = holder.client.post(
+        f"{API}/sale/release/", {"pass": holder.token}, content_type="application/json"
+    )
+    assert response.status_code == 200 and response.json()["state"] == "completed"
+    assert response.cookies[f"tq_pass_{queue.store_id}"].value == ""
+    services.tick(queue)
+    assert next_in_line.client.get(f"{API}/sale/status/").json()["state"] == "admitted"
+    again = holder.client.post(f"{API}/sale/release/", {"pass": holder.token})
+    assert code_of(again) == (403, "pass_not_active")
+
+
+def test_release_needs_the_holder_and_the_queue(make_queue, admitted):
+    make_queue("other")
+    thief = Client()
+    response = thief.post(f"{API}/sale/release/", {"pass": admitted.token})
+    assert code_of(response) == (403, "pass_wrong_identity")
+    response = admitted.client.post(f"{API}/other/release/", {"pass": admitted.token})
+    assert code_of(response) == (403, "pass_wrong_queue")
+    assert code_of(Client().post(f"{API}/sale/release/")) == (403, "pass_missing")
+    assert admitted.buy().status_code == 200  # nothing changed
+
+
+def test_release_for_site_code(admitted):
+    with pytest.raises(PassWrongIdentity):
+        release(admitted.token, identity="user:999")
+    change = release(admitted.token)
+    assert change.state.value == "completed"
+    with pytest.raises(PassNotActive):
+        release(admitted.token)
+
+
+@pytest.mark.parametrize(
+    ("mode", "state", "expected"),
+    [("always", "closed", (409, "queue_closed")), ("always", "open", None)],
+)
+def test_join_refusals(make_queue, mode, state, expected):
+    queue = make_queue(mode=mode)
+    if state == "closed":
+        services.close(queue)
+    response = Client().post(f"{API}/sale/join/")
+    if expected:
+        assert code_of(response) == expected
+    else:
+        assert response.status_code == 200
+
+
+def test_a_full_queue(make_queue):
+    make_queue(mode="always", max_size=1)
+    Client().post(f"{API}/sale/join/")
+    assert code_of(Client().post(f"{API}/sale/join/")) == (409, "queue_full")
+
+
+def test_unknown_queue_and_wrong_method(queue):
+    assert code_of(Client().post(f"{API}/nope/join/")) == (404, "queue_not_found")
+    assert code_of(Client().get(f"{API}/nope/")) == (404, "queue_not_found")
+    assert code_of(Client().get(f"{API}/sale/join/")) == (405, "method_not_allowed")
+
+
+def test_bad_input(admitted):
+    response = admitted.client.post(
+        f"{API}/sale/release/", "{not json", content_type="application/json"
+    )
+    assert code_of(response) == (400, "parse_error")
+    response = admitted.client.post(
+        f"{API}/sale/release/", {"pass": "x" * 5000}, content_type="application/json"
+    )
+    assert code_of(response) == (400, "invalid_input")
+    assert "pass" in response.json()["errors"]
+
+
+def test_throttles_per_identity_and_per_ip(settings, make_queue):
+    make_queue(mode="always")
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "THROTTLE_RATES": {"status_identity": "3/min", "status_ip": "5/min"},
+    }
+    client = Client()
+    client.get(f"{API}/sale/status/")  # mints the visitor id (counted by IP only)
+    statuses = [client.get(f"{API}/sale/status/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    response = client.get(f"{API}/sale/status/")
+    assert code_of(response) == (429, "throttled")
+    assert int(response["Retry-After"]) > 0
+    # Another identity from the same address: only the per-IP budget is left (5 in all).
+    other = Client()
+    assert other.get(f"{API}/sale/status/").status_code == 429
+
+
+def test_throttle_rates_can_be_turned_off(settings, make_queue):
+    make_queue(mode="always")
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "THROTTLE_RATES": {"join_identity": None, "join_ip": None},
+    }
+    client = Client()
+    assert all(client.post(f"{API}/sale/join/").status_code == 200 for _ in range(30))
+
+
+def test_the_schema_covers_the_api_only():
+    response = Client().get("/queue/api/schema/?format=json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["info"]["title"] == "ticketqueue"
+    assert sorted(schema["paths"]) == [
+        "/queue/api/jwks.json",
+        "/queue/api/queues/{queue}/",
+        "/queue/api/queues/{queue}/heartbeat/",
+        "/queue/api/queues/{queue}/join/",
+        "/queue/api/queues/{queue}/leave/",
+        "/queue/api/queues/{queue}/release/",
+        "/queue/api/queues/{queue}/status/",
+    ]
+
+
+def test_every_error_code_is_in_the_table():
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    import ticketqueue
+    from ticketqueue.core import TicketQueueError
+
+    for module in pkgutil.walk_packages(ticketqueue.__path__, "ticketqueue."):
+        if not module.name.startswith(("ticketqueue.migrations", "ticketqueue.management")):
+            importlib.import_module(module.name)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    table = (Path(__file__).parents[2] / "docs" / "errors.md").read_text()
+    codes = {TicketQueueError.code} | {cls.code for cls in subclasses(TicketQueueError)}
+    missing = sorted(code for code in codes if f"`{code}`" not in table)
+    assert not missing, f"docs/errors.md lacks {missing}"

@@ -1,0 +1,145 @@
+"""A real ASGI server for the browser: daphne in a subprocess on the test database and Redis
+(the production shape), or, on the one-process embedded store, uvicorn in a thread of this
+process (where the in-process store and broadcast live). Either way the listening socket is
+bound here first, so the browser's first request waits in its backlog: no polling for "up"."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ticketqueue.store import get_store, reset_store
+from ticketqueue.store.memory import MemoryStore
+
+from ..conftest import drop_store
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _listening_socket():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+@pytest.fixture
+def store_for_server(transactional_db):
+    reset_store()
+    store = get_store()
+    yield store
+    drop_store(store)
+    reset_store()
+
+
+@pytest.fixture
+def asgi_server(store_for_server, transactional_db):
+    """Base URL of the test project's ASGI application (tests/asgi.py) on a real server."""
+    from django.db import connection
+
+    sock = _listening_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    if isinstance(store_for_server, MemoryStore):
+        yield from _uvicorn_in_thread(sock, base)
+        return
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        # The server uses the test database as its database, and inherits the run id (so
+        # the Redis key prefix) of this run through the environment.
+        "PGDATABASE": connection.settings_dict["NAME"],
+        "PYTHONPATH": str(ROOT),
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "tests.asgi:application"],
+        env=env,
+        cwd=ROOT,
+        pass_fds=[sock.fileno()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            _, errors = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, errors = server.communicate()
+        sock.close()
+        if b"Traceback" in errors:
+            print(errors.decode(errors="replace"), file=sys.stderr)
+
+
+def _uvicorn_in_thread(sock, base):
+    import uvicorn
+
+    from tests.asgi import application
+
+    config = uvicorn.Config(
+        application, ws="websockets-sansio", lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture
+def off_loop():
+    """Runs database work in a thread of its own: Playwright's sync API keeps an event loop
+    running in the test's thread, where Django refuses synchronous queries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def run(func, *args, **kwargs):
+            return pool.submit(func, *args, **kwargs).result()
+
+        yield run
+        pool.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def browser_page():
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # launch() gives the browser a fresh temporary profile (user data dir) every time.
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()

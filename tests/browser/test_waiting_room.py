@@ -1,0 +1,77 @@
+"""Headless Chromium in the app's own waiting room: its place falls as ticks admit the people
+ahead, it is granted, it holds the pass (cookie and sessionStorage) and reaches checkout."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from ticketqueue import services
+from ticketqueue.models import Queue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 20_000  # ms; every wait ends as soon as the page shows what is awaited
+
+
+def make_queue_with_four_waiting():
+    queue = Queue.objects.create(slug="big-gig", name="The big gig", mode="always")
+    services.configure(queue)
+    for i in range(4):
+        services.join(queue, f"user:{1000 + i}")
+    return queue
+
+
+def test_the_widget_walks_a_visitor_from_the_line_to_checkout(
+    asgi_server, browser_page, off_loop
+):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "response",
+        lambda r: errors.append(f"{r.status} {r.url}")
+        if r.status >= 400 and not r.url.endswith("/favicon.ico")
+        else None,
+    )
+    queue = off_loop(make_queue_with_four_waiting)
+
+    # The "checkout" of this stand-alone test is the REST status call: it answers for the
+    # identity the browser holds, so reaching it with the pass proves the way through.
+    checkout = reverse("ticketqueue:api:status", kwargs={"queue": queue.slug})
+    page.goto(f"{asgi_server}/queue/{queue.slug}/wait/?next={checkout}")
+    widget = page.locator("[data-ticketqueue]")
+    position = widget.locator('[data-tq="position"]')
+
+    expect(position).to_have_text("5", timeout=WAIT)  # auto-joined behind the four
+    expect(widget.locator('[data-tq="ahead"]')).to_have_text("4")
+    expect(widget.locator('[data-tq="eta"]')).not_to_have_text("–")
+    assert page.locator('[data-tq="progress"]').evaluate("p => p.value") == 0
+
+    off_loop(services.tick, queue, limit=2)
+    expect(position).to_have_text("3", timeout=WAIT)
+    expect(widget.locator('[data-tq="ahead"]')).to_have_text("2")
+    assert page.locator('[data-tq="progress"]').evaluate("p => p.value") == 50
+    off_loop(services.tick, queue, limit=2)
+    expect(position).to_have_text("1", timeout=WAIT)
+    # Screen readers were told (the polite live region holds the place).
+    assert "5" in page.locator('[data-tq="announce"]').inner_text()
+
+    off_loop(services.tick, queue, limit=1)
+    link = widget.locator('[data-tq="checkout"][data-ready="true"]')
+    expect(link).to_be_visible(timeout=WAIT)
+    expect(widget).to_have_attribute("data-state", "granted")
+    assert page.locator('[data-tq="alert"]').inner_text()  # announced at once
+
+    stored = json.loads(page.evaluate("sessionStorage.getItem('ticketqueue.pass.big-gig')"))
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    pass_cookie = cookies[f"tq_pass_{queue.store_id}"]
+    assert pass_cookie["httpOnly"] and pass_cookie["value"] == stored["pass"]
+
+    link.click()
+    page.wait_for_url(f"**{checkout}", timeout=WAIT)
+    answer = json.loads(page.locator("body").inner_text())
+    assert (answer["state"], answer["pass"]) == ("admitted", stored["pass"])
+    assert errors == []  # no script error, no failed request on the way

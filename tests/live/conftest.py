@@ -1,0 +1,113 @@
+"""Live-update fixtures: a queue, visitors with signed cookies, sockets on the test project's
+ASGI application (origin check and auth included) and the hub, closed after each test."""
+
+import uuid
+
+import channels.testing.application
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import close_old_connections
+
+from ticketqueue import live, services
+from ticketqueue.identity import VISITOR_COOKIE, new_visitor_cookie
+from ticketqueue.models import Queue
+from ticketqueue.store import get_store, reset_store
+
+from ..conftest import drop_store
+
+#: Long enough for a loaded machine; every wait ends as soon as its message arrives.
+TIMEOUT = 10
+
+
+@pytest.fixture(autouse=True)
+def database_cleanup_as_in_production(monkeypatch):
+    """channels' communicator swaps database_sync_to_async's connection clean-up for a no-op
+    (made for TestCase's one shared connection). The consumer works in a thread pool, as in
+    production, and transactional tests need each thread's connection closed: keep it."""
+    monkeypatch.setattr(channels.testing.application, "no_op", close_old_connections)
+
+
+@pytest.fixture
+def live_settings(settings):
+    """Own key prefix (so no other test run hears our broadcasts), no coalescing, and resyncs
+    far enough away that only the tests that call them see them."""
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "KEY_PREFIX": f"tqlive{uuid.uuid4().hex[:8]}",
+        "UPDATE_INTERVAL": 0,
+        "RESYNC_INTERVAL": 3600,
+    }
+    reset_store()
+    yield settings
+    drop_store(get_store())
+    reset_store()
+
+
+@pytest.fixture
+def make_queue(live_settings):
+    def make(**fields):
+        fields.setdefault("slug", f"sale-{uuid.uuid4().hex[:6]}")
+        fields.setdefault("name", "The sale")
+        fields.setdefault("mode", "always")
+        queue = Queue.objects.create(**fields)
+        services.configure(queue)
+        return queue
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def hub(live_settings):
+    """The hub is made by the first socket (after every settings fixture); closed after."""
+    yield
+    await live.shutdown()
+
+
+class Visitor:
+    """One anonymous identity: its signed cookie opens as many sockets as it likes."""
+
+    def __init__(self):
+        visitor, self.cookie = new_visitor_cookie()
+        self.identity = f"anon:{visitor}"
+
+    def socket(self, queue, origin=b"http://testserver"):
+        headers = [(b"cookie", f"{VISITOR_COOKIE}={self.cookie}".encode())]
+        if origin:
+            headers.append((b"origin", origin))
+        return Socket(queue.slug, headers)
+
+
+class Socket(WebsocketCommunicator):
+    def __init__(self, slug, headers):
+        from tests.asgi import application
+
+        super().__init__(application, f"/ws/queue/{slug}/", headers=headers)
+
+    async def open(self):
+        connected, _ = await self.connect(timeout=TIMEOUT)
+        assert connected
+        return self
+
+    async def next(self):
+        return await self.receive_json_from(timeout=TIMEOUT)
+
+    async def next_of(self, kind):
+        """The next message of this type, skipping others (ordering is asserted elsewhere)."""
+        while True:
+            message = await self.next()
+            if message["type"] == kind:
+                return message
+
+    async def send(self, **message):
+        await self.send_json_to(message)
+
+
+@pytest.fixture
+def visitor():
+    return Visitor
+
+
+def in_thread(func):
+    return database_sync_to_async(func, thread_sensitive=False)

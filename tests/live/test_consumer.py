@@ -1,0 +1,319 @@
+"""The queue socket against the real store and database: joining, positions moved by ticks,
+one entry shared by several sockets, grace on disconnect, the truth on reconnect, closing."""
+
+import time
+
+import pytest
+
+from ticketqueue import passes, services
+from ticketqueue.live.protocol import (
+    CLOSE_IDENTITY_REQUIRED,
+    CLOSE_QUEUE_CLOSED,
+    CLOSE_QUEUE_NOT_FOUND,
+)
+from ticketqueue.models import Entry
+
+from .conftest import TIMEOUT, in_thread
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest.fixture(params=["redis", "local"])
+def broadcast(request, live_settings):
+    """Every flow runs over Redis pub/sub and over the in-process bus of the embedded default."""
+    if request.param == "redis" and "memory" in live_settings.TICKETQUEUE["STORE"]:
+        pytest.skip("the Redis broadcast runs with the Redis store")
+    live_settings.TICKETQUEUE = {**live_settings.TICKETQUEUE, "LIVE_BROADCAST": request.param}
+    return request.param
+
+
+async def join_ahead(queue, visitor, n):
+    people = [visitor() for _ in range(n)]
+    for person in people:
+        await in_thread(services.join)(queue, person.identity)
+    return people
+
+
+async def tick(queue, **kwargs):
+    return await in_thread(services.tick)(queue, **kwargs)
+
+
+async def test_a_socket_without_identity_is_told_to_get_one(make_queue, hub):
+    from .conftest import Socket
+
+    queue = await in_thread(make_queue)()
+    sock = await Socket(queue.slug, [(b"origin", b"http://testserver")]).open()
+    error = await sock.next()
+    assert error["type"] == "error" and error["code"] == "identity_required"
+    closed = await sock.receive_output(timeout=TIMEOUT)
+    assert (closed["type"], closed["code"]) == ("websocket.close", CLOSE_IDENTITY_REQUIRED)
+
+
+async def test_an_unknown_queue_is_refused_with_its_code(hub, visitor, live_settings):
+    from .conftest import Socket
+
+    v = visitor()
+    sock = Socket(
+        "no-such-queue",
+        [(b"cookie", f"tq_visitor={v.cookie}".encode()), (b"origin", b"http://testserver")],
+    )
+    await sock.open()
+    assert (await sock.next())["code"] == "queue_not_found"
+    assert (await sock.receive_output(timeout=TIMEOUT))["code"] == CLOSE_QUEUE_NOT_FOUND
+
+
+async def test_a_foreign_origin_is_rejected(make_queue, hub, visitor):
+    queue = await in_thread(make_queue)()
+    sock = visitor().socket(queue, origin=b"https://evil.example")
+    connected, _ = await sock.connect(timeout=TIMEOUT)
+    assert not connected
+
+
+async def test_join_position_and_ticks_moving_it(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)()
+    ahead = await join_ahead(queue, visitor, 3)
+    me = visitor()
+    sock = await me.socket(queue).open()
+    hello = await sock.next()
+    assert (hello["type"], hello["state"], hello["position"], hello["waiting"]) == (
+        "queue_update",
+        None,
+        None,
+        3,
+    )
+
+    await sock.send(type="join")
+    joined = await sock.next()
+    assert (joined["state"], joined["position"], joined["waiting"]) == ("waiting", 4, 4)
+
+    await tick(queue, limit=2)  # the first two are admitted
+    update = await sock.next()
+    assert (update["state"], update["position"], update["waiting"], update["active"]) == (
+        "waiting",
+        2,
+        2,
+        2,
+    )
+
+    # Someone ahead leaves: the next tick carries that departure and the place moves again.
+    await in_thread(services.leave)(queue, ahead[2].identity)
+    await tick(queue, limit=0)
+    update = await sock.next()
+    assert (update["position"], update["waiting"]) == (1, 1)
+    assert update["position"] == (await in_thread(services.status)(queue, me.identity)).position
+    await sock.disconnect()
+
+
+async def test_departures_behind_do_not_move_a_place(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)()
+    await join_ahead(queue, visitor, 1)
+    me = visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next())["position"] == 2
+    behind = await join_ahead(queue, visitor, 2)
+    await in_thread(services.leave)(queue, behind[0].identity)
+    await tick(queue, limit=0)
+    update = await sock.next()
+    assert (update["position"], update["waiting"]) == (2, 3)
+    await sock.disconnect()
+
+
+async def test_every_socket_of_one_identity_shares_the_entry(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)(purchase_window=600)
+    await join_ahead(queue, visitor, 1)
+    me = visitor()
+    phone, laptop = await me.socket(queue).open(), await me.socket(queue).open()
+    await phone.next(), await laptop.next()
+
+    await laptop.send(type="join")
+    on_laptop, on_phone = await laptop.next(), await phone.next()
+    assert on_laptop["position"] == on_phone["position"] == 2
+    # The same entry, not two.
+    assert await in_thread(Entry.objects.filter(queue=queue, identity=me.identity).count)() == 1
+
+    await tick(queue, limit=2)
+    granted = [await phone.next_of("granted"), await laptop.next_of("granted")]
+    assert granted[0]["pass"] == granted[1]["pass"]
+    claims = passes.verify(granted[0]["pass"], queue_id=queue.store_id)
+    assert claims.identity == me.identity and granted[0]["seq"] == claims.seq
+    assert granted[0]["expires_at"] == pytest.approx(claims.expires_at, abs=1)
+
+    await phone.disconnect(), await laptop.disconnect()
+
+
+async def test_a_join_elsewhere_reaches_the_identity_sockets(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)()
+    me = visitor()
+    sock = await me.socket(queue).open()
+    assert (await sock.next())["state"] is None
+    await in_thread(services.join)(queue, me.identity)  # e.g. the REST join from another tab
+    update = await sock.next()
+    assert (update["state"], update["position"]) == ("waiting", 1)
+    await sock.disconnect()
+
+
+async def test_leaving_tells_every_socket_of_the_identity(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)()
+    me = visitor()
+    one, two = await me.socket(queue).open(), await me.socket(queue).open()
+    await one.next(), await two.next()
+    await one.send(type="join")
+    await one.next(), await two.next()
+    await one.send(type="leave")
+    assert await one.next() == {"type": "left", "reason": "left"}
+    assert await two.next() == {"type": "left", "reason": "left"}
+    assert (await in_thread(services.status)(queue, me.identity)).state is None
+    await one.disconnect(), await two.disconnect()
+
+
+async def test_a_disconnect_within_the_grace_keeps_the_place(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)(disconnect_grace=600)
+    await join_ahead(queue, visitor, 2)
+    me, gone_too_long = visitor(), visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next())["position"] == 3
+    await sock.disconnect()
+
+    await tick(queue, limit=1)  # the line moves while the visitor is away
+    # Within the grace: nobody is abandoned.
+    assert await in_thread(services.abandon_unseen)(queue, time.time() + 300) == []
+
+    sock = await me.socket(queue).open()
+    back = await sock.next()
+    assert (back["state"], back["position"]) == ("waiting", 2)
+
+    # For contrast: an entry unseen for longer than the grace loses its place, and its
+    # sockets hear why.
+    await in_thread(services.join)(queue, gone_too_long.identity)
+    other = await gone_too_long.socket(queue).open()
+    await other.next()
+    abandoned = await in_thread(services.abandon_unseen)(queue, time.time() + 900)
+    assert gone_too_long.identity in {c.identity for c in abandoned}
+    assert await other.next_of("left") == {"type": "left", "reason": "abandoned"}
+    await sock.disconnect(), await other.disconnect()
+
+
+async def test_a_missed_granted_is_recovered_on_reconnect(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)(purchase_window=600)
+    me = visitor()
+    await in_thread(services.join)(queue, me.identity)
+    sock = await me.socket(queue).open()
+    assert (await sock.next())["position"] == 1
+    await sock.disconnect()
+
+    await tick(queue)  # admitted while no socket was open: nobody heard 'granted'
+
+    sock = await me.socket(queue).open()
+    granted = await sock.next()
+    assert granted["type"] == "granted"
+    assert passes.verify(granted["pass"], queue_id=queue.store_id).identity == me.identity
+    await sock.disconnect()
+
+
+async def test_the_status_message_answers_with_the_truth(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)()
+    me = visitor()
+    await in_thread(services.join)(queue, me.identity)
+    sock = await me.socket(queue).open()
+    first = await sock.next()
+    await sock.send(type="status")
+    assert await sock.next() == first  # asked again: answered again, even if unchanged
+    await sock.disconnect()
+
+
+async def test_closing_tells_everyone(make_queue, hub, visitor, broadcast):
+    queue = await in_thread(make_queue)(capacity=1, purchase_window=600)
+    holder, waiter, onlooker = visitor(), visitor(), visitor()
+    await in_thread(services.join)(queue, holder.identity)
+    await tick(queue)
+    await in_thread(services.join)(queue, waiter.identity)
+    socks = [await v.socket(queue).open() for v in (holder, waiter, onlooker)]
+    assert (await socks[0].next())["type"] == "granted"
+    assert (await socks[1].next())["state"] == "waiting"
+    assert (await socks[2].next())["state"] is None
+
+    await in_thread(services.close)(queue)
+
+    # The waiting entry was revoked, everyone hears 'closed'; sockets without a pass close.
+    assert await socks[1].next() == {"type": "revoked", "reason": "closed"}
+    for sock in socks:
+        assert await sock.next() == {"type": "closed", "queue_state": "closed"}
+    for sock in socks[1:]:
+        assert (await sock.receive_output(timeout=TIMEOUT))["code"] == CLOSE_QUEUE_CLOSED
+    # The pass holder keeps the socket (its pass stays valid until it expires).
+    await socks[0].send(type="status")
+    assert (await socks[0].next())["type"] == "granted"
+    await socks[0].disconnect()
+
+    # A socket opening on a closed queue hears it at once.
+    late = await visitor().socket(queue).open()
+    assert (await late.next_of("closed"))["type"] == "closed"
+    assert (await late.receive_output(timeout=TIMEOUT))["code"] == CLOSE_QUEUE_CLOSED
+
+
+async def test_expired_released_and_operator_revoked_passes_are_told(
+    make_queue, hub, visitor, broadcast, monkeypatch
+):
+    queue = await in_thread(make_queue)(purchase_window=60)
+    a, b, c = visitor(), visitor(), visitor()
+    socks = []
+    for v in (a, b, c):
+        await in_thread(services.join)(queue, v.identity)
+    await tick(queue)
+    for v in (a, b, c):
+        sock = await v.socket(queue).open()
+        assert (await sock.next())["type"] == "granted"
+        socks.append(sock)
+
+    status = await in_thread(services.status)(queue, b.identity)
+    await in_thread(services.release)(status.pass_token)
+    assert await socks[1].next() == {"type": "revoked", "reason": "released"}
+
+    await in_thread(services.revoke)(queue, [status.seq + 1], "operator")
+    assert await socks[2].next() == {"type": "revoked", "reason": "operator"}
+
+    await tick(queue, now=time.time() + 120)
+    assert await socks[0].next_of("revoked") == {"type": "revoked", "reason": "expired"}
+    for sock in socks:
+        await sock.disconnect()
+
+
+async def test_heartbeats_keep_an_entry_present(make_queue, hub, visitor, clock, monkeypatch):
+    from ticketqueue.consumers import QueueConsumer
+
+    monkeypatch.setattr(services, "clock", clock)  # the store's "seen" times
+    ticks = type(clock)(0.0)
+    monkeypatch.setattr(QueueConsumer, "clock", staticmethod(ticks))  # the heartbeat throttle
+    queue = await in_thread(make_queue)(disconnect_grace=600)
+    present, away = visitor(), visitor()
+    for v in (present, away):
+        await in_thread(services.join)(queue, v.identity)
+    sock = await present.socket(queue).open()
+    await sock.next()
+
+    clock.advance(590)
+    ticks.advance(30)  # more than HEARTBEAT_INTERVAL / 2 since the last mark
+    await sock.send(type="heartbeat")
+    await sock.send(type="status")  # answered after the heartbeat is handled
+    await sock.next()
+
+    abandoned = await in_thread(services.abandon_unseen)(queue, clock.now + 20)
+    assert [c.identity for c in abandoned] == [away.identity]
+    await sock.disconnect()
+
+
+async def test_refusals_carry_their_codes(make_queue, hub, visitor):
+    queue = await in_thread(make_queue)(max_size=1)
+    await in_thread(services.join)(queue, visitor().identity)
+    me = visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="leave")
+    assert (await sock.next())["code"] == "entry_not_found"
+    await sock.send(type="join")
+    assert (await sock.next())["code"] == "queue_full"
+    await sock.disconnect()

@@ -1,0 +1,53 @@
+import pytest
+from django.core import mail
+
+from ticketqueue import notifications, services, ticker
+from ticketqueue.models import Queue
+from ticketqueue.store import get_store, reset_store
+
+from ..conftest import drop_store
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def live_store():
+    """The configured store (real Redis unless TICKETQUEUE_TEST_STORE=memory), emptied after."""
+    reset_store()
+    store = get_store()
+    yield store
+    drop_store(store)
+    reset_store()
+
+
+@pytest.fixture
+def now(clock, monkeypatch):
+    """services.clock on an injected clock at T0: tests move time, nobody sleeps."""
+    clock.now = T0
+    monkeypatch.setattr(services, "clock", clock)
+    ticker._sampled.clear()
+    notifications.LocmemNotifier.outbox.clear()
+    mail.outbox = []
+    return clock
+
+
+@pytest.fixture
+def make_queue(live_store, now):
+    def make(**fields):
+        fields.setdefault("slug", "sale")
+        fields.setdefault("name", "The sale")
+        queue = Queue.objects.create(**fields)
+        services.configure(queue)
+        return queue
+
+    return make
+
+
+@pytest.fixture
+def fake_pacing(now):
+    """timer/sleep for run_tick that move the injected clock instead of waiting."""
+
+    def sleep(seconds):
+        now.advance(seconds)
+
+    return {"timer": now, "sleep": sleep}

@@ -1,0 +1,173 @@
+"""The purchase API: HasQueuePass in front, row-locked stock, one order per pass, release."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from demo_project.shop import sales
+from demo_project.shop.models import Event, Order
+from ticketqueue import services
+from ticketqueue.models import Entry
+
+from .conftest import pass_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def buy(client, event, token=None, **body):
+    headers = {"HTTP_X_QUEUE_PASS": token} if token else {}
+    return client.post(f"/api/events/{event.slug}/purchase/", body, format="json", **headers)
+
+
+@pytest.fixture(autouse=True)
+def _demo_urls(settings):
+    settings.ROOT_URLCONF = "demo_project.urls"
+
+
+def test_a_pass_buys_one_order_and_is_released(make_event, buyer):
+    event = make_event(stock=3)
+    client = buyer()
+    token = pass_for(event, client.identity)
+    response = buy(client, event, token)
+    assert response.status_code == 201, response.content
+    assert response.json()["stock"] == 2
+    order = Order.objects.get()
+    assert (order.user, order.identity, order.quantity) == (client.user, client.identity, 1)
+    event.refresh_from_db()
+    assert event.stock == 2
+    entry = Entry.objects.get(queue=event.queue, seq=order.queue_seq)
+    assert entry.state == "completed"  # the slot was freed at once
+    assert services.status(event.queue, client.identity).state is None
+
+
+def test_the_same_pass_never_buys_twice(make_event, buyer):
+    event = make_event(stock=5)
+    client = buyer()
+    token = pass_for(event, client.identity)
+    assert buy(client, event, token).status_code == 201
+    again = buy(client, event, token)
+    assert again.status_code in (403, 409)
+    assert again.json()["code"] in ("pass_not_active", "pass_already_used")
+    assert Order.objects.count() == 1
+
+
+def test_an_order_already_made_refuses_a_pass_reused_before_its_release(make_event, buyer):
+    # The gate may still trust a pass for a moment after its release; the unique pass id
+    # stops it at the database.
+    event = make_event(stock=5)
+    client = buyer()
+    token = pass_for(event, client.identity)
+    claims = _claims(event, token)
+    sales.purchase(event, claims=claims, user=client.user)
+    with pytest.raises(sales.PassAlreadyUsed):
+        sales.purchase(event, claims=claims, user=client.user)
+    assert Order.objects.count() == 1
+
+
+def _claims(event, token):
+    from ticketqueue import passes
+
+    return passes.verify(token, queue_id=event.queue.store_id)
+
+
+def test_no_pass_is_refused_with_a_stable_code(make_event, buyer):
+    event = make_event()
+    response = buy(buyer(), event)
+    assert response.status_code == 429
+    assert response.json()["code"] == "pass_missing"
+    assert Order.objects.count() == 0
+
+
+def test_a_pass_of_another_event_is_refused(make_event, buyer):
+    first, second = make_event(), make_event()
+    client = buyer()
+    token = pass_for(first, client.identity)
+    response = buy(client, second, token)
+    assert response.status_code == 403
+    assert response.json()["code"] == "pass_wrong_queue"
+
+
+def test_someone_elses_pass_is_refused(make_event, buyer):
+    event = make_event()
+    holder, thief = buyer(), buyer()
+    token = pass_for(event, holder.identity)
+    response = buy(thief, event, token)
+    assert response.status_code == 403
+    assert response.json()["code"] == "pass_wrong_identity"
+
+
+def test_anonymous_visitor_buys_with_its_visitor_id(make_event, visitor):
+    event = make_event()
+    client = visitor()
+    token = pass_for(event, client.identity)
+    response = buy(client, event, token)
+    assert response.status_code == 201, response.content
+    assert Order.objects.get().identity == client.identity
+
+
+def test_quantity_is_bounded_per_order(make_event, buyer):
+    event = make_event(stock=10, max_per_order=2)
+    client = buyer()
+    token = pass_for(event, client.identity)
+    response = buy(client, event, token, quantity=3)
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_tickets"
+    assert buy(client, event, token, quantity=2).status_code == 201
+    event.refresh_from_db()
+    assert event.stock == 8
+
+
+def test_the_last_ticket_closes_the_queue_and_turns_the_line_away(make_event, buyer):
+    event = make_event(stock=1, mode="auto", capacity=1)
+    first = buyer()
+    token = pass_for(event, first.identity)
+    waiting = [buyer() for _ in range(3)]
+    for client in waiting:
+        assert services.join(event.queue, client.identity).state == "waiting"
+    assert buy(first, event, token).status_code == 201
+    event.queue.refresh_from_db()
+    assert event.queue.state == "closed"
+    states = set(Entry.objects.filter(queue=event.queue).values_list("state", flat=True))
+    assert states == {"completed", "revoked"}
+
+
+def test_a_pass_holder_after_the_sell_out_is_told_it_is_sold_out(make_event, buyer):
+    event = make_event(stock=1, capacity=5)
+    a, b = buyer(), buyer()
+    token_a, token_b = pass_for(event, a.identity), pass_for(event, b.identity)
+    assert buy(a, event, token_a).status_code == 201
+    response = buy(b, event, token_b)
+    assert response.status_code == 409
+    assert response.json()["code"] == "sold_out"
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks need PostgreSQL")
+def test_concurrent_buyers_never_oversell(make_event, buyer):
+    event = make_event(stock=5, capacity=50)
+    clients = [buyer() for _ in range(20)]
+    tokens = [pass_for(event, c.identity) for c in clients]
+    assert all(tokens)
+    results = []
+    barrier = threading.Barrier(len(clients))
+
+    def attempt(client, token):
+        barrier.wait()
+        try:
+            results.append(buy(client, event, token).status_code)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=attempt, args=ct) for ct in zip(clients, tokens, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201] * 5 + [409] * 15
+    event = Event.objects.get(pk=event.pk)
+    assert event.stock == 0
+    assert Order.objects.filter(event=event).count() == 5
+    assert len(set(Order.objects.values_list("pass_jti", flat=True))) == 5

@@ -1,0 +1,312 @@
+"""The REST side of the waiting room: thin views over the services.
+
+Identity: the logged-in user (whatever DRF authentication the site uses), else the signed
+visitor id of the ``tq_visitor`` cookie or the ``X-Queue-Visitor`` header. Join and status
+give a new visitor its id (cookie and header) when the request has none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import __version__, gate, passes, services
+from ..conf import queue_settings
+from ..core import EntryNotFound, PassMissing, PassWrongIdentity, QueueNotFound
+from ..identity import VISITOR_COOKIE, new_visitor_cookie
+from ..models import Queue
+from .exceptions import exception_handler
+from .serializers import (
+    ErrorSerializer,
+    HeartbeatSerializer,
+    LeaveSerializer,
+    QueueInfoSerializer,
+    ReleaseRequestSerializer,
+    ReleaseSerializer,
+    StatusSerializer,
+)
+from .throttling import (
+    JoinIdentityThrottle,
+    JoinIPThrottle,
+    StatusIdentityThrottle,
+    StatusIPThrottle,
+)
+
+__all__ = [
+    "HeartbeatView",
+    "JoinView",
+    "JWKSView",
+    "LeaveView",
+    "QueueInfoView",
+    "QueueSchemaView",
+    "ReleaseView",
+    "StatusView",
+]
+
+#: Seconds an API process reuses a queue row it read. The store holds the knobs that decide
+#: (state, capacity, rate), so a row a moment old only shifts an ETA; it saves one SELECT on
+#: every join and status call of a busy sale.
+QUEUE_ROW_TTL = 2.0
+_rows: dict[str, tuple[Queue, float]] = {}
+_rows_lock = threading.Lock()
+
+
+def _queue(slug: str) -> Queue:
+    now = time.monotonic()
+    hit = _rows.get(slug)
+    if hit is not None and now < hit[1]:
+        return hit[0]
+    try:
+        queue = Queue.objects.get(slug=slug)
+    except Queue.DoesNotExist:
+        raise QueueNotFound() from None
+    with _rows_lock:
+        if len(_rows) > 1_000:
+            _rows.clear()
+        _rows[slug] = (queue, now + QUEUE_ROW_TTL)
+    return queue
+
+
+def forget_rows() -> None:
+    _rows.clear()
+
+
+def described(**kwargs: Any) -> Any:
+    """``extend_schema`` on a view method, based on drf-spectacular's AutoSchema whatever the
+    site's DEFAULT_SCHEMA_CLASS (it need not use drf-spectacular at all)."""
+
+    def decorate(method: Any) -> Any:
+        method.kwargs = {"schema": AutoSchema}
+        return extend_schema(**kwargs)(method)
+
+    return decorate
+
+
+def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    described = OpenApiResponse(ErrorSerializer, description="See docs/errors.md.")
+    return dict.fromkeys(statuses, described)
+
+
+class QueueAPIView(APIView):
+    """The API's base: JSON in and out, errors as ``{"code", "message"}``, open to anyone
+    (a waiting room serves anonymous visitors; subclass to require login)."""
+
+    schema = AutoSchema()
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+# -- identity and cookies ---------------------------------------------------------------------
+
+
+def _identity(request: Request, *, mint: bool) -> tuple[str | None, str | None]:
+    """(identity, signed visitor value if one was made for this request)."""
+    identities = gate.request_identities(request)
+    if identities:
+        return identities[0], None
+    if not mint:
+        return None, None
+    visitor, signed = new_visitor_cookie()
+    return f"anon:{visitor}", signed
+
+
+def _set_visitor(response: Response, request: Request, signed: str) -> None:
+    response.set_cookie(
+        VISITOR_COOKIE,
+        signed,
+        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
+    # For API clients that keep no cookies: send it back as X-Queue-Visitor.
+    response["X-Queue-Visitor"] = signed
+
+
+def _status_data(status: services.Status) -> dict[str, Any]:
+    return {
+        "queue": status.queue,
+        "queue_state": status.queue_state,
+        "state": status.state,
+        "seq": status.seq,
+        "position": status.position,
+        "order": status.order,
+        "waiting": status.waiting,
+        "active": status.active,
+        "eta_seconds": status.eta_seconds,
+        "pass": status.pass_token,
+        "pass_expires_at": status.pass_expires_at,
+    }
+
+
+def _status_response(
+    request: Request, queue: Queue, status: services.Status, minted: str | None
+) -> Response:
+    response = Response(_status_data(status))
+    response["Cache-Control"] = "no-store"
+    if minted:
+        _set_visitor(response, request, minted)
+    if status.pass_token and status.pass_expires_at:
+        response.set_cookie(
+            gate.pass_cookie_name(queue.store_id),
+            status.pass_token,
+            max_age=max(1, int(status.pass_expires_at - passes.timer())),
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return response
+
+
+# -- the endpoints ----------------------------------------------------------------------------
+
+
+class QueueInfoView(QueueAPIView):
+    @described(
+        operation_id="queue_info",
+        summary="The queue as anyone sees it: state, people waiting, the wait of a join now.",
+        responses={200: QueueInfoSerializer, **_errors(404, 503)},
+    )
+    def get(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        info = services.queue_info(row)
+        return Response(
+            {
+                "queue": row.slug,
+                "name": row.name,
+                "queue_state": info.queue_state,
+                "waiting": info.waiting,
+                "active": info.active,
+                "eta_seconds": info.eta_seconds,
+                "opens_at": row.opens_at.isoformat() if row.opens_at else None,
+            }
+        )
+
+
+class JoinView(QueueAPIView):
+    throttle_classes = [JoinIPThrottle, JoinIdentityThrottle]
+
+    @described(
+        operation_id="queue_join",
+        summary="Take a place in line (or a pass at once); idempotent per identity.",
+        request=None,
+        responses={200: StatusSerializer, **_errors(404, 409, 429, 503)},
+    )
+    def post(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        identity, minted = _identity(request, mint=True)
+        assert identity is not None
+        return _status_response(request, row, services.join(row, identity), minted)
+
+
+class StatusView(QueueAPIView):
+    throttle_classes = [StatusIPThrottle, StatusIdentityThrottle]
+
+    @described(
+        operation_id="queue_status",
+        summary="Your position and wait, or your pass once admitted.",
+        responses={200: StatusSerializer, **_errors(404, 429, 503)},
+    )
+    def get(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        identity, minted = _identity(request, mint=True)
+        assert identity is not None
+        return _status_response(request, row, services.status(row, identity), minted)
+
+
+class LeaveView(QueueAPIView):
+    @described(
+        operation_id="queue_leave",
+        summary="Give up your place in line.",
+        request=None,
+        responses={200: LeaveSerializer, **_errors(404, 503)},
+    )
+    def post(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        identity, _ = _identity(request, mint=False)
+        if identity is None:
+            raise EntryNotFound()
+        change = services.leave(row, identity)
+        return Response({"queue": row.slug, "seq": change.seq, "state": change.state.value})
+
+
+class HeartbeatView(QueueAPIView):
+    @described(
+        operation_id="queue_heartbeat",
+        summary="Say you are still there (a waiting entry unseen too long is abandoned).",
+        request=None,
+        responses={200: HeartbeatSerializer, **_errors(404, 503)},
+    )
+    def post(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        identity, _ = _identity(request, mint=False)
+        seen = identity is not None and services.heartbeat(row, identity)
+        return Response({"seen": seen})
+
+
+class ReleaseView(QueueAPIView):
+    @described(
+        operation_id="pass_release",
+        summary="The order is done: end your pass and free its slot at once.",
+        request=ReleaseRequestSerializer,
+        responses={200: ReleaseSerializer, **_errors(400, 403, 404, 429, 503)},
+    )
+    def post(self, request: Request, queue: str) -> Response:
+        row = _queue(queue)
+        body = ReleaseRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        tokens = gate.tokens_from(request, row.store_id)
+        token = tokens[0] if tokens else body.validated_data.get("pass")
+        if not token:
+            raise PassMissing()
+        claims = passes.verify(token, queue_id=row.store_id)
+        if not gate.holds(request, claims.identity):
+            raise PassWrongIdentity()
+        change = services.release_entry(row, claims.seq)
+        response = Response({"queue": row.slug, "seq": change.seq, "state": change.state.value})
+        response.delete_cookie(gate.pass_cookie_name(row.store_id), samesite="Lax")
+        return response
+
+
+class JWKSView(QueueAPIView):
+    """The public keys that verify passes (empty under HS256), for services that check passes
+    without the secret."""
+
+    @described(
+        operation_id="pass_jwks",
+        summary="The JWK Set of the keys that verify passes.",
+        responses={200: OpenApiResponse(description="A JWK Set (RFC 7517).")},
+    )
+    def get(self, request: Request) -> Response:
+        response = Response(passes.jwks())
+        response["Cache-Control"] = "public, max-age=300"
+        return response
+
+
+class QueueSchemaView(SpectacularAPIView):
+    """The OpenAPI schema of this API alone (not of the rest of the site)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    custom_settings = {
+        "TITLE": "ticketqueue",
+        "DESCRIPTION": "The waiting room's REST API. Errors are {code, message}: docs/errors.md.",
+        "VERSION": __version__,
+        "PREPROCESSING_HOOKS": ["ticketqueue.api.schema.only_ticketqueue"],
+        "COMPONENT_SPLIT_REQUEST": True,
+    }

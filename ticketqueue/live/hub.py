@@ -1,0 +1,641 @@
+"""One process's live fan-out: per queue, one subscription and the seats of the local sockets.
+
+A broadcast arrives once per process and is applied to every local seat in memory: a tick moves
+each waiting seat's position by what it carries (no store call), and the frames are written
+straight to the sockets. Per-entry messages (granted, revoked, left) reach the seats of their
+identity: every tab and device of one identity shares one entry and hears everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from .. import services
+from ..conf import queue_settings
+from ..core import TicketQueueError, estimate_eta
+from . import transport
+from .protocol import CLOSE_QUEUE_CLOSED, encode, update_frame_head, update_frame_tail
+
+__all__ = ["Hub", "Room", "Seat", "get_hub", "shutdown"]
+
+log = logging.getLogger("ticketqueue.live")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Seats handled between two yields to the event loop during a fan-out.
+FANOUT_SLICE = 500
+#: Most seats whose exact position one resync pass reads from the store.
+RESYNC_BATCH = 500
+#: Seconds between two resync passes of a room.
+RESYNC_PERIOD = 0.5
+#: After a read, the next one comes this fraction of RESYNC_INTERVAL later (a check that the
+#: read and the broadcasts around it did not overlap) ...
+FOLLOW_UP = (0.02, 0.05)
+#: ... then every RESYNC_INTERVAL times a factor in this range, so the reads spread out.
+SPREAD = (0.75, 1.25)
+#: Seconds between two reads of the queue's row (its knobs, for the wait estimate).
+QUEUE_REFRESH = 60.0
+#: Seconds over which every seat reads its new place after the pre-queue draw.
+DRAW_RESYNC_WINDOW = 5.0
+
+
+def run_eagerly(coro: Any) -> asyncio.Future[Any] | None:
+    """Run ``coro`` now, up to its first real suspension; None when it finished at once.
+
+    An ASGI send to a socket whose buffer has room completes without suspending (daphne's
+    always does): running it inline costs no task, which is what makes a 10,000-seat fan-out
+    cheap. A send that must wait (a slow reader) goes on in a task of its own, so it never
+    holds up the rest of the fan-out.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_resume(coro, yielded))
+
+
+async def _resume(coro: Any, yielded: Any) -> None:
+    # What asyncio's Task.__step does: wait for the future the coroutine yielded, then go on.
+    try:
+        while True:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                yielded._asyncio_future_blocking = False
+                await asyncio.wait([yielded])
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return
+    except asyncio.CancelledError:
+        coro.close()
+        raise
+
+
+class Seat:
+    """One socket's view of its identity's entry, kept in memory and moved by broadcasts."""
+
+    __slots__ = (
+        "_backlog",
+        "_base_send",
+        "_inflight",
+        "closed",
+        "dirty",
+        "eta",
+        "expires_at",
+        "identity",
+        "joining",
+        "last_update",
+        "order",
+        "pass_token",
+        "position",
+        "resync_at",
+        "room",
+        "sent",
+        "seq",
+        "state",
+        "touched",
+    )
+
+    def __init__(self, identity: str, send: Send) -> None:
+        self.identity = identity
+        self._base_send = send
+        self.room: Room | None = None
+        self.state: str | None = None  # None, "waiting" or "admitted"
+        self.seq: int | None = None
+        self.order: float | None = None
+        self.position: int | None = None
+        self.eta: int | None = None
+        self.pass_token: str | None = None
+        self.expires_at: float | None = None
+        self.last_update = -math.inf
+        self.sent: str | None = None  # the last queue_update frame sent
+        self.dirty = False
+        self.resync_at = math.inf
+        self.touched = -math.inf
+        self.joining = False  # its own join is in flight: the reply, not the broadcast, answers
+        self.closed = False
+        self._inflight: asyncio.Future[Any] | None = None
+        self._backlog: list[tuple[bool, dict[str, Any]]] = []  # (is a queue_update, message)
+
+    # -- writing to the socket, in order, never waiting on a slow reader --------------------
+    def send_text(self, text: str, *, update: bool = False) -> None:
+        self.send_message({"type": "websocket.send", "text": text}, update=update)
+
+    def send_message(self, message: dict[str, Any], *, update: bool = False) -> None:
+        if self.closed:
+            return
+        if self._inflight is not None:
+            # The socket is still busy with an earlier frame: keep the order, and let a
+            # queue_update replace one queued right before it (the newer one says it all).
+            if update and self._backlog and self._backlog[-1][0]:
+                self._backlog[-1] = (True, message)
+            else:
+                self._backlog.append((update, message))
+            return
+        self._start(message)
+
+    def _start(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.close":
+            self.closed = True
+        try:
+            pending = run_eagerly(self._base_send(message))
+        except Exception:  # the socket is gone (uvicorn raises ClientDisconnected)
+            self.closed = True
+            return
+        if pending is not None:
+            self._inflight = pending
+            pending.add_done_callback(self._sent)
+
+    def _sent(self, future: asyncio.Future[Any]) -> None:
+        self._inflight = None
+        if future.cancelled() or future.exception() is not None:
+            self.closed = True
+            return
+        queued, self._backlog = self._backlog, []
+        for update, message in queued:
+            self.send_message(message, update=update)
+
+    def close(self, code: int) -> None:
+        self.send_message({"type": "websocket.close", "code": code})
+
+    # -- what the seat says ---------------------------------------------------------------
+    def update_frame(self, room: Room) -> str:
+        waiting = self.state == "waiting"
+        return room.frame_head() + update_frame_tail(
+            state=self.state,
+            position=self.position if waiting else None,
+            eta_seconds=self.eta if waiting else None,
+        )
+
+    def granted_frame(self) -> str:
+        return encode(
+            {
+                "type": "granted",
+                "pass": self.pass_token,
+                "expires_at": self.expires_at,
+                "seq": self.seq,
+            }
+        )
+
+
+class Room:
+    """One queue in one process: its seats, by identity, and what the last broadcast said."""
+
+    def __init__(self, hub: Hub, queue: Any) -> None:
+        self.hub = hub
+        self.queue = queue
+        self.queue_id: str = queue.store_id
+        self.slug: str = queue.slug
+        self.channel = transport.channel_name(self.queue_id)
+        self.seats: set[Seat] = set()
+        self.by_identity: dict[str, set[Seat]] = {}
+        self.dirty: set[Seat] = set()
+        self.queue_state: str = queue.state
+        self.waiting = 0
+        self.active = 0
+        self.rate: float | None = None
+        self.queue_stale = False
+        self._head_key: tuple[str, int, int] | None = None
+        self._head = ""
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._resyncing = False
+        self._refreshed_at = hub.clock()
+
+    # -- membership -------------------------------------------------------------------------
+    def add(self, seat: Seat) -> None:
+        seat.room = self
+        self.seats.add(seat)
+        self.by_identity.setdefault(seat.identity, set()).add(seat)
+        if self._resync_task is None:
+            self._resync_task = self.hub.loop.create_task(self._resync_loop())
+
+    def remove(self, seat: Seat) -> None:
+        self.seats.discard(seat)
+        self.dirty.discard(seat)
+        same = self.by_identity.get(seat.identity)
+        if same is not None:
+            same.discard(seat)
+            if not same:
+                del self.by_identity[seat.identity]
+
+    def stop(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            self._resync_task = None
+
+    # -- sending updates, coalesced -----------------------------------------------------------
+    def offer_update(
+        self,
+        seat: Seat,
+        *,
+        now: float | None = None,
+        force: bool = False,
+        interval: float | None = None,
+    ) -> None:
+        """Send the seat's queue_update now, or as soon as UPDATE_INTERVAL allows."""
+        if seat.closed:
+            return
+        frame = seat.update_frame(self)
+        if frame == seat.sent and not force:
+            if seat.dirty:
+                seat.dirty = False
+                self.dirty.discard(seat)
+            return
+        now = self.hub.clock() if now is None else now
+        if interval is None:
+            interval = float(queue_settings.UPDATE_INTERVAL)
+        due = seat.last_update + interval
+        if force or now >= due:
+            seat.send_text(frame, update=True)
+            seat.sent = frame
+            seat.last_update = now
+            if seat.dirty:
+                seat.dirty = False
+                self.dirty.discard(seat)
+            return
+        if not seat.dirty:
+            seat.dirty = True
+            self.dirty.add(seat)
+        self._schedule_flush(due - now)
+
+    def frame_head(self) -> str:
+        key = (self.queue_state, self.waiting, self.active)
+        if key != self._head_key:
+            self._head_key = key
+            self._head = update_frame_head(
+                queue_state=self.queue_state, waiting=self.waiting, active=self.active
+            )
+        return self._head
+
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.hub.loop.call_later(max(0.0, delay), self.flush)
+
+    def flush(self) -> None:
+        """Send the updates that UPDATE_INTERVAL held back, once each seat's interval is over."""
+        self._flush_handle = None
+        now = self.hub.clock()
+        interval = float(queue_settings.UPDATE_INTERVAL)
+        soonest = math.inf
+        for seat in list(self.dirty):
+            due = seat.last_update + interval
+            if now >= due:
+                seat.dirty = False
+                self.dirty.discard(seat)
+                self.offer_update(seat, now=now)
+            else:
+                soonest = min(soonest, due)
+        if self.dirty and soonest < math.inf:
+            self._schedule_flush(soonest - now)
+
+    # -- the truth from the store -----------------------------------------------------------
+    def apply_status(self, seat: Seat, status: services.Status, *, reply: bool = False) -> None:
+        """Set the seat from an exact status read; ``reply`` answers even if nothing changed."""
+        now = self.hub.clock()
+        self.queue_state = status.queue_state
+        self.waiting, self.active = status.waiting, status.active
+        if status.state == "admitted":
+            self.grant(seat, status.seq, status.pass_token, status.pass_expires_at, force=reply)
+        else:
+            seat.state = status.state
+            seat.seq = status.seq
+            seat.order = status.order
+            seat.position = status.position
+            seat.eta = status.eta_seconds
+            seat.pass_token = seat.expires_at = None
+            self.offer_update(seat, now=now, force=reply)
+        if status.queue_state == "closed" and seat.state != "admitted":
+            self.tell_closed(seat)
+        self.schedule_resync(seat, now, follow_up=True)
+
+    def schedule_resync(self, seat: Seat, now: float, *, follow_up: bool = False) -> None:
+        interval = float(queue_settings.RESYNC_INTERVAL)
+        factor = random.uniform(*(FOLLOW_UP if follow_up else SPREAD))  # noqa: S311
+        seat.resync_at = now + interval * factor
+
+    def grant(
+        self,
+        seat: Seat,
+        seq: int | None,
+        token: str | None,
+        expires_at: float | None,
+        *,
+        force: bool = False,
+    ) -> None:
+        """Give the seat its pass; sent at once, never coalesced."""
+        fresh = seat.state != "admitted" or seat.pass_token != token
+        seat.state, seat.seq, seat.pass_token, seat.expires_at = "admitted", seq, token, expires_at
+        seat.position = seat.eta = None
+        seat.sent = seat.update_frame(self)
+        if seat.dirty:
+            seat.dirty = False
+            self.dirty.discard(seat)
+        if fresh or force:
+            seat.send_text(seat.granted_frame())
+
+    def end(self, seat: Seat, kind: str, reason: str) -> None:
+        """The seat's entry ended: tell it why (``revoked`` or ``left``)."""
+        seat.state = seat.seq = seat.order = seat.position = seat.eta = None
+        seat.pass_token = seat.expires_at = None
+        seat.send_text(encode({"type": kind, "reason": reason}))
+        seat.sent = seat.update_frame(self)
+
+    def tell_closed(self, seat: Seat) -> None:
+        seat.send_text(encode({"type": "closed", "queue_state": "closed"}))
+        if seat.state != "admitted":
+            seat.close(CLOSE_QUEUE_CLOSED)
+
+    # -- broadcasts ---------------------------------------------------------------------------
+    async def on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("k")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            log.warning("live: unknown broadcast %r", kind)
+            return
+        result = handler(message)
+        if result is not None:
+            await result
+
+    async def _on_tick(self, message: dict[str, Any]) -> None:
+        admitted: int = message["n"]
+        departed: list[float] = message["d"]  # sorted by the publisher
+        self.waiting, self.active = message["w"], message["a"]
+        self.queue_state = message["s"]
+        self.rate = message["r"]
+        now = self.hub.clock()
+        interval = float(queue_settings.UPDATE_INTERVAL)
+        rate = self.rate
+        for i, seat in enumerate(list(self.seats)):
+            if seat.state == "admitted":
+                continue  # holds its pass: the line's figures are no news to it
+            if seat.state == "waiting" and seat.position is not None:
+                gone = admitted + (bisect_left(departed, seat.order) if departed else 0)
+                if gone:
+                    seat.position = max(1, seat.position - gone)
+                if rate:
+                    seat.eta = estimate_eta(seat.position, rate, None)
+            self.offer_update(seat, now=now, interval=interval)
+            if i % FANOUT_SLICE == FANOUT_SLICE - 1:
+                await asyncio.sleep(0)  # let the sockets' own frames in between slices
+
+    def _each(self, items: Iterable[list[Any]]) -> Iterable[tuple[Seat, list[Any]]]:
+        for item in items:
+            for seat in list(self.by_identity.get(item[0], ())):
+                yield seat, item
+
+    def _on_granted(self, message: dict[str, Any]) -> None:
+        for seat, (_, seq, token, expires_at) in self._each(message["items"]):
+            self.grant(seat, seq, token, expires_at)
+
+    def _on_revoked(self, message: dict[str, Any]) -> None:
+        self._end_entries(message, "revoked")
+
+    def _on_left(self, message: dict[str, Any]) -> None:
+        self._end_entries(message, "left")
+
+    def _end_entries(self, message: dict[str, Any], kind: str) -> None:
+        for seat, (_, seq) in self._each(message["items"]):
+            if seat.seq == seq:  # not a newer entry of the same identity
+                self.end(seat, kind, message["reason"])
+
+    def _on_joined(self, message: dict[str, Any]) -> None:
+        self.waiting += 1  # a new entry at the back; the next tick brings the exact count
+        now = self.hub.clock()
+        for seat in list(self.by_identity.get(message["identity"], ())):
+            if not seat.joining and (seat.seq != message["seq"] or seat.state != "waiting"):
+                seat.state, seat.seq = "waiting", message["seq"]
+                seat.order, seat.position = message["order"], message["position"]
+                seat.eta = estimate_eta(seat.position, self.rate, None) if self.rate else None
+                self.offer_update(seat, now=now, force=True)
+                self.schedule_resync(seat, now, follow_up=True)
+
+    def _on_closed(self, message: dict[str, Any]) -> None:
+        self.queue_state = "closed"
+        for seat in list(self.seats):
+            if seat.state == "waiting":
+                self.end(seat, "revoked", "closed")
+            self.tell_closed(seat)
+
+    def _on_state(self, message: dict[str, Any]) -> None:
+        self.queue_state = message["state"]
+        self.queue_stale = True
+        now = self.hub.clock()
+        if message.get("previous") == "scheduled" and message["state"] == "open":
+            # The pre-queue was drawn: every place changed. Read them again, spread out.
+            for seat in self.seats:
+                seat.resync_at = now + random.uniform(0, DRAW_RESYNC_WINDOW)  # noqa: S311
+        for seat in list(self.seats):
+            self.offer_update(seat, now=now)
+
+    def resync_all(self) -> None:
+        """Broadcasts may have been lost (the subscription dropped): read every seat again."""
+        now = self.hub.clock()
+        for seat in self.seats:
+            seat.resync_at = min(seat.resync_at, now + random.uniform(0, DRAW_RESYNC_WINDOW))  # noqa: S311
+
+    # -- resync: the exact position, now and then ---------------------------------------------
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_PERIOD)
+            try:
+                await self.resync_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("live: resync failed", extra={"queue": self.queue_id}, exc_info=True)
+
+    async def resync_due(self) -> int:
+        """Read the exact status of the seats whose resync is due; returns how many seats."""
+        if self._resyncing:
+            return 0
+        now = self.hub.clock()
+        if now - self._refreshed_at >= QUEUE_REFRESH:
+            self.queue_stale, self._refreshed_at = True, now
+        due = [s for s in self.seats if s.resync_at <= now and not s.closed]
+        if not due and not self.queue_stale:
+            return 0
+        due.sort(key=lambda s: s.resync_at)
+        due = due[:RESYNC_BATCH]
+        identities = sorted({s.identity for s in due})
+        self._resyncing = True
+        try:
+            for seat in due:  # not again before this read is done
+                self.schedule_resync(seat, now)
+            queue, statuses = await _read_statuses(self.queue, identities, self.queue_stale)
+            self.queue, self.queue_stale = queue, False
+        finally:
+            self._resyncing = False
+        for seat in due:
+            status = statuses.get(seat.identity)
+            if status is not None and seat in self.seats:
+                self._apply_resync(seat, status)
+        return len(due)
+
+    def _apply_resync(self, seat: Seat, status: services.Status) -> None:
+        now = self.hub.clock()
+        if status.state == "admitted":
+            self.grant(seat, status.seq, status.pass_token, status.pass_expires_at)
+        elif status.state == "waiting":
+            seat.state, seat.seq, seat.order = "waiting", status.seq, status.order
+            seat.position, seat.eta = status.position, status.eta_seconds
+            self.offer_update(seat, now=now)
+        elif seat.state is not None:
+            # The entry ended and the message was lost: say there is no entry any more.
+            seat.state = seat.seq = seat.order = seat.position = seat.eta = None
+            seat.pass_token = seat.expires_at = None
+            self.offer_update(seat, now=now)
+        self.schedule_resync(seat, now)
+
+
+def _statuses(queue: Any, identities: list[str], refresh: bool) -> tuple[Any, dict[str, Any]]:
+    if refresh:
+        # A new row, not refresh_from_db(): other threads read the room's row meanwhile.
+        queue = type(queue).objects.get(pk=queue.pk)
+    statuses = {}
+    for identity in identities:
+        try:
+            statuses[identity] = services.status(queue, identity)
+        except TicketQueueError:
+            continue
+    return queue, statuses
+
+
+_read_statuses = database_sync_to_async(_statuses, thread_sensitive=False)
+
+
+class Hub:
+    """The live fan-out of one event loop (one per ASGI process): rooms by queue id."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.clock: Callable[[], float] = time.monotonic
+        self.rooms: dict[str, Room] = {}
+        self._by_channel: dict[str, Room] = {}
+        self._by_slug: dict[str, Room] = {}
+        self._subscriber = transport.make_subscriber(self._deliver)
+        self._inbox: asyncio.Queue[tuple[str | None, bytes | None]] = asyncio.Queue()
+        self._worker = loop.create_task(self._work())
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+
+    def room_for_slug(self, slug: str) -> Room | None:
+        room = self._by_slug.get(slug)
+        return room if room is not None and room.queue_id not in self._subscribing else None
+
+    async def attach(self, queue: Any, seat: Seat) -> Room:
+        """Seat this socket in the queue's room; subscribed for real before this returns."""
+        queue_id = queue.store_id
+        room = self.rooms.get(queue_id)
+        if room is None:
+            room = self.rooms[queue_id] = Room(self, queue)
+            self._by_channel[room.channel] = room
+            self._by_slug[queue.slug] = room
+            self._subscribing[queue_id] = self.loop.create_future()
+            try:
+                await self._subscriber.subscribe(room.channel)
+            except BaseException as exc:
+                self.rooms.pop(queue_id, None)
+                self._by_channel.pop(room.channel, None)
+                self._by_slug.pop(queue.slug, None)
+                failed = self._subscribing.pop(queue_id)
+                if isinstance(exc, asyncio.CancelledError):
+                    failed.cancel()
+                else:
+                    failed.set_exception(exc)
+                    failed.exception()  # retrieved: the seats waiting on it raise it again
+                raise
+            self._subscribing.pop(queue_id).set_result(None)
+        elif queue_id in self._subscribing:
+            await asyncio.shield(self._subscribing[queue_id])
+        room.add(seat)
+        return room
+
+    def detach(self, seat: Seat) -> None:
+        room = seat.room
+        if room is None:
+            return
+        room.remove(seat)
+        seat.closed = True
+        if not room.seats and room.queue_id not in self._subscribing:
+            room.stop()
+            self.rooms.pop(room.queue_id, None)
+            self._by_channel.pop(room.channel, None)
+            if self._by_slug.get(room.slug) is room:
+                del self._by_slug[room.slug]
+            self.loop.create_task(self._unsubscribe(room.channel))
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if channel in self._by_channel:  # a new seat came in meanwhile
+            return
+        try:
+            await self._subscriber.unsubscribe(channel)
+        except Exception:
+            log.warning("live: unsubscribe failed", exc_info=True)
+
+    def _deliver(self, channel: str | None, payload: bytes | None) -> None:
+        self._inbox.put_nowait((channel, payload))
+
+    async def _work(self) -> None:
+        # One message at a time, in arrival order: a granted is applied before the tick after it.
+        while True:
+            channel, payload = await self._inbox.get()
+            try:
+                if channel is None:
+                    for room in self.rooms.values():
+                        room.resync_all()
+                    continue
+                room = self._by_channel.get(channel)
+                if room is not None and payload is not None:
+                    await room.on_message(json.loads(payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live: broadcast failed", extra={"channel": channel})
+
+    async def close(self) -> None:
+        self._worker.cancel()
+        for room in self.rooms.values():
+            room.stop()
+        self.rooms.clear()
+        self._by_channel.clear()
+        self._by_slug.clear()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        await self._subscriber.close()
+
+
+#: One hub per event loop: an ASGI process has one loop; a test suite makes one per test.
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The running event loop's hub, made on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old in [old for old in _hubs if old.is_closed()]:
+            del _hubs[old]  # a loop closed without shutdown(): nothing left to run there
+        hub = _hubs[loop] = Hub(loop)
+    return hub
+
+
+async def shutdown() -> None:
+    """Close the running loop's hub: its subscriptions, rooms and tasks."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.close()

@@ -1,0 +1,190 @@
+"""The WebSocket wire protocol: message names, error codes, close codes, frame encoding and
+client-message parsing. docs/protocol.md is the reference; this module is its one implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..core import InvalidInput, TicketQueueError
+
+__all__ = [
+    "CLIENT_TYPES",
+    "CLOSE_IDENTITY_REQUIRED",
+    "CLOSE_QUEUE_CLOSED",
+    "CLOSE_QUEUE_NOT_FOUND",
+    "FrameTooLarge",
+    "IdentityRequired",
+    "InvalidFrame",
+    "InvalidJSON",
+    "InvalidMessage",
+    "MessageBucket",
+    "RateLimited",
+    "UnknownType",
+    "encode",
+    "error_frame",
+    "parse_client_message",
+    "update_frame",
+    "update_frame_head",
+    "update_frame_tail",
+]
+
+#: What a client may send; every other ``type`` gets ``unknown_type``.
+CLIENT_TYPES = frozenset({"join", "leave", "heartbeat", "status"})
+
+# Close codes (4000-4999 are the application's). A client must not reconnect after these.
+CLOSE_IDENTITY_REQUIRED = 4401
+CLOSE_QUEUE_NOT_FOUND = 4404
+CLOSE_QUEUE_CLOSED = 4410
+
+
+class InvalidMessage(InvalidInput):
+    code = "invalid_message"
+    default_message = "A message must be a JSON object with a string 'type'."
+
+
+class InvalidFrame(InvalidMessage):
+    code = "invalid_frame"
+    default_message = "Binary frames are not supported; send JSON text."
+
+
+class InvalidJSON(InvalidMessage):
+    code = "invalid_json"
+    default_message = "The message is not valid JSON."
+
+
+class FrameTooLarge(InvalidMessage):
+    code = "frame_too_large"
+    default_message = "The message is too large."
+
+
+class UnknownType(InvalidMessage):
+    code = "unknown_type"
+    default_message = "Unknown message type."
+
+
+class RateLimited(TicketQueueError):
+    code = "rate_limited"
+    default_message = "Too many messages; slow down. Extra messages are ignored."
+    status = 429
+
+
+class IdentityRequired(TicketQueueError):
+    code = "identity_required"
+    default_message = (
+        "Log in, or load the waiting-room page (or call the REST join) first: it sets the "
+        "visitor cookie this connection needs."
+    )
+    status = 401
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def error_frame(exc: TicketQueueError) -> str:
+    return encode({"type": "error", "code": exc.code, "message": str(exc.message)})
+
+
+#: The few strings a queue_update carries, encoded once.
+_ENCODED: dict[Any, str] = {None: "null"}
+
+
+def _json(value: int | str | None) -> str:
+    if isinstance(value, int):
+        return str(value)
+    try:
+        return _ENCODED[value]
+    except KeyError:
+        encoded = json.dumps(value)
+        if len(_ENCODED) < 64:  # queue and entry states: a handful
+            _ENCODED[value] = encoded
+        return encoded
+
+
+def update_frame_head(*, queue_state: str, waiting: int, active: int) -> str:
+    """The part of a ``queue_update`` every socket of a queue shares (made once per tick)."""
+    return (
+        f'{{"type":"queue_update","queue_state":{_json(queue_state)},'
+        f'"waiting":{waiting},"active":{active},'
+    )
+
+
+def update_frame_tail(*, state: str | None, position: int | None, eta_seconds: int | None) -> str:
+    """The part of a ``queue_update`` that is the socket's own."""
+    return (
+        f'"state":{_json(state)},"position":{_json(position)},'
+        f'"eta_seconds":{_json(eta_seconds)}}}'
+    )
+
+
+def update_frame(
+    *,
+    queue_state: str,
+    state: str | None,
+    position: int | None,
+    waiting: int,
+    active: int,
+    eta_seconds: int | None,
+) -> str:
+    """A ``queue_update`` frame, formatted by hand: it is the message sent at scale."""
+    return update_frame_head(
+        queue_state=queue_state, waiting=waiting, active=active
+    ) + update_frame_tail(state=state, position=position, eta_seconds=eta_seconds)
+
+
+def parse_client_message(text: str | None, data: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """The client message in one frame, validated; raises an InvalidMessage subclass."""
+    if text is None:
+        raise InvalidFrame()
+    # A str of n characters encodes to n..4n bytes: only encode when it could be too large.
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
+        raise FrameTooLarge(f"The message is larger than {max_bytes} bytes.")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise InvalidJSON() from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise InvalidMessage()
+    if message["type"] not in CLIENT_TYPES:
+        raise UnknownType(
+            f"Unknown message type; expected one of {', '.join(sorted(CLIENT_TYPES))}."
+        )
+    return message
+
+
+class MessageBucket:
+    """Per-connection token bucket for client messages, on an injected clock.
+
+    Over the limit a message is dropped; the client hears ``rate_limited`` at most once per
+    second so a flood cannot turn the server into an amplifier.
+    """
+
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated", "warned")
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+        self.warned = -math.inf
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def should_warn(self) -> bool:
+        now = self.clock()
+        if now - self.warned >= 1.0:
+            self.warned = now
+            return True
+        return False

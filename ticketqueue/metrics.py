@@ -1,0 +1,332 @@
+"""Observability: each queue's live numbers (admin, ticketqueue_stats), the Prometheus endpoint,
+and a JSON log formatter. Counters live beside the store (Redis) so every process adds to them.
+
+Following one entry in the logs: ``entry joined`` (queue, seq), ``passes granted`` (queue,
+seqs), ``turn notified`` (queue, seqs), ``pass released`` (queue, seq): queue + seq name it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+
+from . import signals
+from .core import QueueState, QueueUnavailable, estimate_eta, expected_rate, measured_rate
+from .models import Entry, Queue
+from .store import StoreCompanion
+
+__all__ = [
+    "COUNTERS",
+    "JsonFormatter",
+    "LiveNumbers",
+    "QueueCollector",
+    "connect_signals",
+    "counters",
+    "increment",
+    "live_numbers",
+    "metrics_view",
+    "snapshot",
+]
+
+log = logging.getLogger("ticketqueue")
+
+#: Counters kept per queue (admissions come from the store's exact admitted total).
+COUNTERS = ("joins", "expirations", "releases", "revocations", "departures")
+
+
+# -- live numbers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveNumbers:
+    """One queue as the control room shows it."""
+
+    queue_id: str
+    slug: str
+    name: str
+    state: str
+    #: False when the store does not hold the queue (never opened, or lost and not rebuilt)
+    loaded: bool
+    waiting: int | None = None
+    active: int | None = None
+    admitted_total: int | None = None
+    admitted_per_minute: float | None = None
+    #: Seconds until the last entry in line is admitted, at the current outflow
+    eta_last_seconds: int | None = None
+    #: Share of the queue's entries that were abandoned (unseen past the disconnect grace)
+    abandon_rate: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _entry_tallies(queue_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """queue pk -> (entries, abandoned), in one query."""
+    rows = (
+        Entry.objects.filter(queue_id__in=list(queue_ids))
+        .values("queue_id")
+        .annotate(total=Count("pk"), abandoned=Count("pk", filter=Q(state="abandoned")))
+    )
+    return {r["queue_id"]: (r["total"], r["abandoned"]) for r in rows}
+
+
+def live_numbers(
+    queue: Queue, now: float | None = None, tally: tuple[int, int] | None = None
+) -> LiveNumbers:
+    from . import services
+    from .store import get_store
+
+    now = services.clock() if now is None else now
+    if tally is None:
+        tally = _entry_tallies([queue.pk]).get(queue.pk, (0, 0))
+    total, abandoned = tally
+    common = {
+        "queue_id": queue.store_id,
+        "slug": queue.slug,
+        "name": queue.name,
+        "state": queue.state,
+        "abandon_rate": (abandoned / total) if total else None,
+    }
+    try:
+        counts = get_store().counts(queue.store_id)
+    except QueueUnavailable:
+        return LiveNumbers(loaded=False, **common)
+    measured = measured_rate(counts.flow, now)
+    rate = measured or expected_rate(queue.policy, float(queue.purchase_window))
+    return LiveNumbers(
+        loaded=True,
+        waiting=counts.waiting,
+        active=counts.active,
+        admitted_total=counts.admitted_total,
+        admitted_per_minute=None if measured is None else measured * 60,
+        eta_last_seconds=estimate_eta(counts.waiting, rate, None) if counts.waiting else 0,
+        **common,
+    )
+
+
+def shown_queues(now: float | None = None) -> list[Queue]:
+    """Queues worth reporting: every queue not closed, and those closed in the last day."""
+    from . import services
+
+    now = services.clock() if now is None else now
+    since = datetime.fromtimestamp(now, tz=UTC) - timedelta(days=1)
+    return list(
+        Queue.objects.filter(~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=since)).order_by(
+            "slug"
+        )
+    )
+
+
+def snapshot(queues: Iterable[Queue] | None = None, now: float | None = None) -> list[LiveNumbers]:
+    """Live numbers of these queues (default: ``shown_queues``)."""
+    queues = list(shown_queues(now) if queues is None else queues)
+    tallies = _entry_tallies([q.pk for q in queues])
+    return [live_numbers(q, now, tallies.get(q.pk, (0, 0))) for q in queues]
+
+
+# -- counters shared by every process --------------------------------------------------
+
+
+class _MemoryCounters:
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._mutex = threading.Lock()
+
+    def add(self, queue_id: str, name: str, n: int) -> None:
+        with self._mutex:
+            self._values[queue_id][name] += n
+
+    def read(self, queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self._mutex:
+            return {q: dict(self._values.get(q, {})) for q in queue_ids}
+
+
+class _RedisCounters:
+    """One hash per queue, in the queue's hash slot: counter name -> value."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def _key(self, queue_id: str) -> str:
+        return f"{self.prefix}:{{{queue_id}}}:counters"
+
+    def add(self, queue_id: str, name: str, n: int) -> None:
+        self.client.hincrby(self._key(queue_id), name, n)
+
+    def read(self, queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        pipe = self.client.pipeline(transaction=False)
+        for queue_id in queue_ids:
+            pipe.hgetall(self._key(queue_id))
+        return {
+            q: {k: int(v) for k, v in values.items()}
+            for q, values in zip(queue_ids, pipe.execute(), strict=True)
+        }
+
+
+def _make_counters(store: Any) -> Any:
+    client = getattr(store, "client", None)
+    if client is not None and hasattr(client, "hincrby"):
+        return _RedisCounters(client, getattr(store, "prefix", "tq"))
+    return _MemoryCounters()
+
+
+_counters = StoreCompanion(_make_counters)
+
+
+def increment(queue_id: str, name: str, n: int = 1) -> None:
+    """Add ``n`` to a queue's counter; never fails the operation it counts."""
+    if n <= 0:
+        return
+    try:
+        _counters().add(str(queue_id), name, n)
+    except Exception:
+        log.warning("metrics: counter not updated", exc_info=True, extra={"counter": name})
+
+
+def counters(queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """queue id -> {counter: value}; counters never incremented are left out."""
+    return _counters().read([str(q) for q in queue_ids]) if queue_ids else {}
+
+
+def _on_joined(sender: Any, queue: Queue, **kwargs: Any) -> None:
+    increment(queue.store_id, "joins")
+
+
+def _on_expired(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:
+    increment(queue.store_id, "expirations", len(changes))
+
+
+def _on_released(sender: Any, queue: Queue, **kwargs: Any) -> None:
+    increment(queue.store_id, "releases")
+
+
+def _on_revoked(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:
+    increment(queue.store_id, "revocations", len(changes))
+
+
+def _on_departed(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:
+    increment(queue.store_id, "departures", len(changes))
+
+
+def _on_closed(sender: Any, queue: Queue, revoked: int, **kwargs: Any) -> None:
+    increment(queue.store_id, "revocations", revoked)
+
+
+def connect_signals() -> None:
+    """Count what the signals report (called from AppConfig.ready)."""
+    uid = "ticketqueue.metrics"
+    signals.entry_joined.connect(_on_joined, dispatch_uid=f"{uid}.joined")
+    signals.passes_expired.connect(_on_expired, dispatch_uid=f"{uid}.expired")
+    signals.pass_released.connect(_on_released, dispatch_uid=f"{uid}.released")
+    signals.entries_revoked.connect(_on_revoked, dispatch_uid=f"{uid}.revoked")
+    signals.entries_departed.connect(_on_departed, dispatch_uid=f"{uid}.departed")
+    signals.queue_closed.connect(_on_closed, dispatch_uid=f"{uid}.closed")
+
+
+# -- Prometheus ------------------------------------------------------------------------
+
+
+class QueueCollector:
+    """Reads every shown queue's numbers at scrape time: the gauges from the store, the
+    counters from the shared hash, admissions from the store's exact total."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        numbers = snapshot()
+        shared = counters([n.queue_id for n in numbers])
+        waiting = GaugeMetricFamily(
+            "ticketqueue_waiting", "Entries waiting in line.", labels=["queue"]
+        )
+        active = GaugeMetricFamily(
+            "ticketqueue_active_passes", "Passes active (admitted, not ended).", labels=["queue"]
+        )
+        admissions = CounterMetricFamily(
+            "ticketqueue_admissions", "Entries admitted (passes issued).", labels=["queue"]
+        )
+        families = {
+            "joins": CounterMetricFamily(
+                "ticketqueue_joins", "Entries that joined the queue.", labels=["queue"]
+            ),
+            "expirations": CounterMetricFamily(
+                "ticketqueue_expirations", "Passes that expired unused.", labels=["queue"]
+            ),
+            "releases": CounterMetricFamily(
+                "ticketqueue_releases", "Passes released by a completed order.", labels=["queue"]
+            ),
+            "revocations": CounterMetricFamily(
+                "ticketqueue_revocations", "Entries and passes revoked.", labels=["queue"]
+            ),
+            "departures": CounterMetricFamily(
+                "ticketqueue_departures",
+                "Waiting entries that left or were abandoned.",
+                labels=["queue"],
+            ),
+        }
+        for n in numbers:
+            if n.loaded:
+                waiting.add_metric([n.slug], n.waiting or 0)
+                active.add_metric([n.slug], n.active or 0)
+                admissions.add_metric([n.slug], n.admitted_total or 0)
+            values = shared.get(n.queue_id, {})
+            for name, family in families.items():
+                family.add_metric([n.slug], values.get(name, 0))
+        yield waiting
+        yield active
+        yield admissions
+        yield from families.values()
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The Prometheus text exposition of every shown queue (``METRICS_TOKEN`` guards it)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from .conf import queue_settings
+
+    token = queue_settings.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return HttpResponse("metrics_forbidden", status=403, content_type="text/plain")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector())  # type: ignore[arg-type]
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+# -- structured logs -------------------------------------------------------------------
+
+_STANDARD = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and every ``extra`` field.
+
+    LOGGING = {"formatters": {"json": {"()": "ticketqueue.metrics.JsonFormatter"}}, ...}
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)

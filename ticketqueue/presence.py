@@ -1,0 +1,182 @@
+"""Who has a live connection to a queue: the WebSocket consumer reports connections, the tick
+asks before sending a "your turn" notification. Kept in Redis with RedisStore, else in memory.
+
+The consumer's side (cheap, synchronous, one Redis round trip each)::
+
+    presence.mark_connected(queue_id, identity)      # on connect; every tab counts once
+    presence.refresh(queue_id, identity)             # on each heartbeat of that connection
+    presence.mark_disconnected(queue_id, identity)   # on disconnect
+
+``queue_id`` is ``Queue.store_id`` (the primary key as a string). A connection counts as live
+until ``PRESENCE_TIMEOUT`` seconds pass without a connect or refresh of its identity, so the
+sockets of a server that crashed stop counting without anyone calling mark_disconnected.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .store import StoreCompanion
+
+__all__ = [
+    "connected",
+    "is_connected",
+    "mark_connected",
+    "mark_disconnected",
+    "refresh",
+    "reset",
+]
+
+
+def _now() -> float:
+    from . import services
+
+    return services.clock()
+
+
+def _timeout() -> float:
+    from .conf import queue_settings
+
+    return float(queue_settings.PRESENCE_TIMEOUT)
+
+
+class _MemoryPresence:
+    """The in-process backend (MemoryStore: one process holds every connection)."""
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[str, str], list[float]] = {}  # -> [connections, last seen]
+        self._mutex = threading.Lock()
+
+    def connect(self, queue_id: str, identity: str, now: float) -> None:
+        with self._mutex:
+            record = self._live.setdefault((queue_id, identity), [0, now])
+            record[0] += 1
+            record[1] = now
+
+    def refresh(self, queue_id: str, identity: str, now: float) -> None:
+        with self._mutex:
+            record = self._live.get((queue_id, identity))
+            if record:
+                record[1] = now
+
+    def disconnect(self, queue_id: str, identity: str) -> None:
+        with self._mutex:
+            record = self._live.get((queue_id, identity))
+            if record:
+                record[0] -= 1
+                if record[0] <= 0:
+                    del self._live[(queue_id, identity)]
+
+    def connected(self, queue_id: str, identities: list[str], since: float) -> set[str]:
+        with self._mutex:
+            found = set()
+            for identity in identities:
+                record = self._live.get((queue_id, identity))
+                if record and record[0] > 0 and record[1] >= since:
+                    found.add(identity)
+            return found
+
+
+# KEYS: connections hash, last-seen hash. ARGV: identity. Drops the identity at zero.
+_DISCONNECT = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return n
+"""
+
+
+class _RedisPresence:
+    """Two hashes per queue, in the queue's hash slot: identity -> open connections, and
+    identity -> last seen. Both expire when nobody connects or refreshes for a while."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._disconnect = client.register_script(_DISCONNECT)
+
+    def _keys(self, queue_id: str) -> tuple[str, str]:
+        return (f"{self.prefix}:{{{queue_id}}}:presence", f"{self.prefix}:{{{queue_id}}}:seen_at")
+
+    def _ttl(self) -> int:
+        return max(60, int(_timeout() * 10))
+
+    def connect(self, queue_id: str, identity: str, now: float) -> None:
+        count, seen = self._keys(queue_id)
+        ttl = self._ttl()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(count, identity, 1)
+        pipe.hset(seen, identity, repr(now))
+        pipe.expire(count, ttl)
+        pipe.expire(seen, ttl)
+        pipe.execute()
+
+    def refresh(self, queue_id: str, identity: str, now: float) -> None:
+        count, seen = self._keys(queue_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(seen, identity, repr(now))
+        pipe.expire(seen, self._ttl())
+        pipe.expire(count, self._ttl())
+        pipe.execute()
+
+    def disconnect(self, queue_id: str, identity: str) -> None:
+        self._disconnect(keys=list(self._keys(queue_id)), args=[identity])
+
+    def connected(self, queue_id: str, identities: list[str], since: float) -> set[str]:
+        if not identities:
+            return set()
+        count, seen = self._keys(queue_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(count, identities)
+        pipe.hmget(seen, identities)
+        counts, seens = pipe.execute()
+        return {
+            identity
+            for identity, n, at in zip(identities, counts, seens, strict=True)
+            if n is not None and int(n) > 0 and at is not None and float(at) >= since
+        }
+
+
+def _make_backend(store: Any) -> Any:
+    client = getattr(store, "client", None)
+    if client is not None and hasattr(client, "register_script"):
+        return _RedisPresence(client, getattr(store, "prefix", "tq"))
+    return _MemoryPresence()
+
+
+#: The backend matching the configured store (made again when the store is replaced).
+_backend = StoreCompanion(_make_backend)
+
+
+def reset() -> None:
+    """Forget the in-memory backend (tests; a new store gets a new backend anyway)."""
+    _backend.reset()
+
+
+def mark_connected(queue_id: str, identity: str, now: float | None = None) -> None:
+    """One more live connection (tab, device) of ``identity`` to the queue."""
+    _backend().connect(str(queue_id), identity, _now() if now is None else now)
+
+
+def refresh(queue_id: str, identity: str, now: float | None = None) -> None:
+    """The identity's connection is still there (call on its heartbeats)."""
+    _backend().refresh(str(queue_id), identity, _now() if now is None else now)
+
+
+def mark_disconnected(queue_id: str, identity: str) -> None:
+    """One connection of ``identity`` closed; it stays connected while others remain."""
+    _backend().disconnect(str(queue_id), identity)
+
+
+def connected(queue_id: str, identities: Iterable[str], now: float | None = None) -> set[str]:
+    """The identities among these with a live connection to the queue (one round trip)."""
+    since = (_now() if now is None else now) - _timeout()
+    return _backend().connected(str(queue_id), list(dict.fromkeys(identities)), since)
+
+
+def is_connected(queue_id: str, identity: str, now: float | None = None) -> bool:
+    return identity in connected(queue_id, [identity], now)

@@ -1,0 +1,471 @@
+/* ticketqueue waiting-room widget: shows the visitor's live place in line over a WebSocket.
+ *
+ * Markup comes from {% queue_widget queue %}; everything is configured by data-* attributes
+ * on the [data-ticketqueue] element (see docs/protocol.md, "The widget"). No build step.
+ */
+(function () {
+  'use strict';
+
+  if (window.TicketQueue && typeof window.TicketQueue.scan === 'function') {
+    window.TicketQueue.scan();
+    return;
+  }
+
+  // Close codes after which reconnecting cannot help (docs/protocol.md).
+  var FATAL_CLOSE = { 4401: 'identity_required', 4404: 'queue_not_found', 4410: 'queue_closed' };
+  var BACKOFF_BASE_MS = 1000;
+  var BACKOFF_CAP_MS = 30000;
+  // Screen readers hear a moving position at most this often; state changes at once.
+  var ANNOUNCE_EVERY_MS = 30000;
+  var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
+    'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert'];
+
+  function interpolate(text, params) {
+    return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
+      return params && params[name] !== undefined && params[name] !== null ? params[name] : match;
+    });
+  }
+
+  function session() {
+    try {
+      return window.sessionStorage;
+    } catch (e) {
+      return null; // storage disabled: the HttpOnly cookie route still works
+    }
+  }
+
+  function absoluteWsUrl(path) {
+    if (/^wss?:\/\//.test(path)) {
+      return path;
+    }
+    var scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + window.location.host + (path.charAt(0) === '/' ? '' : '/') + path;
+  }
+
+  function Widget(root) {
+    var data = root.dataset;
+    var self = this;
+    this.root = root;
+    this.slug = data.queue;
+    this.wsUrl = absoluteWsUrl(data.wsUrl || '/ws/queue/' + data.queue + '/');
+    this.checkoutUrl = data.checkoutUrl || '';
+    this.statusUrl = data.statusUrl || '';
+    this.heartbeatMs = Math.max(5, parseFloat(data.heartbeat) || 25) * 1000;
+    try {
+      this.catalog = JSON.parse(data.i18n || '{}');
+    } catch (e) {
+      this.catalog = {};
+    }
+    try {
+      this.numbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
+    } catch (e) {
+      this.numbers = { format: String };
+    }
+    this.el = {};
+    PARTS.forEach(function (part) {
+      self.el[part] = root.querySelector('[data-tq="' + part + '"]');
+    });
+    this.ws = null;
+    this.attempt = 0;
+    this.reconnectTimer = null;
+    this.heartbeatTimer = null;
+    this.wantsPlace = data.autoJoin !== 'false';
+    this.joinSent = false;
+    this.finished = false; // no reconnecting: closed queue, unknown queue, no identity
+    this.state = null; // null, 'waiting' or 'admitted'
+    this.queueState = null;
+    this.position = null;
+    this.granted = null;
+    this.lastAnnounceAt = 0;
+    this.lastAnnounced = '';
+
+    if (this.el.join) {
+      this.el.join.addEventListener('click', function () {
+        self.wantsPlace = true;
+        self.send({ type: 'join' });
+      });
+    }
+    if (this.el.leave) {
+      this.el.leave.addEventListener('click', function () {
+        self.wantsPlace = false;
+        self.send({ type: 'leave' });
+      });
+    }
+    window.addEventListener('online', function () {
+      if (!self.ws && !self.finished) {
+        self.connect();
+      }
+    });
+    this.setStatus(this.t('connecting'));
+    this.connect();
+  }
+
+  Widget.prototype.t = function (key, params) {
+    return interpolate(this.catalog[key] !== undefined ? this.catalog[key] : key, params);
+  };
+
+  Widget.prototype.number = function (n) {
+    return n === null || n === undefined ? '–' : this.numbers.format(n);
+  };
+
+  // -- the connection -----------------------------------------------------------------------
+  Widget.prototype.connect = function () {
+    var self = this;
+    var ws;
+    window.clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    if (this.finished) {
+      return;
+    }
+    try {
+      ws = new WebSocket(this.wsUrl);
+    } catch (e) {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this.joinSent = false;
+    ws.onopen = function () {
+      self.startHeartbeat();
+    };
+    ws.onmessage = function (event) {
+      var message;
+      self.attempt = 0; // the server answered: the next drop starts the backoff afresh
+      try {
+        message = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      self.handle(message);
+    };
+    ws.onclose = function (event) {
+      if (self.ws !== ws) {
+        return;
+      }
+      self.ws = null;
+      self.stopHeartbeat();
+      self.onSocketClosed(event.code);
+    };
+  };
+
+  Widget.prototype.scheduleReconnect = function () {
+    var self = this;
+    // Exponential backoff with full jitter: a server restart must not bring every
+    // visitor back in the same second.
+    var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, this.attempt));
+    var delay = Math.max(250, Math.random() * ceiling);
+    this.attempt += 1;
+    this.reconnectTimer = window.setTimeout(function () {
+      self.connect();
+    }, delay);
+  };
+
+  Widget.prototype.onSocketClosed = function (code) {
+    if (FATAL_CLOSE[code] && !(code === 4410 && this.granted)) {
+      this.finished = true;
+      if (code === 4410) {
+        this.onClosed();
+      }
+      this.render();
+      return;
+    }
+    if (!this.finished) {
+      this.setStatus(this.t('reconnecting'));
+      this.scheduleReconnect();
+    }
+  };
+
+  Widget.prototype.send = function (message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(message));
+      if (message.type === 'join') {
+        this.joinSent = true;
+      }
+    }
+  };
+
+  Widget.prototype.startHeartbeat = function () {
+    var self = this;
+    this.stopHeartbeat();
+    this.heartbeatTimer = window.setInterval(function () {
+      self.send({ type: 'heartbeat' });
+    }, this.heartbeatMs);
+  };
+
+  Widget.prototype.stopHeartbeat = function () {
+    window.clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  };
+
+  // -- server messages ----------------------------------------------------------------------
+  Widget.prototype.handle = function (message) {
+    switch (message.type) {
+      case 'queue_update':
+        this.onUpdate(message);
+        break;
+      case 'granted':
+        this.onGranted(message);
+        break;
+      case 'revoked':
+        this.onEnded('revoked_' + message.reason);
+        break;
+      case 'left':
+        this.onEnded('left_' + message.reason);
+        break;
+      case 'closed':
+        this.onClosed();
+        break;
+      case 'error':
+        this.onError(message);
+        break;
+      default:
+        break; // newer servers may say more: ignore what this widget does not know
+    }
+  };
+
+  Widget.prototype.onUpdate = function (message) {
+    this.queueState = message.queue_state;
+    this.waiting = message.waiting;
+    if (message.state === 'admitted') {
+      this.render();
+      return;
+    }
+    this.state = message.state;
+    this.position = message.position;
+    this.eta = message.eta_seconds;
+    if (this.state === 'waiting') {
+      this.clearError();
+      this.rememberStart();
+    } else if (this.wantsPlace && !this.joinSent && this.queueState !== 'closed') {
+      this.send({ type: 'join' });
+    }
+    this.render();
+    if (this.state === 'waiting') {
+      this.announce(this.t('position', {
+        position: this.number(this.position),
+        eta: this.formatEta(this.eta)
+      }), false);
+    }
+  };
+
+  Widget.prototype.onGranted = function (message) {
+    var self = this;
+    var store = session();
+    this.state = 'admitted';
+    this.granted = { pass: message.pass, expiresAt: message.expires_at };
+    this.clearError();
+    if (store) {
+      store.setItem('ticketqueue.pass.' + this.slug,
+        JSON.stringify({ pass: message.pass, expires_at: message.expires_at }));
+    }
+    this.render();
+    this.announce(this.t('granted'), true);
+    this.root.dispatchEvent(new CustomEvent('ticketqueue:granted', {
+      bubbles: true,
+      detail: { queue: this.slug, pass: message.pass, expiresAt: message.expires_at }
+    }));
+    // The REST status call sets the HttpOnly pass cookie the purchase gate reads; the way
+    // to checkout shows once it is set (or could not be).
+    if (this.statusUrl && window.fetch) {
+      window.fetch(this.statusUrl, {
+        credentials: 'same-origin',
+        cache: 'no-store',
+        headers: { Accept: 'application/json' }
+      }).catch(function () {}).then(function () {
+        self.showCheckout();
+      });
+    } else {
+      this.showCheckout();
+    }
+  };
+
+  Widget.prototype.onEnded = function (key) {
+    var store = session();
+    if (store) {
+      store.removeItem('ticketqueue.pass.' + this.slug);
+    }
+    this.state = null;
+    this.position = null;
+    this.granted = null;
+    this.wantsPlace = false;
+    this.ended = key;
+    this.render();
+    this.announce(this.t(key), true);
+  };
+
+  Widget.prototype.onClosed = function () {
+    this.queueState = 'closed';
+    if (!this.granted) {
+      this.finished = true;
+      this.state = null;
+      this.ended = 'closed';
+    }
+    this.render();
+    this.announce(this.t('closed'), true);
+  };
+
+  Widget.prototype.onError = function (message) {
+    var text = this.catalog['error_' + message.code] !== undefined ?
+      this.t('error_' + message.code) : this.t('error', { code: message.code });
+    if (message.code === 'identity_required' || message.code === 'queue_not_found') {
+      this.finished = true;
+    }
+    if (this.el.error) {
+      this.el.error.textContent = text;
+      this.el.error.hidden = false;
+    }
+  };
+
+  Widget.prototype.clearError = function () {
+    if (this.el.error) {
+      this.el.error.hidden = true;
+      this.el.error.textContent = '';
+    }
+  };
+
+  // -- showing it ---------------------------------------------------------------------------
+  Widget.prototype.rememberStart = function () {
+    var store = session();
+    var key = 'ticketqueue.start.' + this.slug;
+    var start = store ? parseInt(store.getItem(key), 10) : NaN;
+    if (!(start >= this.position)) {
+      start = this.position;
+      if (store) {
+        store.setItem(key, String(start));
+      }
+    }
+    this.start = start;
+  };
+
+  Widget.prototype.progress = function () {
+    if (this.state === 'admitted') {
+      return 100;
+    }
+    if (this.state !== 'waiting' || !this.start || this.start <= 1) {
+      return 0;
+    }
+    return Math.round(100 * (this.start - this.position) / (this.start - 1));
+  };
+
+  Widget.prototype.formatEta = function (seconds) {
+    var minutes;
+    if (seconds === null || seconds === undefined) {
+      return this.t('eta_unknown');
+    }
+    if (seconds <= 5) {
+      return this.t('eta_now');
+    }
+    if (seconds < 60) {
+      return this.t('eta_under_minute');
+    }
+    minutes = Math.round(seconds / 60);
+    if (minutes < 60) {
+      return this.t('eta_minutes', { minutes: this.number(minutes) });
+    }
+    return this.t('eta_hours', {
+      hours: this.number(Math.floor(minutes / 60)),
+      minutes: this.number(minutes % 60)
+    });
+  };
+
+  Widget.prototype.setText = function (part, text) {
+    if (this.el[part] && this.el[part].textContent !== text) {
+      this.el[part].textContent = text;
+    }
+  };
+
+  Widget.prototype.setStatus = function (text) {
+    this.setText('status', text);
+  };
+
+  Widget.prototype.render = function () {
+    var waiting = this.state === 'waiting';
+    var status;
+    if (this.granted) {
+      status = this.t('granted');
+    } else if (this.queueState === 'closed') {
+      status = this.t('closed');
+    } else if (waiting && this.queueState === 'paused') {
+      status = this.t('paused');
+    } else if (waiting && this.queueState === 'scheduled') {
+      status = this.t('scheduled');
+    } else if (waiting) {
+      status = this.t('waiting');
+    } else if (this.ended) {
+      status = this.t(this.ended);
+    } else {
+      status = this.t('not_joined');
+    }
+    this.setStatus(status);
+    this.setText('position', waiting ? this.number(this.position) : '–');
+    this.setText('ahead', waiting ? this.number(this.position - 1) : '–');
+    this.setText('behind', waiting && this.waiting !== undefined ?
+      this.number(Math.max(0, this.waiting - this.position)) : '–');
+    this.setText('eta', waiting ? this.formatEta(this.eta) : '–');
+    if (this.el.progress) {
+      this.el.progress.value = this.progress();
+    }
+    if (this.el.join) {
+      this.el.join.hidden = waiting || !!this.granted || this.queueState === 'closed' ||
+        this.finished || this.state === 'admitted';
+    }
+    if (this.el.leave) {
+      this.el.leave.hidden = !waiting;
+    }
+    if (this.el.granted) {
+      this.el.granted.hidden = !this.granted;
+    }
+    if (this.granted) {
+      this.setText('granted-text', this.t('granted_until', {
+        time: new Date(this.granted.expiresAt * 1000).toLocaleTimeString([], {
+          hour: '2-digit', minute: '2-digit'
+        })
+      }));
+    }
+    this.root.setAttribute('data-state', this.granted ? 'granted' : (this.state || 'none'));
+  };
+
+  Widget.prototype.showCheckout = function () {
+    var link = this.el.checkout;
+    if (!link || !this.granted) {
+      return;
+    }
+    if (this.checkoutUrl) {
+      link.href = this.checkoutUrl;
+    }
+    link.hidden = false;
+    link.setAttribute('data-ready', 'true');
+    link.focus();
+  };
+
+  Widget.prototype.announce = function (text, urgent) {
+    var now = Date.now();
+    var region = urgent ? this.el.alert : this.el.announce;
+    if (!region || text === this.lastAnnounced) {
+      return;
+    }
+    if (!urgent && now - this.lastAnnounceAt < ANNOUNCE_EVERY_MS && this.lastAnnounceAt) {
+      return;
+    }
+    this.lastAnnounceAt = now;
+    this.lastAnnounced = text;
+    region.textContent = text;
+  };
+
+  var widgets = [];
+
+  function scan() {
+    var roots = document.querySelectorAll('[data-ticketqueue]:not([data-ticketqueue-ready])');
+    Array.prototype.forEach.call(roots, function (root) {
+      root.setAttribute('data-ticketqueue-ready', 'true');
+      widgets.push(new Widget(root));
+    });
+  }
+
+  window.TicketQueue = { scan: scan, widgets: widgets };
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', scan);
+  } else {
+    scan();
+  }
+}());

@@ -1,0 +1,91 @@
+"""``{% load ticketqueue %}{% queue_widget queue %}``: the live waiting-room widget.
+
+The widget is plain JS configured by ``data-*`` attributes; its strings are translated here and
+handed to it as a small catalog.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext
+
+from ..conf import queue_settings
+from ..routing import WS_PATH
+
+register = template.Library()
+
+_ids = itertools.count(1)
+
+
+def catalog() -> dict[str, str]:
+    """The widget's translated strings; ``%(name)s`` placeholders are filled in by the JS."""
+    return {
+        "connecting": gettext("Connecting to the waiting room…"),
+        "reconnecting": gettext("Connection lost. Reconnecting…"),
+        "not_joined": gettext("You are not in line."),
+        "waiting": gettext("You are in line. Keep this page open: your place is kept."),
+        "position": gettext("Your place in line: %(position)s. Estimated wait: %(eta)s."),
+        "granted": gettext("It's your turn! You can buy your tickets now."),
+        "granted_until": gettext("Your pass is valid until %(time)s."),
+        "revoked_expired": gettext("Your purchase window has ended."),
+        "revoked_released": gettext("Your purchase is complete."),
+        "revoked_operator": gettext("Your place was cancelled by the organiser."),
+        "revoked_closed": gettext("The sale has ended or sold out."),
+        "left_left": gettext("You left the line."),
+        "left_abandoned": gettext("Your place lapsed because you were away too long."),
+        "closed": gettext("The sale has ended or sold out."),
+        "paused": gettext("The line is paused for a moment. Your place is kept."),
+        "scheduled": gettext(
+            "The sale has not opened yet. At opening, everyone already here gets a random place."
+        ),
+        "eta_unknown": gettext("unknown"),
+        "eta_now": gettext("any moment now"),
+        "eta_under_minute": gettext("less than a minute"),
+        "eta_minutes": gettext("about %(minutes)s min"),
+        "eta_hours": gettext("about %(hours)s h %(minutes)s min"),
+        "error": gettext("Something went wrong (%(code)s). Please try again."),
+        "error_identity_required": gettext("Please reload this page to take your place."),
+        "error_queue_not_found": gettext("This waiting room does not exist."),
+        "error_queue_full": gettext("The line is full. Please try again later."),
+        "error_queue_closed": gettext("The sale has ended or sold out."),
+        "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
+        "error_rate_limited": gettext("Too many requests. Please wait a moment."),
+    }
+
+
+@register.inclusion_tag("ticketqueue/widget.html")
+def queue_widget(
+    queue: Any,
+    checkout_url: str = "",
+    auto_join: bool = True,
+    ws_url: str | None = None,
+    status_url: str | None = None,
+) -> dict[str, Any]:
+    """Render the widget for ``queue`` (a Queue or its slug).
+
+    ``checkout_url``: where the granted visitor goes; ``auto_join``: take a place on load;
+    ``ws_url``/``status_url``: override the socket path and the REST status URL (which sets
+    the HttpOnly pass cookie once the visitor is granted).
+    """
+    slug = getattr(queue, "slug", queue)
+    if status_url is None:
+        try:
+            status_url = reverse("ticketqueue:api:status", kwargs={"queue": slug})
+        except NoReverseMatch:
+            status_url = ""
+    return {
+        "widget_id": f"tq-{slug}-{next(_ids)}",
+        "slug": slug,
+        "name": getattr(queue, "name", ""),
+        "ws_url": ws_url or "/" + WS_PATH.format(slug=slug),
+        "checkout_url": checkout_url,
+        "status_url": status_url,
+        "auto_join": bool(auto_join),
+        "heartbeat": float(queue_settings.HEARTBEAT_INTERVAL),
+        "catalog": json.dumps(catalog()),
+    }

@@ -1,0 +1,580 @@
+"""The tick loop: expiry, admission and "your turn" notifications for every running queue, run
+by Celery beat (``tasks.tick``), ``manage.py ticketqueue_ticker`` or the embedded thread.
+
+Each queue is ticked under a *lease*: a lock with a time to live plus a fencing token that
+grows by one with every lease taken. A tick that finds the lease held skips the queue (the
+previous tick overran, or beat runs twice); a tick whose lease was taken over (it stalled past
+the time to live) stops before its next batch and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import close_old_connections
+from django.db.models import Max, Q
+
+from . import notifications, services
+from .core import EntryState, QueueState
+from .models import Entry, Queue, QueueSample
+
+__all__ = [
+    "CleanupReport",
+    "EmbeddedTicker",
+    "LoopReport",
+    "QueueTick",
+    "TickReport",
+    "cleanup",
+    "embedded",
+    "get_lease",
+    "is_serving_process",
+    "lease_ttl",
+    "run_loop",
+    "run_tick",
+    "start_embedded_if_serving",
+    "tickable_queues",
+]
+
+log = logging.getLogger("ticketqueue")
+
+#: What a tick does with the admissions of a batch: tell the absent ones (returns how many).
+Notify = Callable[[Queue, Sequence[Any]], int]
+
+ENDED_STATES = [s.value for s in EntryState if not s.is_live]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def lease_ttl(interval: float) -> float:
+    """How long a queue's lease outlives its last renewal: two intervals, at least 2 s.
+
+    Renewed before every batch, so only a tick stalled that long (or a dead worker) loses
+    it; a worker killed with SIGKILL holds its queues up for at most this long.
+    """
+    return max(2.0, 2.0 * interval)
+
+
+# -- leases (lock + fencing token) ---------------------------------------------------------
+
+
+class _MemoryLease:
+    """Leases in this process (MemoryStore: one process holds the whole waiting room)."""
+
+    #: The lock's clock (real time, like Redis's; tests swap it).
+    timer: Callable[[], float] = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}
+        self._fence: dict[str, int] = {}
+        self._mutex = threading.Lock()
+
+    def acquire(self, queue_id: str, owner: str, ttl: float) -> int | None:
+        with self._mutex:
+            now = self.timer()
+            held = self._held.get(queue_id)
+            if held and held[0] != owner and held[1] > now:
+                return None
+            self._held[queue_id] = (owner, now + ttl)
+            self._fence[queue_id] = token = self._fence.get(queue_id, 0) + 1
+            return token
+
+    def renew(self, queue_id: str, owner: str, token: int, ttl: float) -> bool:
+        with self._mutex:
+            now = self.timer()
+            held = self._held.get(queue_id)
+            if not held or held[0] != owner or held[1] <= now:
+                return False
+            if self._fence.get(queue_id) != token:
+                return False
+            self._held[queue_id] = (owner, now + ttl)
+            return True
+
+    def release(self, queue_id: str, owner: str) -> None:
+        with self._mutex:
+            if self._held.get(queue_id, ("",))[0] == owner:
+                del self._held[queue_id]
+
+    def token(self, queue_id: str) -> int:
+        with self._mutex:
+            return self._fence.get(queue_id, 0)
+
+
+# KEYS: lock, fence. ARGV: owner, ttl ms. Returns the new token, or 0 when another holds it.
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+# KEYS: lock, fence. ARGV: owner, token, ttl ms. 1 when still ours and still the newest.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class _RedisLease:
+    """Leases in Redis, in the queue's hash slot; each step is one script, so taking the
+    lock and drawing the token cannot be split by another worker."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def _keys(self, queue_id: str) -> list[str]:
+        return [f"{self.prefix}:{{{queue_id}}}:ticklock", f"{self.prefix}:{{{queue_id}}}:tickfence"]
+
+    def acquire(self, queue_id: str, owner: str, ttl: float) -> int | None:
+        token = int(self._acquire(keys=self._keys(queue_id), args=[owner, _ms(ttl)]))
+        return token or None
+
+    def renew(self, queue_id: str, owner: str, token: int, ttl: float) -> bool:
+        return bool(self._renew(keys=self._keys(queue_id), args=[owner, str(token), _ms(ttl)]))
+
+    def release(self, queue_id: str, owner: str) -> None:
+        self._release(keys=self._keys(queue_id), args=[owner])
+
+    def token(self, queue_id: str) -> int:
+        return int(self.client.get(self._keys(queue_id)[1]) or 0)
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
+_lease_for: tuple[object, Any] | None = None
+_lease_lock = threading.Lock()
+
+
+def get_lease() -> Any:
+    """The lease backend matching the configured store."""
+    global _lease_for
+    from .store import get_store
+
+    store = get_store()
+    cached = _lease_for
+    if cached is not None and cached[0] is store:
+        return cached[1]
+    with _lease_lock:
+        client = getattr(store, "client", None)
+        if client is not None and hasattr(client, "register_script"):
+            lease: Any = _RedisLease(client, getattr(store, "prefix", "tq"))
+        else:
+            lease = _MemoryLease()
+        _lease_for = (store, lease)
+        return lease
+
+
+# -- one tick ------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueTick:
+    """What one tick did to one queue."""
+
+    queue_id: str
+    slug: str
+    token: int
+    batches: int = 0
+    admitted: int = 0
+    expired: int = 0
+    notified: int = 0
+    #: True when a newer tick took the lease over and this one stopped early
+    fenced: bool = False
+    error: str | None = None
+
+
+@dataclass
+class TickReport:
+    ticked: list[QueueTick] = field(default_factory=list)
+    #: Slugs of the queues another tick held (overran or doubled beat)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def admitted(self) -> int:
+        return sum(t.admitted for t in self.ticked)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ticked": [asdict(t) for t in self.ticked],
+            "skipped": list(self.skipped),
+            "admitted": self.admitted,
+        }
+
+
+def tickable_queues(now: float | None = None) -> list[Queue]:
+    """Queues a tick has work on: not closed, or closed while passes may still be active."""
+    now = services.clock() if now is None else now
+    recent = _dt(now) - timedelta(days=1)
+    queues = Queue.objects.filter(
+        ~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=recent)
+    ).order_by("pk")
+    return [
+        q
+        for q in queues
+        if q.state != QueueState.CLOSED.value
+        or (q.closed_at and q.closed_at.timestamp() + q.purchase_window + 60 >= now)
+    ]
+
+
+def run_tick(
+    *,
+    queues: Iterable[Queue] | None = None,
+    batches: int | None = None,
+    interval: float | None = None,
+    notify: Notify | None = None,
+    owner: str | None = None,
+    timer: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> TickReport:
+    """One tick of every tickable queue: ``batches`` admission rounds spread over ``interval``.
+
+    With TICK_BATCHES=10 and TICK_INTERVAL=1 a queue admitting 500/s gets 50 every 100 ms,
+    inside one Celery task. ``timer`` and ``sleep`` pace the batches (tests pass a fake).
+    """
+    from .conf import queue_settings
+
+    batches = int(batches or queue_settings.TICK_BATCHES)
+    interval = float(interval or queue_settings.TICK_INTERVAL)
+    notify = notifications.notify_turn if notify is None else notify
+    owner = owner or _owner()
+    ttl = lease_ttl(interval)
+    lease = get_lease()
+    report = TickReport()
+    held: list[tuple[Queue, QueueTick]] = []
+    last: dict[str, services.TickResult] = {}
+    try:
+        for queue in tickable_queues() if queues is None else queues:
+            token = lease.acquire(queue.store_id, owner, ttl)
+            if token is None:
+                report.skipped.append(queue.slug)
+            else:
+                held.append((queue, QueueTick(queue.store_id, queue.slug, token)))
+        if report.skipped:
+            log.debug("tick skipped queues another tick holds", extra={"queues": report.skipped})
+        start = timer()
+        for batch in range(batches):
+            if batch:
+                sleep(max(0.0, start + batch * interval / batches - timer()))
+            for queue, done in held:
+                if done.fenced or done.error:
+                    continue
+                if not lease.renew(queue.store_id, owner, done.token, ttl):
+                    done.fenced = True
+                    log.warning(
+                        "tick fenced: a newer tick holds the queue",
+                        extra={"queue": queue.slug, "token": done.token},
+                    )
+                    continue
+                result = _tick_one(queue, done, notify)
+                if result is not None:
+                    last[queue.store_id] = result
+        for queue, done in held:
+            result = last.get(queue.store_id)
+            if result is not None and not done.fenced:
+                _sample(queue, result)
+    finally:
+        for queue, _done in held:
+            lease.release(queue.store_id, owner)
+    report.ticked = [done for _queue, done in held]
+    return report
+
+
+def _tick_one(queue: Queue, done: QueueTick, notify: Notify) -> services.TickResult | None:
+    try:
+        result = services.tick(queue)
+    except Exception as exc:
+        # One queue's trouble (store rebuilding, database hiccup) must not stop the others;
+        # the next tick finishes its rows from the journal.
+        done.error = f"{type(exc).__name__}: {exc}"
+        log.exception("tick failed", extra={"queue": queue.slug})
+        return None
+    done.batches += 1
+    done.admitted += len(result.admitted)
+    done.expired += len(result.expired)
+    if result.admitted:
+        log.info(
+            "passes granted",
+            extra={
+                "event": "passes_granted",
+                "queue": queue.slug,
+                "queue_id": queue.store_id,
+                "seqs": [a.seq for a in result.admitted],
+                "token": done.token,
+            },
+        )
+        try:
+            done.notified += notify(queue, result.admitted)
+        except Exception:
+            log.exception("turn notifications failed", extra={"queue": queue.slug})
+    return result
+
+
+#: (queue id -> minute last sampled) in this process, so the database is asked once a minute.
+_sampled: dict[str, float] = {}
+
+
+def _sample(queue: Queue, result: services.TickResult) -> None:
+    """The line at the start of each minute, for the chart; at most one row per minute."""
+    if result.counts is None:
+        return
+    minute = math.floor(services.clock() / 60) * 60
+    if _sampled.get(queue.store_id) == minute:
+        return
+    counts = result.counts
+    QueueSample.objects.bulk_create(
+        [
+            QueueSample(
+                queue=queue,
+                at=_dt(minute),
+                waiting=counts.waiting,
+                active=counts.active,
+                admitted_total=counts.admitted_total,
+            )
+        ],
+        ignore_conflicts=True,  # another worker sampled this minute first
+    )
+    _sampled[queue.store_id] = minute
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanupReport:
+    abandoned: int = 0
+    deleted: int = 0
+    samples_deleted: int = 0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cleanup(now: float | None = None, batch: int = 5_000) -> CleanupReport:
+    """Abandon entries unseen past their queue's grace, delete ended entries older than
+    ``ENTRY_RETENTION`` (after ``ENTRY_ARCHIVER`` saw them) and old chart samples.
+
+    One cleanup at a time (a store lock); a second one running at once does nothing.
+    """
+    from django.utils.module_loading import import_string
+
+    from .conf import queue_settings
+    from .store import get_store
+
+    now = services.clock() if now is None else now
+    store = get_store()
+    owner = _owner()
+    report = CleanupReport()
+    if not store.acquire_lock("cleanup", owner, ttl=600):
+        report.skipped = True
+        return report
+    try:
+        for queue in Queue.objects.exclude(state=QueueState.CLOSED.value).order_by("pk"):
+            try:
+                report.abandoned += len(services.abandon_unseen(queue, now))
+            except Exception:
+                log.exception("cleanup: abandoning failed", extra={"queue": queue.slug})
+        retention = queue_settings.ENTRY_RETENTION
+        if retention:
+            archiver = queue_settings.ENTRY_ARCHIVER
+            archive = import_string(archiver) if isinstance(archiver, str) else archiver
+            report.deleted = _delete_ended(now - float(retention), archive, batch)
+        cutoff = _dt(now - float(queue_settings.SAMPLE_RETENTION))
+        report.samples_deleted, _ = QueueSample.objects.filter(at__lt=cutoff).delete()
+    finally:
+        store.release_lock("cleanup", owner)
+    if report.abandoned or report.deleted:
+        log.info("cleanup done", extra={"event": "cleanup", **report.as_dict()})
+    return report
+
+
+def _delete_ended(before: float, archive: Callable[[Any], Any] | None, batch: int) -> int:
+    """Delete ended entries, each queue's newest entry excepted: a rebuild numbers new
+    entries after the highest ``seq`` the rows hold, so that one row must stay."""
+    deleted = 0
+    per_queue = Entry.objects.values_list("queue_id").annotate(top=Max("seq"))
+    tops: Mapping[int, int] = dict(per_queue.values_list("queue_id", "top"))
+    for queue_id, top in tops.items():
+        while True:
+            pks = list(
+                Entry.objects.filter(
+                    queue_id=queue_id, state__in=ENDED_STATES, ended_at__lt=_dt(before)
+                )
+                .exclude(seq=top)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch]
+            )
+            if not pks:
+                break
+            rows = Entry.objects.filter(pk__in=pks)
+            if archive is not None:
+                archive(rows)
+            deleted += rows.delete()[0]
+    return deleted
+
+
+# -- the loop (command and embedded thread) ------------------------------------------------
+
+
+@dataclass
+class LoopReport:
+    ticks: int = 0
+    admitted: int = 0
+    cleanups: int = 0
+
+
+def run_loop(
+    stop: threading.Event,
+    *,
+    ticks: int | None = None,
+    interval: float | None = None,
+    batches: int | None = None,
+    cleanup_every: float = 60.0,
+    timer: Callable[[], float] = time.monotonic,
+) -> LoopReport:
+    """Tick every ``interval`` seconds until ``stop`` is set (or ``ticks`` ticks ran), with a
+    cleanup every ``cleanup_every`` seconds (0: never). Errors are logged, never fatal."""
+    from .conf import queue_settings
+
+    interval = float(interval or queue_settings.TICK_INTERVAL)
+    report = LoopReport()
+    next_cleanup = timer() + cleanup_every if cleanup_every else math.inf
+    start = timer()
+    while not stop.is_set() and (ticks is None or report.ticks < ticks):
+        try:
+            result = run_tick(
+                batches=batches, interval=interval, timer=timer, sleep=lambda s: stop.wait(s)
+            )
+            report.admitted += result.admitted
+            if timer() >= next_cleanup:
+                cleanup()
+                report.cleanups += 1
+                next_cleanup = timer() + cleanup_every
+        except Exception:
+            log.exception("tick loop: tick failed")
+        finally:
+            close_old_connections()
+        report.ticks += 1
+        if ticks is not None and report.ticks >= ticks:
+            break
+        # Keep the beat: the next tick starts at start + k * interval, skipping missed ones.
+        now = timer()
+        beats = math.floor((now - start) / interval) + 1
+        stop.wait(max(0.0, start + beats * interval - now))
+    return report
+
+
+class EmbeddedTicker:
+    """The tick loop in a daemon thread of the serving process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid: int | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def ensure_started(self) -> bool:
+        """Start the thread unless it runs in this process already; True if started now."""
+        if self.running:
+            return False
+        with self._mutex:
+            if self.running:
+                return False
+            self._stop = threading.Event()
+            self._pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self._run, name="ticketqueue-ticker", daemon=True
+            )
+            self._thread.start()
+        log.info("embedded ticker started", extra={"pid": self._pid})
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        try:
+            run_loop(self._stop)
+        finally:
+            close_old_connections()
+
+
+embedded = EmbeddedTicker()
+
+#: Programs that serve requests; ``manage.py runserver`` is recognised separately.
+SERVERS = frozenset({"daphne", "uvicorn", "gunicorn", "hypercorn", "granian", "waitress-serve"})
+
+
+def is_serving_process(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether this process serves requests: runserver (its reloader's child, not the
+    watcher), or an ASGI/WSGI server. Never a test run, a migration or another command."""
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if program == "__main__.py":  # python -m daphne
+        program = os.path.basename(os.path.dirname(argv[0]))
+    if program in SERVERS:
+        return True
+    if len(argv) > 1 and argv[1] == "runserver":
+        return "--noreload" in argv or environ.get("RUN_MAIN") == "true"
+    return False
+
+
+def _in_tests() -> bool:
+    return "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
+
+
+def _start_on_request(**kwargs: Any) -> None:
+    if not embedded.running and not _in_tests():
+        embedded.ensure_started()
+
+
+def start_embedded_if_serving() -> bool:
+    """Called from AppConfig.ready: with EMBEDDED_TICKER on, start the ticker thread in a
+    serving process, and otherwise on the first request of a process that serves some
+    (a server this module does not recognise); never in tests or other commands."""
+    from django.core.signals import request_started
+
+    from .conf import queue_settings
+
+    if not queue_settings.EMBEDDED_TICKER or _in_tests():
+        return False
+    request_started.connect(_start_on_request, dispatch_uid="ticketqueue.embedded_ticker")
+    if is_serving_process(sys.argv, os.environ):
+        return embedded.ensure_started()
+    return False

@@ -1,0 +1,54 @@
+"""The default waiting-room page: the widget for one queue, ready for a site to override
+(``ticketqueue/waiting_room.html``). It also gives a new visitor the signed visitor cookie the
+socket needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+
+from .conf import queue_settings
+from .identity import VISITOR_COOKIE, identity_for, new_visitor_cookie
+from .models import Queue
+
+__all__ = ["checkout_url_for", "waiting_room"]
+
+
+def checkout_url_for(request: HttpRequest, queue: Queue) -> str:
+    """Where a granted visitor goes: a safe ``?next=``, else the sold object's page, else /."""
+    wanted = request.GET.get("next", "")
+    if wanted and url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return wanted
+    event: Any = queue.event if queue.content_type_id else None
+    if event is not None and hasattr(event, "get_absolute_url"):
+        return str(event.get_absolute_url())
+    return "/"
+
+
+@never_cache
+def waiting_room(request: HttpRequest, slug: str) -> HttpResponse:
+    queue = get_object_or_404(Queue, slug=slug)
+    response = render(
+        request,
+        "ticketqueue/waiting_room.html",
+        {"queue": queue, "checkout_url": checkout_url_for(request, queue)},
+    )
+    if identity_for(getattr(request, "user", None), request.COOKIES) is None:
+        # The same cookie the REST join sets: socket and API see one identity.
+        _, signed = new_visitor_cookie()
+        response.set_cookie(
+            VISITOR_COOKIE,
+            signed,
+            max_age=int(queue_settings.VISITOR_COOKIE_AGE),
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+    return response
