@@ -15,9 +15,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from ticketqueue.routing import websocket_urlpatterns  # noqa: E402
 
 from demo_project.shop.ws_auth import JWTAuthMiddleware  # noqa: E402
+from ticketqueue.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -108,6 +108,9 @@ class Status:
     order: float | None = None
     pass_token: str | None = None
     pass_expires_at: float | None = None
+    #: The queue's admission count when this was read (read after the position, so it never
+    #: runs ahead of it): live updates count only admissions past it, never one twice.
+    admitted_total: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,6 +277,7 @@ def _status(queue: Queue, placement: Placement | None, now: float) -> Status:
         "queue_state": counts.state.value,
         "waiting": counts.waiting,
         "active": counts.active,
+        "admitted_total": counts.admitted_total,
     }
     if placement is None:
         return Status(state=None, seq=None, position=None, eta_seconds=None, **common)

@@ -100,6 +100,7 @@ class Seat:
         "order",
         "pass_token",
         "position",
+        "admitted_seen",
         "resync_at",
         "room",
         "sent",
@@ -116,6 +117,8 @@ class Seat:
         self.seq: int | None = None
         self.order: float | None = None
         self.position: int | None = None
+        #: The admission count the position already reflects (None: unknown, trust "n").
+        self.admitted_seen: int | None = None
         self.eta: int | None = None
         self.pass_token: str | None = None
         self.expires_at: float | None = None
@@ -317,6 +320,7 @@ class Room:
             seat.seq = status.seq
             seat.order = status.order
             seat.position = status.position
+            seat.admitted_seen = status.admitted_total
             seat.eta = status.eta_seconds
             seat.pass_token = seat.expires_at = None
             self.offer_update(seat, now=now, force=reply)
@@ -374,6 +378,7 @@ class Room:
 
     async def _on_tick(self, message: dict[str, Any]) -> None:
         admitted: int = message["n"]
+        total: int | None = message.get("t")
         departed: list[float] = message["d"]  # sorted by the publisher
         self.waiting, self.active = message["w"], message["a"]
         self.queue_state = message["s"]
@@ -385,7 +390,13 @@ class Room:
             if seat.state == "admitted":
                 continue  # holds its pass: the line's figures are no news to it
             if seat.state == "waiting" and seat.position is not None:
-                gone = admitted + (bisect_left(departed, seat.order) if departed else 0)
+                # Count admissions against the total the position already reflects, so a
+                # tick that an exact read already saw (or that arrives late) moves nobody twice.
+                moved = admitted
+                if total is not None and seat.admitted_seen is not None:
+                    moved = max(0, total - seat.admitted_seen)
+                    seat.admitted_seen = max(seat.admitted_seen, total)
+                gone = moved + (bisect_left(departed, seat.order) if departed else 0)
                 if gone:
                     seat.position = max(1, seat.position - gone)
                 if rate:
@@ -421,6 +432,7 @@ class Room:
             if not seat.joining and (seat.seq != message["seq"] or seat.state != "waiting"):
                 seat.state, seat.seq = "waiting", message["seq"]
                 seat.order, seat.position = message["order"], message["position"]
+                seat.admitted_seen = None  # a join's answer carries no admission count
                 seat.eta = estimate_eta(seat.position, self.rate, None) if self.rate else None
                 self.offer_update(seat, now=now, force=True)
                 self.schedule_resync(seat, now, follow_up=True)
@@ -494,6 +506,7 @@ class Room:
         elif status.state == "waiting":
             seat.state, seat.seq, seat.order = "waiting", status.seq, status.order
             seat.position, seat.eta = status.position, status.eta_seconds
+            seat.admitted_seen = status.admitted_total
             self.offer_update(seat, now=now)
         elif seat.state is not None:
             # The entry ended and the message was lost: say there is no entry any more.

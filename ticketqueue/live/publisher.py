@@ -40,6 +40,7 @@ def _ticked(sender: Any, queue: Any, result: services.TickResult, **kwargs: Any)
         {
             "k": "tick",
             "n": len(result.admitted),
+            "t": counts.admitted_total,
             "d": sorted(result.departed),
             "w": counts.waiting,
             "a": counts.active,
