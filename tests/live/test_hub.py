@@ -201,3 +201,19 @@ async def test_a_lost_subscription_is_made_again_and_the_seats_resync(
     assert (await sock.next())["position"] == 1
     await sock.disconnect()
     await live.shutdown()
+
+
+async def test_the_publisher_sends_the_passes_the_tick_signed(make_queue, hub, monkeypatch):
+    """A tick hands its signed passes to entries_admitted: nothing is signed twice."""
+    from ticketqueue import signals
+    from ticketqueue.store import Admission
+
+    queue = await in_thread(make_queue)()
+    sent = []
+    monkeypatch.setattr(transport, "publish", lambda queue_id, payload: sent.append(payload))
+    monkeypatch.setattr(services, "issue_pass", lambda *args: pytest.fail("signed again"))
+    admission = Admission(7, "anon:x", 1.0, 2.0, 1)
+    signals.entries_admitted.send(
+        sender=type(queue), queue=queue, admissions=[admission], passes={7: "signed.pass"}
+    )
+    assert json.loads(sent[0]) == {"k": "granted", "items": [["anon:x", 7, "signed.pass", 2.0]]}

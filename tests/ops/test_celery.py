@@ -210,9 +210,10 @@ def test_two_workers_and_a_doubled_beat_admit_each_entry_once_within_capacity(
     assert [s for _, s in log] == seqs
     assert set(Entry.objects.filter(queue=queue).values_list("state", flat=True)) == {"completed"}
     assert samples and max(samples) <= capacity
-    # Both workers ticked, many times, from both beats.
+    # Many ticks ran, from both beats. Which worker took each is the broker's choice (one fast
+    # worker may take them all), so only the total is asserted, never the split.
     ticks = [len(re.findall(r"tasks\.tick\[[^]]+\] succeeded", w.text())) for w in workers]
-    assert min(ticks) >= 1 and sum(ticks) >= people // capacity, ticks
+    assert sum(ticks) >= people // capacity, ticks
     assert all("Sending due task ticketqueue-tick" in b.text() for b in beats)
 
 
