@@ -150,8 +150,6 @@ class Seat:
         self._start(message)
 
     def _start(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "websocket.close":
-            self.closed = True
         try:
             pending = run_eagerly(self._base_send(message))
         except Exception:  # the socket is gone (uvicorn raises ClientDisconnected)
@@ -172,6 +170,7 @@ class Seat:
 
     def close(self, code: int) -> None:
         self.send_message({"type": "websocket.close", "code": code})
+        self.closed = True  # after it: nothing more is written to this socket
 
     # -- what the seat says ---------------------------------------------------------------
     def update_frame(self, room: Room) -> str:
@@ -254,7 +253,11 @@ class Room:
         """Send the seat's queue_update now, or as soon as UPDATE_INTERVAL allows."""
         if seat.closed:
             return
-        frame = seat.update_frame(self)
+        self._offer(seat, seat.update_frame(self), now, force, interval)
+
+    def _offer(
+        self, seat: Seat, frame: str, now: float | None, force: bool, interval: float | None
+    ) -> None:
         if frame == seat.sent and not force:
             if seat.dirty:
                 seat.dirty = False
@@ -386,22 +389,33 @@ class Room:
         now = self.hub.clock()
         interval = float(queue_settings.UPDATE_INTERVAL)
         rate = self.rate
+        head = self.frame_head()
+        offer = self._offer
         for i, seat in enumerate(list(self.seats)):
-            if seat.state == "admitted":
-                continue  # holds its pass: the line's figures are no news to it
-            if seat.state == "waiting" and seat.position is not None:
+            state = seat.state
+            if state == "admitted" or seat.closed:
+                continue  # a pass holder: the line's figures are no news to it
+            position = seat.position
+            if state == "waiting" and position is not None:
                 # Count admissions against the total the position already reflects, so a
                 # tick that an exact read already saw (or that arrives late) moves nobody twice.
                 moved = admitted
-                if total is not None and seat.admitted_seen is not None:
-                    moved = max(0, total - seat.admitted_seen)
-                    seat.admitted_seen = max(seat.admitted_seen, total)
+                seen = seat.admitted_seen
+                if total is not None and seen is not None:
+                    moved = max(0, total - seen)
+                    seat.admitted_seen = max(seen, total)
                 gone = moved + (bisect_left(departed, seat.order) if departed else 0)
                 if gone:
-                    seat.position = max(1, seat.position - gone)
-                if rate:
-                    seat.eta = estimate_eta(seat.position, rate, None)
-            self.offer_update(seat, now=now, interval=interval)
+                    position = seat.position = max(1, position - gone)
+                eta = seat.eta = estimate_eta(position, rate, None) if rate else seat.eta
+                # The frame of a waiting seat, built inline: this loop runs once per socket.
+                frame = (
+                    f'{head}"state":"waiting","position":{position},'
+                    f'"eta_seconds":{"null" if eta is None else eta}}}'
+                )
+            else:
+                frame = seat.update_frame(self)
+            offer(seat, frame, now, False, interval)
             if i % FANOUT_SLICE == FANOUT_SLICE - 1:
                 await asyncio.sleep(0)  # let the sockets' own frames in between slices
 
