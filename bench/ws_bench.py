@@ -805,6 +805,10 @@ def write_docs(payload: dict[str, Any]) -> None:
         "collector runs full collections over the growing heap (over a second each at ~4 "
         "million objects), so a process stalls briefly while thousands of sockets arrive.",
         "",
+        "The machine is small and shared (load generator, Redis and PostgreSQL on the same two "
+        "cores): delivery rates and tails move by 20-30% between runs, so compare the rows of "
+        "one run, not figures across runs.",
+        "",
         f"Raw figures: `bench/results/ws.json`. Uvicorn ran with `--ws {payload['uvicorn_ws']}`"
         " and permessage-deflate off; daphne declines permessage-deflate by default.",
         "",

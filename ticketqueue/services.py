@@ -108,8 +108,9 @@ class Status:
     order: float | None = None
     pass_token: str | None = None
     pass_expires_at: float | None = None
-    #: The queue's admission count when this was read (read after the position, so it never
-    #: runs ahead of it): live updates count only admissions past it, never one twice.
+    #: The queue's admission count, read just after the position: live updates count only
+    #: admissions past it, never one twice (one landing between the two reads leaves the shown
+    #: position one too high until the next exact read).
     admitted_total: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
