@@ -36,6 +36,7 @@ def drop_store(store, queue_ids=()):
     if hasattr(store, "client"):
         for key in store.client.scan_iter(match=f"{store.prefix}:*", count=1000):
             store.client.delete(key)
+    store.disconnect()
 
 
 @pytest.fixture(params=["memory", "redis"])

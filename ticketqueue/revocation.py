@@ -176,7 +176,7 @@ class PubSubTracker:
                     self._publisher.publish(self.channel, message)
                     return
                 except STORE_ERRORS:
-                    self._publisher = None
+                    self._drop_publisher()
                     if attempt == 2:
                         # The other processes re-ask the store within GATE_RECHECK seconds.
                         log.exception("could not publish ended passes", extra={"count": len(ended)})
@@ -222,8 +222,14 @@ class PubSubTracker:
             )
             self._thread.start()
 
+    def _drop_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._drop_publisher()
         thread = self._thread
         if thread is not None and thread.is_alive():
             thread.join(timeout)

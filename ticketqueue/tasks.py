@@ -36,7 +36,8 @@ def cleanup() -> dict[str, Any]:
     return ticker.cleanup().as_dict()
 
 
-@shared_task(acks_late=True)
+# Nobody reads its result: ignoring it also spares the caller a result subscription.
+@shared_task(acks_late=True, ignore_result=True)
 def send_turn_notifications(queue_id: int, targets: Sequence[Sequence[Any]]) -> int:
     """Tell admitted people with no live connection that their turn came (email, push...)."""
     queue = Queue.objects.filter(pk=queue_id).first()

@@ -102,6 +102,7 @@ def test_a_release_in_another_process_reaches_this_one(admitted, queue, store_ca
     jti = pass_jti(queue.store_id, 1)
     other = redis.Redis.from_url(revocation.queue_settings.REDIS_URL)
     assert other.publish(tracker.channel, f"{jti}:{int(services.clock()) + 900}") >= 1
+    other.close()
     wait_for(lambda: jti in tracker.ended)
     assert code_of(admitted.buy()) == (403, "pass_not_active")
     assert len(store_calls) == before  # refused from memory
@@ -146,6 +147,7 @@ def test_the_subscriber_reconnects_after_its_connection_is_killed(admitted, queu
     generation = tracker.generation
     admin = redis.Redis.from_url(revocation.queue_settings.REDIS_URL)
     killed = admin.client_kill_filter(_type="pubsub", skipme=True)
+    admin.close()
     assert killed >= 1
     wait_for(lambda: tracker.live and tracker.generation > generation)
     assert admitted.buy().status_code == 200

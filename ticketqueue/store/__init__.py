@@ -56,7 +56,9 @@ def reset_store() -> None:
     """Forget the store instance (settings changed, or a test wants a fresh one)."""
     global _store
     with _lock:
-        _store = None
+        old, _store = _store, None
+    if old is not None:
+        old.disconnect()
 
 
 T = TypeVar("T")

@@ -257,3 +257,7 @@ class QueueStore(abc.ABC):
 
     @abc.abstractmethod
     def release_lock(self, name: str, owner: str) -> None: ...
+
+    # -- lifetime ----------------------------------------------------------------------
+    def disconnect(self) -> None:
+        """Close this instance's connections (it is being replaced); using it again reconnects."""

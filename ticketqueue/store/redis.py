@@ -195,6 +195,9 @@ class RedisStore(QueueStore):
 
         return cls(url=queue_settings.REDIS_URL, prefix=queue_settings.KEY_PREFIX)
 
+    def disconnect(self) -> None:
+        self.client.close()
+
     # -- plumbing -----------------------------------------------------------------------
     @cached_property
     def _scripts(self) -> dict[str, Script]:
