@@ -338,14 +338,17 @@ def issue_pass(queue: Queue, seq: int, identity: str, admitted_at: float, expire
     return passes.sign(claims)
 
 
-def release(token: str, *, identity: str | None = None, now: float | None = None) -> Change:
+def release(
+    token: str | PassClaims, *, identity: str | None = None, now: float | None = None
+) -> Change:
     """The order behind this pass completed: free its slot at once.
 
+    ``token`` is the signed pass, or the claims the gate verified (``request.queue_pass``).
     Raises a PassError for a forged, expired or foreign pass, PassNotActive when it was
     already released, revoked or expired; nothing changes then.
     """
     now = _now(now)
-    claims = passes.verify(token, now=now)
+    claims = token if isinstance(token, PassClaims) else passes.verify(token, now=now)
     if identity is not None and claims.identity != identity:
         raise PassWrongIdentity()
     try:

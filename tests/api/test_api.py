@@ -147,6 +147,18 @@ def test_release_for_site_code(admitted):
         release(admitted.token)
 
 
+def test_a_gated_view_releases_with_the_claims_it_holds(admitted):
+    complete = lambda: admitted.client.post(  # noqa: E731
+        "/complete/sale/", HTTP_AUTHORIZATION=f"QueuePass {admitted.token}"
+    )
+    response = complete()
+    assert response.status_code == 200 and response.json()["state"] == "completed"
+    # The pass ended: the gate now refuses it before the view runs.
+    assert code_of(complete()) == (403, "pass_not_active")
+    with pytest.raises(PassNotActive):
+        release(passes.verify(admitted.token))
+
+
 @pytest.mark.parametrize(
     ("mode", "state", "expected"),
     [("always", "closed", (409, "queue_closed")), ("always", "open", None)],

@@ -8,6 +8,7 @@ urlpatterns = [
     *base,
     path("buy/<slug:queue>/", views.PurchaseView.as_view()),
     path("buy-fixed/", views.FixedQueuePurchaseView.as_view()),
+    path("complete/<slug:queue>/", views.CompleteOrderView.as_view()),
     path("buy-object/<int:pk>/", views.ObjectPurchaseView.as_view()),
     path("buy-unnamed/", views.UnnamedQueueView.as_view()),
     path("free/<slug:queue>/", views.UnprotectedView.as_view()),

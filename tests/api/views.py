@@ -5,6 +5,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import ticketqueue
 from ticketqueue.api import HasQueuePass
 from ticketqueue.gate import queue_pass_required
 from ticketqueue.models import Queue
@@ -24,6 +25,16 @@ class PurchaseView(APIView):
         return Response(_bought(request))
 
     post = get
+
+
+class CompleteOrderView(APIView):
+    """An order completes behind the gate: the view frees the slot with the claims it holds."""
+
+    permission_classes = [HasQueuePass]
+
+    def post(self, request, queue):
+        change = ticketqueue.release(request.queue_pass)
+        return Response({"state": change.state.value, "seq": change.seq})
 
 
 class FixedQueuePurchaseView(APIView):
