@@ -551,8 +551,8 @@ def markdown(report: dict) -> str:
             "QueuePass`, identity from the `tq_visitor` cookie) and without it. Target: "
             f"protected / unprotected >= {TARGETS['gate']}.",
             "- **REST join** against a bare DRF view (POST, same middleware). *returning*: a "
-            "visitor joining again (the idempotent path: one store call for the place, one for "
-            "the counts, no SQL); *new*: every request a new visitor, so a new entry row "
+            "visitor joining again (the idempotent path: one store call for the place and the "
+            "line's counts, no SQL); *new*: every request a new visitor, so a new entry row "
             f"(INSERT) and a cookie. Target: join / bare >= {TARGETS['join']}.",
             "",
             "| server | unprotected req/s | protected req/s | ratio | bare DRF req/s "
@@ -595,19 +595,18 @@ def markdown(report: dict) -> str:
             "",
             verdict(report),
             "",
-            "A join is not a bare view plus a little Python: the returning visitor's costs two "
-            "store round trips (its place, then the line's counts, each one Lua script), and a "
+            "A join is not a bare view plus a little Python: the returning visitor's costs one "
+            "store round trip (its place and the line's counts from one Lua script, packed in "
+            "two strings, with the two flow samples the ETA needs rather than all 64), and a "
             "new visitor's adds the committed INSERT of its entry row (an acknowledged join is "
-            "never lost) and its cookie. Against a bare view that touches nothing those round "
-            "trips are the whole difference, so the ratio follows the latency of Redis and "
+            "never lost) and its cookie. Against a bare view that touches nothing that round "
+            "trip is the whole difference, so the ratio follows the latency of Redis and "
             "PostgreSQL on the same two cores. Measured in one process, the join view's own "
-            "code costs about as much as the bare view; `services.join` adds about 300 us of "
-            "CPU, nearly all of it redis-py packing and parsing the two Lua calls (the counts "
-            "reply carries the 64 flow samples of the ETA), plus the time Redis takes to answer, "
-            "which on this shared machine grew with the other tenants' load. Under one ASGI "
-            "process the framework's own cost dominates and the ratios are higher. Folding the "
-            "counts into the join and locate scripts (one round trip, the rate computed in Lua "
-            "instead of shipping the samples) is the fix; it belongs to the store and services.",
+            "code costs about as much as the bare view; `services.join` adds about 110 us of "
+            "CPU, most of it redis-py sending the one EVALSHA and reading its reply (a bare "
+            "PING costs about 45 us), plus the time Redis takes to answer, which on this shared "
+            "machine grows with the other tenants' load. Under one ASGI process the "
+            "framework's own cost dominates and the ratios are higher.",
             "",
             "Raw figures: `bench/results/gate.json`.",
             "",

@@ -469,7 +469,7 @@ class Sampler(threading.Thread):
         qid = self.run_.setup["store_id"]
         while not self.stop.wait(self.interval):
             try:
-                counts = store.counts(qid)
+                counts = store.counts(qid, time.time())
             except Exception:  # noqa: BLE001, S112 - a missed sample is not an error of the sale
                 continue
             self.run_.samples.append((now(), counts.waiting, counts.active, counts.admitted_total))

@@ -98,7 +98,7 @@ def live_numbers(
         "abandon_rate": (abandoned / total) if total else None,
     }
     try:
-        counts = get_store().counts(queue.store_id)
+        counts = get_store().counts(queue.store_id, now)
     except QueueUnavailable:
         return LiveNumbers(loaded=False, **common)
     measured = measured_rate(counts.flow, now)

@@ -2,7 +2,7 @@
 
 from django.dispatch import Signal
 
-#: sender=Queue, entry=Entry row values (seq, identity, state)
+#: sender=Queue, placement=store.Placement, counts=store.Counts (read with the placement)
 entry_joined = Signal()
 #: sender=Queue, admissions=list[store.Admission]
 entries_admitted = Signal()

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ticketqueue import core
 from ticketqueue.core import (
@@ -15,6 +17,7 @@ from ticketqueue.core import (
     check_queue_transition,
     estimate_eta,
     expected_rate,
+    flow_in_window,
     measured_rate,
     shuffle_order,
 )
@@ -45,6 +48,27 @@ def test_measured_rate_uses_recent_samples_and_counts_the_stall_since():
     assert measured_rate(samples, now=40.0) == pytest.approx(2.5)
     assert measured_rate(samples[:1], now=20.0) is None
     assert measured_rate(samples, now=1000.0) is None
+
+
+def test_the_flow_in_the_window_is_its_first_and_last_sample():
+    samples = [(0.0, 0), (10.0, 50), (20.0, 100), (30.0, 120)]
+    assert flow_in_window(samples, now=30.0) == ((0.0, 0), (30.0, 120))
+    assert flow_in_window(samples, now=310.0) == ((10.0, 50), (30.0, 120))
+    assert flow_in_window(samples, now=330.0) == ((30.0, 120),)
+    assert flow_in_window(samples, now=331.0) == ()
+
+
+@given(
+    times=st.lists(st.floats(0, 2000, allow_nan=False), max_size=70),
+    now=st.floats(-100, 2500, allow_nan=False),
+    window=st.sampled_from([core.FLOW_WINDOW, 1.0, 60.0]),
+)
+def test_the_rate_of_the_flow_in_the_window_is_the_rate_of_the_whole_history(times, now, window):
+    """What the stores return instead of their history measures exactly the same rate."""
+    samples = [(t, i * 3) for i, t in enumerate(sorted(times))]
+    picked = flow_in_window(samples, now, window)
+    assert len(picked) <= 2
+    assert measured_rate(picked, now, window) == measured_rate(samples, now, window)
 
 
 def test_expected_rate_is_the_slower_of_rate_and_capacity_over_window():

@@ -80,13 +80,13 @@ def test_fifo_capacity_and_exactly_once_under_concurrency(live_store):
     def sampler():
         start.wait()
         while not done.is_set():
-            samples.append(live_store.counts(qid).active)
+            samples.append(live_store.counts(qid, time.time()).active)
 
     def finisher():
         start.wait()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not done.is_set():
-            if len(acks) == JOINERS and live_store.counts(qid).waiting == 0:
+            if len(acks) == JOINERS and live_store.counts(qid, time.time()).waiting == 0:
                 break
             time.sleep(0.01)
         done.set()

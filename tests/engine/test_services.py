@@ -227,3 +227,57 @@ def test_a_scheduled_queue_opens_on_the_first_tick_after_its_time(make_queue):
     stale.state = "scheduled"
     services.tick(stale, T0 + 61)
     assert Queue.objects.get(pk=queue.pk).prequeue_seed == queue.prequeue_seed
+
+
+def test_a_status_reads_its_place_and_the_totals_together(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    for i in range(5):
+        services.join(queue, f"user:{i}", T0)
+    services.leave(queue, "user:1", T0)
+    services.leave(queue, "user:3", T0)
+    services.tick(queue, T0 + 1)  # admits user:0, drains the two departures
+    status = services.status(queue, "user:4", T0 + 1)
+    assert (status.position, status.admitted_total, status.departed_total) == (2, 1, 2)
+    assert services.join(queue, "user:4", T0 + 1) == status
+    services.leave(queue, "user:2", T0 + 2)
+    result = services.tick(queue, T0 + 2)
+    # The tick hands on the departures in the order they left, with the number of the last.
+    assert (result.departed, result.departed_total) == ([3.0], 3)
+    assert services.status(queue, "user:4", T0 + 2).departed_total == 3
+
+
+def test_status_join_and_queue_info_cost_one_store_round_trip_and_no_sql(
+    make_queue, live_store, monkeypatch, django_assert_num_queries
+):
+    if not hasattr(live_store, "client"):
+        pytest.skip("counts the commands sent to Redis")
+    queue = make_queue(mode="always", capacity=2)
+    for i in range(4):
+        services.join(queue, f"user:{i}", T0)
+    services.tick(queue, T0 + 1)
+    services.status(queue, "user:3", T0 + 2)  # the scripts are loaded
+    services.queue_info(queue, T0 + 2)
+    sent = []
+    execute = live_store.client.execute_command
+
+    def counted(*args, **options):
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(live_store.client, "execute_command", counted)
+    with django_assert_num_queries(0):
+        waiting = services.status(queue, "user:3", T0 + 2)
+        assert sent == ["EVALSHA"]
+        assert services.join(queue, "user:3", T0 + 2) == waiting  # returning: no row to write
+        admitted = services.status(queue, "user:0", T0 + 2)
+        info = services.queue_info(queue, T0 + 2)
+    assert sent == ["EVALSHA"] * 4
+    assert (waiting.position, waiting.waiting, waiting.active, waiting.admitted_total) == (
+        2,
+        2,
+        2,
+        2,
+    )
+    assert admitted.state == "admitted" and admitted.pass_token
+    # Position 3 for a join now, 2 for user:3: the same rate (capacity over the window).
+    assert (info.waiting, info.active, info.eta_seconds) == (2, 2, waiting.eta_seconds * 3 // 2)

@@ -1,17 +1,27 @@
 """The store contract: every backend passes the same suite (MemoryStore and real Redis)."""
 
+import random
+import threading
+import time
+
 import pytest
 
 from ticketqueue.core import (
+    FLOW_WINDOW,
     EntryState,
     QueueClosed,
     QueueFull,
     QueueMode,
     QueueState,
     QueueUnavailable,
+    estimate_eta,
+    flow_in_window,
+    measured_rate,
     shuffle_order,
 )
-from ticketqueue.store import ActiveRecord, QueueConfig, WaitingRecord
+from ticketqueue.store import ActiveRecord, Counts, QueueConfig, WaitingRecord
+from ticketqueue.store.base import departed_total_after_loss
+from ticketqueue.store.memory import MemoryStore
 
 Q = "7"
 T0 = 1_800_000_000.0
@@ -24,7 +34,7 @@ def setup(store, **knobs):
 
 
 def join_many(store, n, now=T0, prefix="u"):
-    return [store.join(Q, f"{prefix}{i}", now) for i in range(n)]
+    return [store.join(Q, f"{prefix}{i}", now).placement for i in range(n)]
 
 
 def line(store):
@@ -40,15 +50,15 @@ def test_join_gives_increasing_seqs_and_exact_positions(store):
     assert [p.seq for p in placed] == [1, 2, 3, 4, 5]
     assert [p.position for p in placed] == [1, 2, 3, 4, 5]
     assert all(p.created and p.state is EntryState.WAITING for p in placed)
-    assert store.counts(Q).waiting == 5
+    assert store.counts(Q, T0).waiting == 5
 
 
 def test_join_is_idempotent_per_identity(store):
     setup(store)
     join_many(store, 3)
-    again = store.join(Q, "u1", T0 + 5)
+    again = store.join(Q, "u1", T0 + 5).placement
     assert (again.seq, again.position, again.created) == (2, 2, False)
-    assert store.counts(Q).waiting == 3
+    assert store.counts(Q, T0).waiting == 3
 
 
 def test_position_is_exact_after_people_leave(store):
@@ -59,15 +69,15 @@ def test_position_is_exact_after_people_leave(store):
     assert store.leave(Q, "u2", T0) is None
     assert store.position(Q, 6) == 5
     assert store.position(Q, 3) is None
-    assert store.locate(Q, "u5").position == 5
-    assert store.locate(Q, "u2") is None
+    assert store.locate(Q, "u5", T0).placement.position == 5
+    assert store.locate(Q, "u2", T0).placement is None
 
 
 def test_rejoin_after_leaving_goes_to_the_back(store):
     setup(store)
     join_many(store, 3)
     store.leave(Q, "u0", T0)
-    back = store.join(Q, "u0", T0)
+    back = store.join(Q, "u0", T0).placement
     assert back.seq == 4 and back.position == 3 and back.created
 
 
@@ -78,9 +88,9 @@ def test_closed_queue_refuses_joins_and_changes_nothing(store):
     with pytest.raises(QueueClosed) as err:
         store.join(Q, "late", T0)
     assert err.value.code == "queue_closed"
-    counts = store.counts(Q)
+    counts = store.counts(Q, T0)
     assert (counts.state, counts.waiting) == (QueueState.CLOSED, 0)
-    assert store.locate(Q, "u0") is None
+    assert store.locate(Q, "u0", T0).placement is None
 
 
 def test_full_queue_refuses_new_joins_but_not_returning_ones(store):
@@ -89,8 +99,8 @@ def test_full_queue_refuses_new_joins_but_not_returning_ones(store):
     with pytest.raises(QueueFull) as err:
         store.join(Q, "third", T0)
     assert err.value.code == "queue_full"
-    assert store.join(Q, "u1", T0).seq == 2
-    assert store.counts(Q).waiting == 2
+    assert store.join(Q, "u1", T0).placement.seq == 2
+    assert store.counts(Q, T0).waiting == 2
 
 
 def test_unloaded_queue_is_unavailable(store):
@@ -111,21 +121,21 @@ def test_auto_mode_admits_at_once_while_there_is_room(store):
     assert a.expires_at == pytest.approx(T0 + 900)
     assert b.state is EntryState.ADMITTED
     assert c.state is EntryState.WAITING and c.position == 1
-    assert store.counts(Q).active == 2
+    assert store.counts(Q, T0).active == 2
 
 
 def test_auto_mode_never_lets_a_newcomer_pass_someone_waiting(store):
     setup(store, mode=QueueMode.AUTO, capacity=1)
     first, second = join_many(store, 2)
     store.release(Q, first.seq, T0 + 1)
-    third = store.join(Q, "late", T0 + 1)
+    third = store.join(Q, "late", T0 + 1).placement
     assert third.state is EntryState.WAITING and third.position == 2
     assert [a.seq for a in store.admit(Q, T0 + 2)] == [second.seq]
 
 
 def test_always_mode_queues_everyone(store):
     setup(store, mode=QueueMode.ALWAYS, capacity=5)
-    assert store.join(Q, "a", T0).state is EntryState.WAITING
+    assert store.join(Q, "a", T0).placement.state is EntryState.WAITING
 
 
 def test_off_mode_admits_everyone(store):
@@ -137,7 +147,7 @@ def test_scheduled_and_paused_queues_take_joins_but_admit_nobody(store):
     for state in (QueueState.SCHEDULED, QueueState.PAUSED):
         store.delete(Q)
         setup(store, state=state, mode=QueueMode.AUTO, capacity=5)
-        assert store.join(Q, "a", T0).state is EntryState.WAITING
+        assert store.join(Q, "a", T0).placement.state is EntryState.WAITING
         assert store.admit(Q, T0) == []
 
 
@@ -155,7 +165,7 @@ def test_admit_is_fifo_and_never_past_capacity(store):
     store.release(Q, 2, T0 + 3)
     fourth = store.admit(Q, T0 + 3)
     assert [(a.seq, a.number) for a in fourth] == [(4, 4)]
-    assert store.counts(Q).active == 3
+    assert store.counts(Q, T0).active == 3
     assert store.position(Q, 5) == 1
 
 
@@ -219,9 +229,9 @@ def test_release_and_revoke(store):
     revoked = store.revoke(Q, [2, 4, 99], T0)
     assert sorted(c.seq for c in revoked) == [2, 4]
     assert all(c.state is EntryState.REVOKED for c in revoked)
-    assert store.counts(Q).active == 0 and line(store) == [3]
-    assert store.locate(Q, "u0") is None
-    assert store.join(Q, "u0", T0).seq == 5  # a finished identity may queue again
+    assert store.counts(Q, T0).active == 0 and line(store) == [3]
+    assert store.locate(Q, "u0", T0).placement is None
+    assert store.join(Q, "u0", T0).placement.seq == 5  # a finished identity may queue again
 
 
 def test_abandon_only_the_unseen(store):
@@ -259,7 +269,7 @@ def test_prequeue_shuffle_is_seeded_and_keeps_later_joins_behind(store):
     expected = sorted(orders, key=orders.__getitem__)
     assert line(store) == expected
     assert expected != list(range(1, 21))
-    late = store.join(Q, "late", T0)
+    late = store.join(Q, "late", T0).placement
     assert late.position == 21
     assert store.position(Q, expected[0]) == 1
 
@@ -294,14 +304,97 @@ def test_ack_keeps_a_record_replaced_since_it_was_read(store):
     assert [(c.seq, c.state) for c in store.journal(Q)] == [(1, EntryState.ADMITTED)]
 
 
-def test_departures_are_drained_once(store):
+def test_departures_are_numbered_in_order_and_drained_once(store):
     setup(store)
-    join_many(store, 4)
-    store.leave(Q, "u1", T0)
-    store.revoke(Q, [4], T0)
+    join_many(store, 8)
+    store.leave(Q, "u1", T0)  # departure 1, order 2
+    store.revoke(Q, [4], T0)  # 2, order 4
     store.admit(Q, T0, limit=1)  # admission is not a departure
-    assert sorted(store.drain_departures(Q)) == [2.0, 4.0]
-    assert store.drain_departures(Q) == []
+    store.revoke(Q, [1], T0)  # an admitted entry's revocation is not one either
+    assert store.locate(Q, "u7", T0).counts.departed_total == 2
+    drained = store.drain_departures(Q)
+    assert (drained.orders, drained.first_number, drained.departed_total) == ((2.0, 4.0), 1, 2)
+    empty = store.drain_departures(Q)
+    assert (empty.orders, empty.departed_total) == ((), 2)
+
+    store.leave(Q, "u6", T0)  # 3, order 7
+    store.abandon(Q, seen_before=T0 + 1, now=T0 + 1)  # 4, 5, 6, 7: orders 3, 5, 6, 8 by seq
+    located = store.locate(Q, "u6", T0 + 1)
+    assert located.placement is None and located.counts.departed_total == 7
+    drained = store.drain_departures(Q)
+    assert drained.orders == (7.0, 3.0, 5.0, 6.0, 8.0)
+    assert (drained.first_number, drained.departed_total) == (3, 7)
+    assert store.drain_departures(Q).orders == ()
+
+
+def test_closing_is_not_a_departure(store):
+    setup(store)
+    join_many(store, 3)
+    store.leave(Q, "u0", T0)
+    store.close(Q, T0)
+    assert store.counts(Q, T0).departed_total == 1
+    assert store.drain_departures(Q).orders == (1.0,)
+
+
+def test_join_and_locate_read_the_counts_with_the_placement(store):
+    setup(store, capacity=2)
+    join_many(store, 6)
+    store.admit(Q, T0 + 1)  # u0, u1
+    store.leave(Q, "u2", T0 + 2)  # departure 1
+    joined = store.join(Q, "new", T0 + 3)
+    assert joined.placement.position == 4
+    expected = Counts(
+        QueueState.OPEN,
+        waiting=4,
+        active=2,
+        admitted_total=2,
+        flow=((T0 + 1, 2),),
+        departed_total=1,
+    )
+    assert joined.counts == expected == store.counts(Q, T0 + 3)
+    located = store.locate(Q, "u4", T0 + 3)
+    assert located.placement.position == 2
+    assert located.counts == expected
+    # A returning join and a lookup of nobody carry them too.
+    assert store.join(Q, "u3", T0 + 3).counts == expected
+    nobody = store.locate(Q, "nobody", T0 + 3)
+    assert nobody.placement is None and nobody.counts == expected
+
+
+def test_a_position_agrees_with_the_admitted_total_read_with_it(store):
+    """Admissions land while the last in line looks itself up: each answer's position plus
+    the admitted total it came with is the same, as both come from one atomic step."""
+    setup(store)
+    n = 300
+    join_many(store, n)
+    done = threading.Event()
+
+    def admit():
+        try:
+            for i in range(n - 1):
+                store.admit(Q, T0 + i, limit=1)
+                time.sleep(0)  # let the reader in between (MemoryStore is quick)
+        finally:
+            done.set()
+
+    admitter = threading.Thread(target=admit)
+    admitter.start()
+    reads = 0
+    while not done.is_set() or reads == 0:
+        located = store.locate(Q, f"u{n - 1}", T0 + n)
+        assert located.placement.position + located.counts.admitted_total == n
+        reads += 1
+    admitter.join()
+    joined = store.join(Q, f"u{n - 1}", T0 + n)
+    assert (joined.placement.position, joined.counts.admitted_total) == (1, n - 1)
+
+
+def raw_flow(store):
+    """The backend's whole sample history (what it keeps; the counts return a part)."""
+    if isinstance(store, MemoryStore):
+        return list(store._queues[Q].flow)
+    samples = store.client.lrange(store._key(Q, "flow"), 0, -1)
+    return [(float(t), int(n)) for t, n in (x.split("|") for x in samples)]
 
 
 def test_counts_measure_outflow(store):
@@ -309,10 +402,45 @@ def test_counts_measure_outflow(store):
     join_many(store, 30)
     store.admit(Q, T0, limit=5)
     store.admit(Q, T0 + 10, limit=5)
-    counts = store.counts(Q)
+    counts = store.counts(Q, T0 + 10)
     assert counts.admitted_total == 10 and counts.active == 10 and counts.waiting == 20
-    assert [n for _, n in counts.flow] == [5, 10]
-    assert counts.flow[-1][0] == pytest.approx(T0 + 10)
+    assert counts.flow == ((T0, 5), (T0 + 10, 10))
+    assert measured_rate(counts.flow, T0 + 10) == pytest.approx(0.5)
+    # Samples that left the window are not returned; the one left measures nothing.
+    assert store.counts(Q, T0 + 10 + FLOW_WINDOW).flow == ((T0 + 10, 10),)
+    assert store.counts(Q, T0 + 11 + FLOW_WINDOW).flow == ()
+
+
+def test_the_trimmed_samples_give_the_rate_and_eta_of_the_whole_history(store):
+    """The counts carry two samples, not the history: the rate (and so every ETA) measured
+    from them equals the one measured from everything the store keeps, at any moment."""
+    setup(store)
+    join_many(store, 400)
+    rng = random.Random(7)
+    t = T0
+    for _ in range(300):  # irregular admissions over ~ 40 minutes: more samples than kept
+        t += rng.choice([0.25, 1.0, 4.999, 5.0, 7.5, 12.0, 40.0, 90.0])
+        store.admit(Q, t, limit=1)
+    history = raw_flow(store)
+    assert len(history) == 64  # the store's own cap
+    moments = [T0, t, t + 1, t + FLOW_WINDOW, t + FLOW_WINDOW + 1e-6, t + 2 * FLOW_WINDOW]
+    for sample_time, _ in history:  # the window's edges, where a sample goes in or out
+        edge = sample_time + FLOW_WINDOW
+        moments += [edge, edge - 1e-6, edge + 1e-6, sample_time]
+    moments += [rng.uniform(history[0][0] - 10, t + FLOW_WINDOW + 10) for _ in range(100)]
+    measured = 0
+    for now in moments:
+        full = measured_rate(history, now)
+        counts = store.counts(Q, now)
+        assert counts.flow == flow_in_window(history, now)
+        assert measured_rate(counts.flow, now) == full
+        assert store.locate(Q, "u399", now).counts.flow == counts.flow
+        for position in (1, 7, 100):
+            assert estimate_eta(position, measured_rate(counts.flow, now), 0.1) == estimate_eta(
+                position, full, 0.1
+            )
+        measured += full is not None
+    assert measured > 50  # the comparison covered real rates, not only "too little history"
 
 
 # -- rebuild ------------------------------------------------------------------------------
@@ -333,13 +461,43 @@ def test_rebuild_restores_order_passes_and_counters(store):
     assert [w.seq for w in dump.waiting] == [9, 5]
     assert [(a.seq, a.expires_at) for a in dump.active] == [(3, pytest.approx(T0 + 60))]
     assert (dump.next_seq, dump.admitted_total) == (9, 4)
-    assert store.locate(Q, "e").position == 2
-    assert store.join(Q, "f", T0).seq == 9
-    assert store.join(Q, "new", T0).seq == 10
+    assert store.locate(Q, "e", T0).placement.position == 2
+    assert store.join(Q, "f", T0).placement.seq == 9
+    assert store.join(Q, "new", T0).placement.seq == 10
     assert store.pass_active(Q, 3, T0)
     assert store.journal(Q)[0].seq == 10
     # Numbering goes on from the rows.
     assert [(a.seq, a.number) for a in store.admit(Q, T0, limit=1)] == [(9, 5)]
+    # Departures are numbered from higher than a lost queue could have numbered them.
+    assert store.counts(Q, T0).departed_total == departed_total_after_loss(T0) == T0 * 1e6
+
+
+def test_rebuild_keeps_the_departure_numbers_while_the_queue_is_held(store):
+    setup(store)
+    join_many(store, 5)
+    store.leave(Q, "u0", T0)
+    store.drain_departures(Q)
+    store.leave(Q, "u1", T0)  # not drained yet
+    before = store.dump(Q)
+    rebuild = {
+        "waiting": before.waiting,
+        "active": before.active,
+        "next_seq": before.next_seq,
+        "admitted_total": before.admitted_total,
+        "now": T0,
+    }
+    store.rebuild(Q, before.config, **rebuild)
+    assert store.counts(Q, T0).departed_total == 2
+    store.leave(Q, "u2", T0)
+    drained = store.drain_departures(Q)
+    assert (drained.orders, drained.first_number) == ((2.0, 3.0), 2)
+    # A queue the store lost numbers on from above anything it handed out before.
+    store.delete(Q)
+    store.rebuild(Q, before.config, **{**rebuild, "now": T0 + 60})
+    assert store.counts(Q, T0).departed_total == departed_total_after_loss(T0 + 60)
+    assert store.drain_departures(Q).orders == ()
+    store.leave(Q, "u3", T0 + 60)
+    assert store.drain_departures(Q).first_number == departed_total_after_loss(T0 + 60) + 1
 
 
 def test_dump_round_trips_through_rebuild(store):

@@ -32,7 +32,7 @@ def test_scripts_come_back_after_the_script_cache_is_flushed(redis_store):
     redis_store.configure("1", QueueConfig(mode=QueueMode.ALWAYS), T0)
     redis_store.join("1", "a", T0)
     redis_store.client.script_flush()
-    assert redis_store.join("1", "b", T0).position == 2
+    assert redis_store.join("1", "b", T0).placement.position == 2
     assert redis_store.admit("1", T0)
 
 
@@ -56,3 +56,12 @@ def test_an_unreachable_redis_is_a_typed_error():
     assert (err.value.code, err.value.status) == ("store_unreachable", 503)
     with pytest.raises(StoreUnreachable):
         store.is_loaded("1")
+
+
+def test_packed_replies_keep_an_identity_with_separators_whole(redis_store):
+    redis_store.configure("5", QueueConfig(mode=QueueMode.ALWAYS), T0)
+    odd = "user:a|b|c|||"
+    assert redis_store.join("5", odd, T0).placement.identity == odd
+    located = redis_store.locate("5", odd, T0)
+    assert (located.placement.identity, located.placement.position) == (odd, 1)
+    assert located.counts.waiting == 1

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ticketqueue.core import EntryState, QueueClosed, QueueFull, QueueMode
+from ticketqueue.core import FLOW_WINDOW, EntryState, QueueClosed, QueueFull, QueueMode, QueueState
 from ticketqueue.store import QueueConfig
 from ticketqueue.store.memory import MemoryStore
 
@@ -31,6 +31,8 @@ class WaitingRoom(RuleBasedStateMachine):
         self.next_seq = 0
         self.closed = False
         self.admitted_ever: list[int] = []
+        self.departed: list[float] = []  # orders of departures not yet drained
+        self.departed_total = 0
 
     def teardown(self):
         drop_store(self.store)
@@ -57,12 +59,28 @@ class WaitingRoom(RuleBasedStateMachine):
         self.active[seq] = (who, self.now + self.window)
         self.admitted_ever.append(seq)
 
+    def model_depart(self, seq):
+        self.line = [(s, w) for s, w in self.line if s != seq]
+        self.departed.append(float(seq))  # no pre-queue draw here: order == seq
+        self.departed_total += 1
+
+    def model_counts(self):
+        """What the model says the counts are (the flow samples are the store's own)."""
+        return (
+            QueueState.CLOSED if self.closed else QueueState.OPEN,
+            len(self.line),
+            len(self.active),
+            len(self.admitted_ever),
+            self.departed_total,
+        )
+
     # -- rules ----------------------------------------------------------------------------
     @rule(who=st.sampled_from(PEOPLE))
     def join(self, who):
         if who in self.live_identities():
-            placement = self.store.join(Q, who, self.now)
-            assert not placement.created
+            joined = self.store.join(Q, who, self.now)
+            assert not joined.placement.created
+            assert joined.counts == self.store.counts(Q, self.now)
             return
         if self.closed:
             with pytest.raises(QueueClosed):
@@ -72,7 +90,8 @@ class WaitingRoom(RuleBasedStateMachine):
             with pytest.raises(QueueFull):
                 self.store.join(Q, who, self.now)
             return
-        placement = self.store.join(Q, who, self.now)
+        joined = self.store.join(Q, who, self.now)
+        placement = joined.placement
         self.next_seq += 1
         assert placement.created and placement.seq == self.next_seq
         # Auto mode admits at once only while nobody waits and there is room. The rate is
@@ -84,6 +103,12 @@ class WaitingRoom(RuleBasedStateMachine):
             assert placement.state is EntryState.WAITING
             self.line.append((placement.seq, who))
             assert placement.position == len(self.line)
+        # The counts came from the same atomic step as the placement.
+        assert joined.counts == self.store.counts(Q, self.now)
+        c = joined.counts
+        assert (c.state, c.waiting, c.active, c.admitted_total, c.departed_total) == (
+            self.model_counts()
+        )
 
     @rule(who=st.sampled_from(PEOPLE))
     def leave(self, who):
@@ -93,7 +118,7 @@ class WaitingRoom(RuleBasedStateMachine):
             assert change is None
             return
         assert change.seq == waiting[0] and change.state is EntryState.LEFT
-        self.line = [(s, w) for s, w in self.line if w != who]
+        self.model_depart(change.seq)
 
     @rule(seconds=st.integers(0, 20))
     def advance(self, seconds):
@@ -128,10 +153,20 @@ class WaitingRoom(RuleBasedStateMachine):
     @rule(seq=st.integers(1, 30))
     def revoke(self, seq):
         changes = self.store.revoke(Q, [seq], self.now)
-        live = seq in self.active or any(s == seq for s, _ in self.line)
-        assert len(changes) == (1 if live else 0)
+        waiting = any(s == seq for s, _ in self.line)
+        assert len(changes) == (1 if seq in self.active or waiting else 0)
         self.active.pop(seq, None)
-        self.line = [(s, w) for s, w in self.line if s != seq]
+        if waiting:
+            self.model_depart(seq)
+
+    @rule()
+    def drain_departures(self):
+        drained = self.store.drain_departures(Q)
+        # In the order they left, numbered on from the last drain.
+        assert drained.orders == tuple(self.departed)
+        assert drained.departed_total == self.departed_total
+        assert drained.first_number == self.departed_total - len(self.departed) + 1
+        self.departed = []
 
     @precondition(lambda self: not self.closed)
     @rule()
@@ -147,11 +182,13 @@ class WaitingRoom(RuleBasedStateMachine):
         assert [(w.seq, w.identity) for w in dump.waiting] == self.line
         for index, (seq, who) in enumerate(self.line, start=1):
             assert self.store.position(Q, seq) == index
-            assert self.store.locate(Q, who).position == index
+            located = self.store.locate(Q, who, self.now)
+            assert located.placement.position == index
+            assert located.counts == self.store.counts(Q, self.now)
 
     @invariant()
     def capacity_is_never_exceeded(self):
-        counts = self.store.counts(Q)
+        counts = self.store.counts(Q, self.now)
         assert counts.active == len(self.active) <= self.capacity
         assert counts.waiting == len(self.line)
 
@@ -161,7 +198,17 @@ class WaitingRoom(RuleBasedStateMachine):
         identities = [w.identity for w in dump.waiting] + [a.identity for a in dump.active]
         assert len(identities) == len(set(identities))
         assert len(self.admitted_ever) == len(set(self.admitted_ever))
-        assert self.store.counts(Q).admitted_total == len(self.admitted_ever)
+        assert self.store.counts(Q, self.now).admitted_total == len(self.admitted_ever)
+
+    @invariant()
+    def counts_agree_with_the_model(self):
+        c = self.store.counts(Q, self.now)
+        assert (c.state, c.waiting, c.active, c.admitted_total, c.departed_total) == (
+            self.model_counts()
+        )
+        # The flow samples are those the rate at now needs: at most two, oldest first.
+        assert len(c.flow) <= 2 and list(c.flow) == sorted(c.flow)
+        assert all(self.now - t <= FLOW_WINDOW for t, _ in c.flow)
 
     @invariant()
     def admissions_follow_join_order(self):

@@ -5,7 +5,14 @@ No Django here; time and randomness come in as arguments.
 
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
-from ._eta import FLOW_SAMPLE_EVERY, FLOW_WINDOW, estimate_eta, expected_rate, measured_rate
+from ._eta import (
+    FLOW_SAMPLE_EVERY,
+    FLOW_WINDOW,
+    estimate_eta,
+    expected_rate,
+    flow_in_window,
+    measured_rate,
+)
 from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
@@ -26,6 +33,7 @@ __all__ = [
     "check_queue_transition",
     "estimate_eta",
     "expected_rate",
+    "flow_in_window",
     "measured_rate",
     "pass_audience",
     "pass_jti",

@@ -7,12 +7,35 @@ from collections.abc import Sequence
 
 from ._outflow import OutflowPolicy
 
-__all__ = ["FLOW_SAMPLE_EVERY", "FLOW_WINDOW", "estimate_eta", "expected_rate", "measured_rate"]
+__all__ = [
+    "FLOW_SAMPLE_EVERY",
+    "FLOW_WINDOW",
+    "estimate_eta",
+    "expected_rate",
+    "flow_in_window",
+    "measured_rate",
+]
 
 #: The store records (time, admitted so far) at most this often ...
 FLOW_SAMPLE_EVERY = 5.0
 #: ... and the rate is measured over at most this many recent seconds.
 FLOW_WINDOW = 300.0
+
+
+def flow_in_window(
+    samples: Sequence[tuple[float, int]], now: float, window: float = FLOW_WINDOW
+) -> tuple[tuple[float, int], ...]:
+    """The samples ``measured_rate`` at ``now`` uses: the first and the last of those inside
+    the ``window`` (one, or none, when fewer are inside).
+
+    The stores return only these with their counts, so ``measured_rate`` of them equals
+    ``measured_rate`` of the whole history at the same ``now`` (RedisStore's counts script
+    mirrors this selection).
+    """
+    recent = [s for s in samples if now - s[0] <= window]
+    if len(recent) < 2:
+        return tuple(recent)
+    return (recent[0], recent[-1])
 
 
 def measured_rate(
@@ -22,10 +45,10 @@ def measured_rate(
 
     None when there is too little history to say (fewer than two samples in the window).
     """
-    recent = [s for s in samples if now - s[0] <= window]
+    recent = flow_in_window(samples, now, window)
     if len(recent) < 2:
         return None
-    (t0, n0), (t1, n1) = recent[0], recent[-1]
+    (t0, n0), (t1, n1) = recent
     # Count the time since the last sample too: a line that stopped moving is slow, not fast.
     elapsed = max(now, t1) - t0
     if elapsed <= 0:

@@ -41,7 +41,9 @@ def _ticked(sender: Any, queue: Any, result: services.TickResult, **kwargs: Any)
             "k": "tick",
             "n": len(result.admitted),
             "t": counts.admitted_total,
-            "d": sorted(result.departed),
+            # Departures in the order they left; the last is number "dt" (the departed total).
+            "d": result.departed,
+            "dt": result.departed_total,
             "w": counts.waiting,
             "a": counts.active,
             "s": counts.state.value,
@@ -70,9 +72,10 @@ def _admitted(sender: Any, queue: Any, admissions: list[Any], **kwargs: Any) -> 
 
 @receiver(signals.entry_joined, dispatch_uid="ticketqueue.live.joined")
 def _joined(sender: Any, queue: Any, placement: Any, **kwargs: Any) -> None:
-    # Other tabs and devices of the identity learn their place; an admission at once is
-    # announced by entries_admitted.
+    # Other tabs and devices of the identity learn their place (with the totals read with it);
+    # an admission at once is announced by entries_admitted.
     if placement.state is EntryState.WAITING:
+        counts = kwargs.get("counts")
         publish(
             queue,
             {
@@ -81,6 +84,8 @@ def _joined(sender: Any, queue: Any, placement: Any, **kwargs: Any) -> None:
                 "seq": placement.seq,
                 "order": placement.order,
                 "position": placement.position,
+                "t": None if counts is None else counts.admitted_total,
+                "dt": None if counts is None else counts.departed_total,
             },
         )
 

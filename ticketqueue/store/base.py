@@ -20,6 +20,9 @@ __all__ = [
     "Admission",
     "Change",
     "Counts",
+    "Departures",
+    "Joined",
+    "Located",
     "Placement",
     "QueueConfig",
     "QueueStore",
@@ -87,12 +90,51 @@ class Change:
 
 @dataclass(frozen=True)
 class Counts:
+    """The queue's figures, read in one atomic step at a given ``now``."""
+
     state: QueueState
     waiting: int
     active: int
     admitted_total: int
-    #: (time, admitted_total) samples for measuring outflow, oldest first.
+    #: The (time, admitted_total) samples the outflow rate at that ``now`` is measured from,
+    #: oldest first: ``core.flow_in_window`` of the store's history (at most two samples).
     flow: tuple[tuple[float, int], ...] = ()
+    #: Waiting entries that left the line other than by admission so far; the last departure's
+    #: number (see ``QueueStore.drain_departures``).
+    departed_total: int = 0
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A join's answer: the identity's placement and the queue's counts, read together."""
+
+    placement: Placement
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Located:
+    """A lookup's answer: the identity's placement (None: no live entry) and the queue's
+    counts, read together, so the position agrees with the totals."""
+
+    placement: Placement | None
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Departures:
+    """Waiting entries that left the line other than by admission (left, abandoned, revoked),
+    drained once each. Departures are numbered 1, 2, ... per queue, in the order they happen.
+    """
+
+    #: Their orders, in the order they departed: the i-th is departure ``first_number + i``.
+    orders: tuple[float, ...]
+    #: The queue's departed total when drained: the number of the last of them.
+    departed_total: int
+
+    @property
+    def first_number(self) -> int:
+        return self.departed_total - len(self.orders) + 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +165,12 @@ class StoreDump:
     active: list[ActiveRecord]
 
 
+def departed_total_after_loss(now: float) -> int:
+    """Where a lost queue's departed total starts again: ``now`` in microseconds, higher than
+    any total it had (that would take a million departures a second since its last start)."""
+    return int(now * 1_000_000)
+
+
 class QueueStore(abc.ABC):
     """One queue's hot state. ``queue_id`` is the Queue's primary key as a string.
 
@@ -150,7 +198,13 @@ class QueueStore(abc.ABC):
         admitted_total: int,
         now: float,
     ) -> None:
-        """Replace whatever the store holds for the queue with these records."""
+        """Replace whatever the store holds for the queue with these records.
+
+        The departed total and the departures not yet drained carry over when the store still
+        holds the queue, so departure numbers go on. A queue the store lost numbers on from
+        ``departed_total_after_loss(now)``: above any number it handed out before, so no live
+        seat's "already seen" number hides a new departure.
+        """
 
     @abc.abstractmethod
     def delete(self, queue_id: str) -> None:
@@ -161,8 +215,9 @@ class QueueStore(abc.ABC):
 
     # -- people -------------------------------------------------------------------------
     @abc.abstractmethod
-    def join(self, queue_id: str, identity: str, now: float) -> Placement:
-        """Give ``identity`` its one place: a new entry at the back, or its existing one.
+    def join(self, queue_id: str, identity: str, now: float) -> Joined:
+        """Give ``identity`` its one place: a new entry at the back, or its existing one; with
+        the queue's counts at ``now`` read in the same atomic step.
 
         A new entry is admitted at once when the queue is open and either the mode is OFF, or
         the mode is AUTO, nobody waits and the outflow allows one more. Raises QueueClosed or
@@ -170,8 +225,9 @@ class QueueStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def locate(self, queue_id: str, identity: str) -> Placement | None:
-        """The identity's live entry, or None."""
+    def locate(self, queue_id: str, identity: str, now: float) -> Located:
+        """The identity's live entry (or None) and the queue's counts at ``now``, in one
+        atomic step."""
 
     @abc.abstractmethod
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
@@ -231,7 +287,8 @@ class QueueStore(abc.ABC):
         """Whether the pass of entry ``seq`` is active (admitted, not yet ended, not expired)."""
 
     @abc.abstractmethod
-    def counts(self, queue_id: str) -> Counts: ...
+    def counts(self, queue_id: str, now: float) -> Counts:
+        """The queue's counts, with the outflow samples the rate at ``now`` needs."""
 
     @abc.abstractmethod
     def dump(self, queue_id: str) -> StoreDump: ...
@@ -246,9 +303,15 @@ class QueueStore(abc.ABC):
         """Drop these records from the journal, unless a newer change replaced them."""
 
     @abc.abstractmethod
-    def drain_departures(self, queue_id: str) -> list[float]:
-        """Orders of the waiting entries that left the line other than by admission since the
-        last call (left, abandoned, revoked), for the live broadcast; each is returned once."""
+    def drain_departures(self, queue_id: str) -> Departures:
+        """The waiting entries that left the line other than by admission since the last call
+        (left, abandoned, revoked), for the live broadcast; each is returned once.
+
+        Each departure takes the next number of the queue's departed total in the same atomic
+        step as the departure itself, so a reader comparing ``Counts.departed_total`` with these
+        numbers knows which departures a position it read already reflects. Closing the queue
+        is not a departure (the line ends for everyone).
+        """
 
     # -- locking (rebuild, tick loop) --------------------------------------------------
     @abc.abstractmethod
@@ -261,3 +324,4 @@ class QueueStore(abc.ABC):
     # -- lifetime ----------------------------------------------------------------------
     def disconnect(self) -> None:
         """Close this instance's connections (it is being replaced); using it again reconnects."""
+        return None  # an in-process store holds none

@@ -23,6 +23,7 @@ from ..core import (
     QueueMode,
     QueueState,
     QueueUnavailable,
+    flow_in_window,
     shuffle_order,
 )
 from .base import (
@@ -30,11 +31,15 @@ from .base import (
     Admission,
     Change,
     Counts,
+    Departures,
+    Joined,
+    Located,
     Placement,
     QueueConfig,
     QueueStore,
     StoreDump,
     WaitingRecord,
+    departed_total_after_loss,
 )
 
 __all__ = ["MemoryStore"]
@@ -54,7 +59,8 @@ class _Queue:
     expiries: SortedList = field(default_factory=SortedList)  # (expires_at, seq)
     seq_of: dict[str, int] = field(default_factory=dict)  # identity -> live seq
     journal: dict[int, Change] = field(default_factory=dict)
-    departures: list[float] = field(default_factory=list)
+    departures: list[float] = field(default_factory=list)  # orders, not yet drained
+    departed_total: int = 0
     flow: list[tuple[float, int]] = field(default_factory=list)
 
     @property
@@ -91,6 +97,7 @@ class MemoryStore(QueueStore):
         rec = self._unwait(q, seq)
         q.seq_of.pop(rec.identity, None)
         q.departures.append(rec.order)
+        q.departed_total += 1
         return self._record(q, Change(seq, rec.identity, state, rec.order, now))
 
     def _end_active(self, q: _Queue, seq: int, state: EntryState, now: float) -> Change:
@@ -126,6 +133,16 @@ class MemoryStore(QueueStore):
         if not q.flow or now - q.flow[-1][0] >= FLOW_SAMPLE_EVERY:
             q.flow.append((now, q.admitted_total))
             del q.flow[:-FLOW_SAMPLES_KEPT]
+
+    def _counts(self, q: _Queue, now: float) -> Counts:
+        return Counts(
+            q.config.state,
+            len(q.waiting),
+            len(q.active),
+            q.admitted_total,
+            flow_in_window(q.flow, now),
+            q.departed_total,
+        )
 
     def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:
         if seq in q.waiting:
@@ -182,6 +199,11 @@ class MemoryStore(QueueStore):
             q.expiries.add((a.expires_at, a.seq))
             q.seq_of[a.identity] = a.seq
         with self._mutex:
+            old = self._queues.get(queue_id)
+            if old is not None:  # departure numbers go on
+                q.departures, q.departed_total = old.departures, old.departed_total
+            else:
+                q.departed_total = departed_total_after_loss(now)
             self._queues[queue_id] = q
 
     def delete(self, queue_id: str) -> None:
@@ -193,12 +215,12 @@ class MemoryStore(QueueStore):
             return queue_id in self._queues
 
     # -- people -------------------------------------------------------------------------
-    def join(self, queue_id: str, identity: str, now: float) -> Placement:
+    def join(self, queue_id: str, identity: str, now: float) -> Joined:
         with self._mutex:
             q = self._get(queue_id)
             seq = q.seq_of.get(identity)
             if seq is not None:
-                return self._placement(q, seq)
+                return Joined(self._placement(q, seq), self._counts(q, now))
             cfg = q.config
             if not cfg.state.takes_joins:
                 raise QueueClosed()
@@ -218,18 +240,19 @@ class MemoryStore(QueueStore):
                 if admit_now:
                     self._admit_one(q, seq, identity, order, now)
                     self._sample_flow(q, now)
-                    return self._placement(q, seq, created=True)
+                    return Joined(self._placement(q, seq, created=True), self._counts(q, now))
             rec = WaitingRecord(seq, identity, order, now)
             q.waiting[seq] = rec
             q.line.add((order, seq))
             self._record(q, Change(seq, identity, EntryState.WAITING, order, now))
-            return self._placement(q, seq, created=True)
+            return Joined(self._placement(q, seq, created=True), self._counts(q, now))
 
-    def locate(self, queue_id: str, identity: str) -> Placement | None:
+    def locate(self, queue_id: str, identity: str, now: float) -> Located:
         with self._mutex:
             q = self._get(queue_id)
             seq = q.seq_of.get(identity)
-            return None if seq is None else self._placement(q, seq)
+            placement = None if seq is None else self._placement(q, seq)
+            return Located(placement, self._counts(q, now))
 
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         with self._mutex:
@@ -336,12 +359,9 @@ class MemoryStore(QueueStore):
             rec = q.active.get(seq) if q else None
             return rec is not None and rec.expires_at > now
 
-    def counts(self, queue_id: str) -> Counts:
+    def counts(self, queue_id: str, now: float) -> Counts:
         with self._mutex:
-            q = self._get(queue_id)
-            return Counts(
-                q.config.state, len(q.waiting), len(q.active), q.admitted_total, tuple(q.flow)
-            )
+            return self._counts(self._get(queue_id), now)
 
     def dump(self, queue_id: str) -> StoreDump:
         with self._mutex:
@@ -370,11 +390,11 @@ class MemoryStore(QueueStore):
                 if current is not None and current.token == change.token:
                     del q.journal[change.seq]
 
-    def drain_departures(self, queue_id: str) -> list[float]:
+    def drain_departures(self, queue_id: str) -> Departures:
         with self._mutex:
             q = self._get(queue_id)
             drained, q.departures = q.departures, []
-            return drained
+            return Departures(tuple(drained), q.departed_total)
 
     # -- locking ------------------------------------------------------------------------
     def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:

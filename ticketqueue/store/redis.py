@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property, wraps
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..core import (
     BURST_SECONDS,
     FLOW_SAMPLE_EVERY,
+    FLOW_WINDOW,
     EntryState,
     QueueClosed,
     QueueFull,
@@ -31,11 +33,15 @@ from .base import (
     Admission,
     Change,
     Counts,
+    Departures,
+    Joined,
+    Located,
     Placement,
     QueueConfig,
     QueueStore,
     StoreDump,
     WaitingRecord,
+    departed_total_after_loss,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +55,9 @@ FLOW_SAMPLES_KEPT = 64
 #: The most entries one script call changes where the work is split (rebuild, close, revoke,
 #: shuffle, ack): about 10 ms of Redis time on a small server, so no one waits long behind it.
 BATCH = 1_000
+#: Acknowledging is a lookup and two bulk deletions per batch, cheap enough for larger ones:
+#: a tick's whole journal (a 1,000-admission tick and its joins) goes in one call.
+ACK_BATCH = 5 * BATCH
 #: Read-only pages (the shuffle's and abandonment's listings) are cheaper per entry.
 PAGE = 10_000
 #: Abandonment usually finds a handful of entries; past this many it goes in batches.
@@ -58,7 +67,7 @@ STAGING_TTL = 3600
 
 #: Key names of one queue, in the order every per-queue script receives them in KEYS.
 QUEUE_KEYS = (
-    "meta",  # hash: state, mode, cap, rate, max, win, seq, total, tok, tat, jv, ep
+    "meta",  # hash: state, mode, cap, rate, max, win, seq, total, dep, tok, tat, jv, ep
     "line",  # zset: waiting member -> order
     "seen",  # zset: waiting member -> last seen
     "who",  # hash: live member -> identity
@@ -67,7 +76,7 @@ QUEUE_KEYS = (
     "adm",  # hash: admitted member -> admitted at
     "jrec",  # hash: member -> latest journal record
     "jver",  # zset: member -> version of that record (journal order, oldest first)
-    "gone",  # list: orders of departures not yet drained
+    "gone",  # list: orders of departures not yet drained (the last is number meta.dep)
     "flow",  # list: "time|admitted_total" samples
 )
 #: The keys ``rebuild`` stages before swapping them in, in the order rebuild.lua expects.
@@ -105,11 +114,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _opt_float(value: Any) -> float | None:
-    text = _text(value) if value is not None else ""
-    return float(text) if text else None
-
-
 def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     it = iter(items)
     while batch := list(islice(it, size)):
@@ -127,21 +131,6 @@ def _config_args(config: QueueConfig) -> list[str]:
     ]
 
 
-def _change(member: Any, token: Any, record: Any) -> Change:
-    state, order, at, adm, exp, number, identity = _text(record).split("|", 6)
-    return Change(
-        seq=int(_text(member)),
-        identity=identity,
-        state=EntryState(state),
-        order=float(order),
-        at=float(at),
-        admitted_at=float(adm) if adm else None,
-        expires_at=float(exp) if exp else None,
-        admission_number=int(number) if number else None,
-        token=_text(token),
-    )
-
-
 def _list(payload: Any) -> list[str]:
     """A long list the script sent back as one JSON string."""
     result: list[str] = json.loads(payload)
@@ -152,24 +141,63 @@ def _json(values: list[str]) -> str:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
+#: EntryState by value, without the Enum call's lookup machinery (a journal read parses
+#: thousands of records).
+_STATES = {state.value: state for state in EntryState}
+
+
 def _changes(payload: Any) -> list[Change]:
+    """The flat (member, token, record) list a script sent back, as Changes. A record is
+    state|order|at|admitted_at|expires_at|admission_number|identity (empty fields are None)."""
     flat = _list(payload)
-    return [_change(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+    changes = []
+    for i in range(0, len(flat), 3):
+        state, order, at, adm, exp, number, identity = flat[i + 2].split("|", 6)
+        changes.append(
+            Change(
+                int(flat[i]),
+                identity,
+                _STATES[state],
+                float(order),
+                float(at),
+                float(adm) if adm else None,
+                float(exp) if exp else None,
+                int(number) if number else None,
+                flat[i + 1],
+            )
+        )
+    return changes
 
 
-def _placement(reply: Sequence[Any]) -> Placement:
-    member, identity, state, position, order, adm, exp, created, number = reply
-    number = _text(number)
+def _placement(packed: Any) -> Placement:
+    """member|state|position|order|admitted_at|expires_at|created|number|identity"""
+    member, state, position, order, adm, exp, created, number, identity = _text(packed).split(
+        "|", 8
+    )
     return Placement(
-        seq=int(_text(member)),
-        identity=_text(identity),
-        state=EntryState(_text(state)),
+        seq=int(member),
+        identity=identity,
+        state=EntryState(state),
         position=int(position),
-        order=float(_text(order)),
-        admitted_at=_opt_float(adm),
-        expires_at=_opt_float(exp),
-        created=bool(int(created)),
+        order=float(order),
+        admitted_at=float(adm) if adm else None,
+        expires_at=float(exp) if exp else None,
+        created=created == "1",
         admission_number=int(number) if number else None,
+    )
+
+
+def _counts(packed: Any) -> Counts:
+    """state|waiting|active|admitted_total|departed_total[|time|admitted_total]..."""
+    fields = _text(packed).split("|")
+    flow = fields[5:]
+    return Counts(
+        state=QueueState(fields[0]),
+        waiting=int(fields[1]),
+        active=int(fields[2]),
+        admitted_total=int(fields[3]),
+        flow=tuple((float(flow[i]), int(flow[i + 1])) for i in range(0, len(flow), 2)),
+        departed_total=int(fields[4]),
     )
 
 
@@ -206,6 +234,7 @@ class RedisStore(QueueStore):
         header = (
             f"local BURST_SECONDS = {BURST_SECONDS!r}\n"
             f"local FLOW_SAMPLE_EVERY = {FLOW_SAMPLE_EVERY!r}\n"
+            f"local FLOW_WINDOW = {FLOW_WINDOW!r}\n"
             f"local FLOW_SAMPLES_KEPT = {FLOW_SAMPLES_KEPT}\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
@@ -226,10 +255,22 @@ class RedisStore(QueueStore):
     def _key(self, queue_id: str, name: str) -> str:
         return f"{self.prefix}:{{{queue_id}}}:{name}"
 
+    @cached_property
+    def _script_keys(self) -> dict[str, tuple[bytes, ...]]:
+        """Each queue's keys as its scripts receive them, encoded once: redis-py would encode
+        all eleven on every call (half the client's cost of packing a join)."""
+        return {}
+
     def _run(
         self, name: str, queue_id: str, args: Sequence[Any] = (), keys: Sequence[str] = ()
     ) -> list[Any]:
-        reply = self._scripts[name](keys=[*self._keys(queue_id), *keys], args=list(args))
+        queue_keys = self._script_keys.get(queue_id)
+        if queue_keys is None:
+            if len(self._script_keys) >= 10_000:  # a long-lived process saw many queues
+                self._script_keys.clear()
+            queue_keys = tuple(key.encode() for key in self._keys(queue_id))
+            self._script_keys[queue_id] = queue_keys
+        reply = self._scripts[name](keys=[*queue_keys, *keys], args=list(args))
         status = _text(reply[0])
         if status == "unavailable":
             raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
@@ -283,23 +324,35 @@ class RedisStore(QueueStore):
             epoch,
             str(int(next_seq)),
             str(int(admitted_total)),
+            str(departed_total_after_loss(now)),
         ]
         self._run("rebuild", queue_id, args, keys=staged_keys)
 
     def delete(self, queue_id: str) -> None:
+        # The queue's own keys, then whatever else lives under its hash tag: the tick's lease,
+        # presence, counters, notification claims, a rebuild's staging keys.
         self.client.unlink(*self._keys(queue_id))
+        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self._key(queue_id, "")) + "*"
+        batch: list[str] = []
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self.client.unlink(*batch)
+                batch = []
+        if batch:
+            self.client.unlink(*batch)
 
     def is_loaded(self, queue_id: str) -> bool:
         return bool(self.client.exists(self._key(queue_id, "meta")))
 
     # -- people -------------------------------------------------------------------------
-    def join(self, queue_id: str, identity: str, now: float) -> Placement:
-        (reply,) = self._run("join", queue_id, [identity, _num(now)])
-        return _placement(reply)
+    def join(self, queue_id: str, identity: str, now: float) -> Joined:
+        counts, placement = self._run("join", queue_id, [identity, _num(now)])
+        return Joined(_placement(placement), _counts(counts))
 
-    def locate(self, queue_id: str, identity: str) -> Placement | None:
-        reply = self._run("locate", queue_id, [identity])
-        return _placement(reply[0]) if reply else None
+    def locate(self, queue_id: str, identity: str, now: float) -> Located:
+        reply = self._run("locate", queue_id, [identity, _num(now)])
+        return Located(_placement(reply[1]) if len(reply) > 1 else None, _counts(reply[0]))
 
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         (seen,) = self._run("touch", queue_id, [identity, _num(now)])
@@ -405,15 +458,9 @@ class RedisStore(QueueStore):
         expires_at = self.client.zscore(self._key(queue_id, "active"), _member(seq))
         return expires_at is not None and float(expires_at) > now
 
-    def counts(self, queue_id: str) -> Counts:
-        state, waiting, active, total, flow = self._run("counts", queue_id)
-        samples = []
-        for sample in flow:
-            at, n = _text(sample).split("|")
-            samples.append((float(at), int(n)))
-        return Counts(
-            QueueState(_text(state)), int(waiting), int(active), int(total), tuple(samples)
-        )
+    def counts(self, queue_id: str, now: float) -> Counts:
+        (packed,) = self._run("counts", queue_id, [_num(now)])
+        return _counts(packed)
 
     def dump(self, queue_id: str) -> StoreDump:
         keys = dict(zip(QUEUE_KEYS, self._keys(queue_id), strict=True))
@@ -457,13 +504,13 @@ class RedisStore(QueueStore):
         return _changes(flat)
 
     def ack(self, queue_id: str, changes: Iterable[Change]) -> None:
-        for batch in _chunks(changes, BATCH):
-            args = [x for c in batch for x in (_member(c.seq), c.token)]
-            self._run("ack", queue_id, args)
+        for batch in _chunks(changes, ACK_BATCH):
+            pairs = [x for c in batch for x in (_member(c.seq), c.token)]
+            self._run("ack", queue_id, [_json(pairs)])
 
-    def drain_departures(self, queue_id: str) -> list[float]:
-        (gone,) = self._run("drain", queue_id)
-        return [float(order) for order in _list(gone)]
+    def drain_departures(self, queue_id: str) -> Departures:
+        gone, departed_total = self._run("drain", queue_id)
+        return Departures(tuple(float(order) for order in _list(gone)), int(departed_total))
 
     # -- locking ------------------------------------------------------------------------
     def _lock_key(self, name: str) -> str:

@@ -161,6 +161,8 @@ local function end_waiting(members, state, now_s, recs)
   bulk('HDEL', K_WHO, members)
   bulk('HDEL', K_IDS, identities)
   bulk('RPUSH', K_GONE, orders)
+  -- Each departure takes the next number of the departed total (the drain hands them out).
+  redis.call('HINCRBY', K_META, 'dep', #orders)
 end
 
 -- These active passes end (completed, expired, revoked); `exps` when the caller has them.
@@ -183,17 +185,46 @@ local function journal_in_order(members, recs)
   for _, member in ipairs(members) do jadd(unpack(recs[member])) end
 end
 
--- Placement reply: member, identity, state, position, order, admitted_at, expires_at, created,
--- admission_number.
+-- Replies that go with every join and status are packed in one string each: a client parses
+-- one string far faster than a dozen reply elements (redis-py without hiredis spends
+-- microseconds on each).
+
+-- Placement: member|state|position|order|admitted_at|expires_at|created|admission_number|identity
+-- (identity last, as it may hold any character; empty fields are None). nil: no live entry.
 local function placement(member, created)
   local identity = redis.call('HGET', K_WHO, member)
   local rank = redis.call('ZRANK', K_LINE, member)
   if rank then
     local order = redis.call('ZSCORE', K_LINE, member)
-    return {member, identity, 'waiting', rank + 1, order, '', '', created, ''}
+    return table.concat({member, 'waiting', rank + 1, order, '', '', created, '', identity}, '|')
   end
   local exp = redis.call('ZSCORE', K_ACTIVE, member)
   if not exp then return nil end
   local adm, number = split_adm(redis.call('HGET', K_ADM, member))
-  return {member, identity, 'admitted', 0, '0', adm, exp, created, number}
+  return table.concat({member, 'admitted', 0, '0', adm, exp, created, number, identity}, '|')
+end
+
+-- Counts: state|waiting|active|admitted_total|departed_total, then '|time|admitted_total' for
+-- each flow sample the outflow rate at `now` needs: the first and the last of the samples
+-- inside FLOW_WINDOW (core.flow_in_window, same comparison). Samples are appended at least
+-- FLOW_SAMPLE_EVERY apart, so their times increase and the ones inside the window are the
+-- last ones: a binary search finds the first.
+local function counts(state, now)
+  local totals = redis.call('HMGET', K_META, 'total', 'dep')
+  local out = {state, redis.call('ZCARD', K_LINE), redis.call('ZCARD', K_ACTIVE), totals[1],
+    totals[2] or '0'}
+  local flow = redis.call('LRANGE', K_FLOW, 0, -1)
+  local n = #flow
+  local lo, hi = 1, n + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if now - num(string.match(flow[mid], '^([^|]*)')) <= FLOW_WINDOW then
+      hi = mid
+    else
+      lo = mid + 1
+    end
+  end
+  if lo <= n then out[#out + 1] = flow[lo] end
+  if lo < n then out[#out + 1] = flow[n] end
+  return table.concat(out, '|')
 end

@@ -1,5 +1,5 @@
--- counts: state, waiting, active, admitted total and the outflow samples.
+-- counts: state, waiting, active, the admitted and departed totals and the outflow samples
+-- the rate at `now` needs (packed, see _common.lua). ARGV: now
 local state = redis.call('HGET', K_META, 'state')
 if not state then return {'unavailable'} end
-return {'ok', state, redis.call('ZCARD', K_LINE), redis.call('ZCARD', K_ACTIVE),
-  redis.call('HGET', K_META, 'total'), redis.call('LRANGE', K_FLOW, 0, -1)}
+return {'ok', counts(state, num(ARGV[1]))}

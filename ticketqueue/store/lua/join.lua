@@ -1,5 +1,5 @@
 -- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
--- ARGV: identity, now
+-- ARGV: identity, now. Reply: counts, placement (packed, see _common.lua), read together.
 local q = load_meta()
 if not q then return {'unavailable'} end
 local identity, now_s = ARGV[1], ARGV[2]
@@ -8,7 +8,7 @@ local now = num(now_s)
 local member = redis.call('HGET', K_IDS, identity)
 if member then
   local p = placement(member, 0)
-  if p then return {'ok', p} end
+  if p then return {'ok', counts(q.state, now), p} end
 end
 if q.state == 'closed' then return {'closed'} end
 local waiting = redis.call('ZCARD', K_LINE)
@@ -40,7 +40,7 @@ if q.state == 'open' and q.mode ~= 'always' then
     jadd(member, identity, 'admitted', order, now_s, now_s, exp, number)
     jflush(q)
     sample_flow(now_s, now)
-    return {'ok', placement(member, 1)}
+    return {'ok', counts(q.state, now), placement(member, 1)}
   end
 end
 
@@ -48,4 +48,4 @@ redis.call('ZADD', K_LINE, order, member)
 redis.call('ZADD', K_SEEN, now_s, member)
 jadd(member, identity, 'waiting', order, now_s, '', '', '')
 jflush(q)
-return {'ok', placement(member, 1)}
+return {'ok', counts(q.state, now), placement(member, 1)}

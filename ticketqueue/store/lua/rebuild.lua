@@ -1,10 +1,18 @@
 -- rebuild (last step): swap the staged line and passes in and write the queue's meta, so the
 -- queue appears loaded, complete, in one step. KEYS[12..17]: staged line, seen, who, ids,
 -- active, admitted_at. ARGV: state, mode, capacity, rate, max_size, purchase_window, now,
--- epoch, next_seq, admitted_total
+-- epoch, next_seq, admitted_total, departed total if the queue was lost
+-- The departed total and the departures not yet drained carry over while the queue is held, so
+-- departure numbers go on; a lost queue's start above any it handed out (base.py).
+local departed = ARGV[11]
+if redis.call('EXISTS', K_META) == 1 then
+  departed = redis.call('HGET', K_META, 'dep') or departed
+else
+  redis.call('UNLINK', K_GONE)
+end
 -- UNLINK frees a replaced million-entry line in the background instead of blocking here.
 redis.call('UNLINK', K_META, K_LINE, K_SEEN, K_WHO, K_IDS, K_ACTIVE, K_ADM, K_JREC, K_JVER,
-  K_GONE, K_FLOW)
+  K_FLOW)
 local targets = {K_LINE, K_SEEN, K_WHO, K_IDS, K_ACTIVE, K_ADM}
 for i, target in ipairs(targets) do
   local staged = KEYS[11 + i]
@@ -15,6 +23,6 @@ for i, target in ipairs(targets) do
 end
 local q = {rate = opt(ARGV[4])}
 redis.call('HSET', K_META, 'state', ARGV[1], 'mode', ARGV[2], 'cap', ARGV[3], 'rate', ARGV[4],
-  'max', ARGV[5], 'win', ARGV[6], 'seq', ARGV[9], 'total', ARGV[10], 'jv', 0, 'ep', ARGV[8],
-  'tok', fmt(bucket_size(q)), 'tat', ARGV[7])
+  'max', ARGV[5], 'win', ARGV[6], 'seq', ARGV[9], 'total', ARGV[10], 'dep', departed, 'jv', 0,
+  'ep', ARGV[8], 'tok', fmt(bucket_size(q)), 'tat', ARGV[7])
 return {'ok'}
