@@ -81,3 +81,6 @@ TICKETQUEUE = {
     "REDIS_URL": REDIS_URL,
     "KEY_PREFIX": f"tqtest{RUN_ID}",
 }
+# Worker processes a test starts may be told to tick in several rounds (tests/ops/test_celery).
+if os.environ.get("TQ_TEST_TICK_BATCHES"):
+    TICKETQUEUE["TICK_BATCHES"] = int(os.environ["TQ_TEST_TICK_BATCHES"])

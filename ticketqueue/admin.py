@@ -191,6 +191,30 @@ class QueueAdmin(admin.ModelAdmin):
                 {k: after[k] for k in changed},
             )
 
+    # -- deletion ---------------------------------------------------------------------
+    def get_deleted_objects(
+        self, objs: Sequence[Queue] | QuerySet[Queue], request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """The confirmation page counts what goes with each queue (entries, admissions,
+        samples) instead of listing every entry of a long line. Those records go with their
+        queue, so deleting a queue needs the permission to delete queues only (entries and
+        admissions cannot be deleted on their own: the store is rebuilt from them). The
+        audit log stays (its queue is emptied); the store forgets the queue on commit."""
+        queues = list(objs)
+        deleted: list[Any] = [f"{Queue._meta.verbose_name}: {q}".capitalize() for q in queues]
+        counts = {str(Queue._meta.verbose_name_plural): len(queues)}
+        for model in (Entry, Admission, QueueSample):
+            n = model._base_manager.filter(queue__in=queues).count()
+            if n:
+                counts[str(model._meta.verbose_name_plural)] = n
+                deleted.append(f"{model._meta.verbose_name_plural}: {n}".capitalize())
+        protected: list[Any] = []
+        for rel in Queue._meta.related_objects:
+            if getattr(rel.on_delete, "__name__", "") in ("PROTECT", "RESTRICT"):
+                found = rel.related_model._base_manager.filter(**{f"{rel.field.name}__in": queues})
+                protected += [str(obj) for obj in found[:20]]
+        return deleted, counts, set(), protected
+
     # -- actions ----------------------------------------------------------------------
     def _each(
         self,

@@ -31,6 +31,7 @@ class Codes:
     IMPORTABLE = "ticketqueue.E061"
     RETENTION = "ticketqueue.E062"
     METRICS_AUTH = "ticketqueue.E063"
+    WEBHOOK = "ticketqueue.E064"
 
 
 class Messages:
@@ -50,6 +51,7 @@ class Messages:
     IMPORTABLE = "TICKETQUEUE[{key!r}] = {value!r} is not an importable callable."
     RETENTION = "TICKETQUEUE['ENTRY_RETENTION'] must be None or a positive number, not {value!r}."
     METRICS_AUTH = "TICKETQUEUE['METRICS_TOKEN'] must be None or a non-empty string."
+    WEBHOOK = "WebhookNotifier needs {problem}."
 
 
 class Hints:
@@ -251,4 +253,30 @@ def check_operations_settings(app_configs: Any = None, **kwargs: Any) -> list[An
     token = merged["METRICS_TOKEN"]
     if token is not None and not (isinstance(token, str) and token):
         errors.append(Error(Messages.METRICS_AUTH, id=Codes.METRICS_AUTH))
+    errors += _webhook_errors(merged)
     return errors
+
+
+def _webhook_errors(merged: dict[str, Any]) -> list[Any]:
+    from .notifications import WebhookNotifier
+
+    notifiers = merged["NOTIFIERS"] if isinstance(merged["NOTIFIERS"], list | tuple) else []
+    named = False
+    for path in notifiers:
+        try:
+            cls = import_string(path) if isinstance(path, str) else path
+        except ImportError:
+            continue
+        named = named or (isinstance(cls, type) and issubclass(cls, WebhookNotifier))
+    if not named:
+        return []
+    problems = []
+    url = merged["WEBHOOK_URL"]
+    if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+        problems.append(f"WEBHOOK_URL to be an http(s) URL, not {url!r}")
+    secret = merged["WEBHOOK_SECRET"]
+    if not (isinstance(secret, str) and secret):
+        problems.append("a non-empty WEBHOOK_SECRET")
+    if not _positive(merged["WEBHOOK_TIMEOUT"]):
+        problems.append(f"a positive WEBHOOK_TIMEOUT, not {merged['WEBHOOK_TIMEOUT']!r}")
+    return [Error(Messages.WEBHOOK.format(problem=p), id=Codes.WEBHOOK) for p in problems]

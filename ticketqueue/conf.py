@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
     "EMAIL_RESOLVER": "ticketqueue.notifications.user_emails",
     "NOTIFY_URL": None,
+    "WEBHOOK_URL": None,
+    "WEBHOOK_SECRET": None,
+    "WEBHOOK_TIMEOUT": 5.0,
     "PRESENCE_TIMEOUT": 120,
     "ENTRY_RETENTION": None,
     "ENTRY_ARCHIVER": None,
@@ -120,6 +123,15 @@ HELP: dict[str, str] = {
         "Dotted path of a function taking identities and returning {identity: email address}."
     ),
     "NOTIFY_URL": "Link in 'your turn' notifications: a URL with {queue} (the slug), or None.",
+    "WEBHOOK_URL": (
+        "Where WebhookNotifier POSTs 'your turn' batches (the site's push relay); http(s)."
+    ),
+    "WEBHOOK_SECRET": (
+        "Key of the webhook's X-Ticketqueue-Signature (HMAC-SHA256 of '<timestamp>.<body>')."
+    ),
+    "WEBHOOK_TIMEOUT": (
+        "Seconds WebhookNotifier waits for the relay; a failure is retried by Celery."
+    ),
     "PRESENCE_TIMEOUT": (
         "Seconds a connection counts as live without a refresh (a crashed server's sockets end)."
     ),

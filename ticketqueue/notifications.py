@@ -1,13 +1,19 @@
 """ "Your turn" notifications for admitted people with no live connection to the queue.
 
-Delivery channels are ``Notifier`` classes named in ``NOTIFIERS`` (email by default; web push,
-FCM or APNs by subclassing). ``LocmemNotifier`` is a test double for sites' own tests.
+Delivery channels are ``Notifier`` classes named in ``NOTIFIERS``: email (the default), a
+signed webhook to the site's push relay (Web Push, FCM, APNs), or a subclass of ``Notifier``.
+``LocmemNotifier`` is a test double for sites' own tests.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import threading
+import time
+import urllib.request
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,13 +35,16 @@ if TYPE_CHECKING:
 __all__ = [
     "EmailNotifier",
     "LocmemNotifier",
+    "NotificationFailed",
     "Notifier",
     "Recipient",
+    "WebhookNotifier",
     "absent",
     "deliver",
     "get_notifiers",
     "notify_turn",
     "user_emails",
+    "webhook_signature",
 ]
 
 log = logging.getLogger("ticketqueue")
@@ -58,8 +67,25 @@ class Recipient:
     url: str | None = None
 
 
+class NotificationFailed(Exception):
+    """A notifier that asks to be retried failed; its recipients were released for the retry
+    (the Celery task retries on this)."""
+
+
 class Notifier:
     """One delivery channel. Subclass and override ``notify``; name it in ``NOTIFIERS``."""
+
+    #: Names the channel's claims (each admission is sent at most once per channel); the
+    #: class name when empty.
+    name: ClassVar[str] = ""
+    #: False: a failed send is logged and lost (at most once: email through an SMTP server
+    #: that may have sent part of the batch). True: the batch is released and the Celery task
+    #: retries it (at least once: the receiver drops repeats by each recipient's ``id``).
+    retry: ClassVar[bool] = False
+
+    @property
+    def channel(self) -> str:
+        return self.name or type(self).__qualname__
 
     def notify(self, recipients: Sequence[Recipient]) -> int:
         """Tell these people their turn came; return how many were told.
@@ -71,6 +97,8 @@ class Notifier:
 
 class EmailNotifier(Notifier):
     """An email through Django's email backend, to identities ``EMAIL_RESOLVER`` resolves."""
+
+    name = "email"
 
     def notify(self, recipients: Sequence[Recipient]) -> int:
         from .conf import queue_settings
@@ -102,9 +130,94 @@ class EmailNotifier(Notifier):
         return EmailMessage(subject, "\n\n".join(lines), to=[email])
 
 
+class WebhookNotifier(Notifier):
+    """A signed JSON POST to ``WEBHOOK_URL``: the site's push relay (Web Push, FCM, APNs)
+    turns it into a notification on each person's device. One request per batch.
+
+    The body is ``{"type": "turn", "queue": {id, slug, name}, "sent_at": <unix time>,
+    "recipients": [{id, seq, identity, expires_at, url}, ...]}``; ``id`` is the pass's
+    ``jti`` (``<queue id>.<seq>``), so the relay drops a repeat. Headers:
+    ``X-Ticketqueue-Timestamp`` (unix seconds) and ``X-Ticketqueue-Signature``
+    (``v1=`` + hex HMAC-SHA256 of ``<timestamp>.<body>`` with ``WEBHOOK_SECRET``); the relay
+    recomputes it, compares in constant time and refuses old timestamps (replays).
+
+    A failure (connection, timeout, a status other than 2xx) releases the batch and the
+    Celery task retries it with backoff: delivery is at least once.
+    """
+
+    name = "webhook"
+    retry = True
+    #: Recipients per request: a big admission round becomes a few bodies of ~100 KB.
+    BATCH = 500
+
+    def notify(self, recipients: Sequence[Recipient]) -> int:
+        from .conf import queue_settings
+
+        url, secret = queue_settings.WEBHOOK_URL, queue_settings.WEBHOOK_SECRET
+        if not secret or not str(url or "").startswith(("https://", "http://")):
+            raise ValueError("WebhookNotifier needs an http(s) WEBHOOK_URL and WEBHOOK_SECRET.")
+        timeout = float(queue_settings.WEBHOOK_TIMEOUT)
+        for start in range(0, len(recipients), self.BATCH):
+            self.post(url, str(secret), recipients[start : start + self.BATCH], timeout)
+        return len(recipients)
+
+    def body(self, recipients: Sequence[Recipient]) -> dict[str, Any]:
+        first = recipients[0]
+        return {
+            "type": "turn",
+            "queue": {"id": first.queue_id, "slug": first.queue_slug, "name": first.queue_name},
+            "sent_at": int(time.time()),
+            "recipients": [
+                {
+                    "id": f"{r.queue_id}.{r.seq}",
+                    "seq": r.seq,
+                    "identity": r.identity,
+                    "expires_at": r.expires_at,
+                    "url": r.url,
+                }
+                for r in recipients
+            ],
+        }
+
+    def post(self, url: str, secret: str, recipients: Sequence[Recipient], timeout: float) -> None:
+        body = json.dumps(self.body(recipients), separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        request = urllib.request.Request(  # noqa: S310 - the site's own http(s) URL, checked
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "ticketqueue-webhook",
+                "X-Ticketqueue-Timestamp": timestamp,
+                "X-Ticketqueue-Signature": webhook_signature(secret, timestamp, body),
+            },
+        )
+        # A status of 300 and up raises (HTTPError): a redirect is not followed, as urllib
+        # would follow it with a GET that drops the body.
+        with _opener.open(request, timeout=timeout) as response:
+            if not 200 <= response.status < 300:
+                raise OSError(f"webhook answered {response.status}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Ticketqueue-Signature`` of a webhook body: what a relay recomputes."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
 class LocmemNotifier(Notifier):
     """Test double: keeps every recipient in ``LocmemNotifier.outbox``."""
 
+    name = "locmem"
     outbox: ClassVar[list[Recipient]] = []
 
     def notify(self, recipients: Sequence[Recipient]) -> int:
@@ -175,11 +288,16 @@ def notify_turn(queue: Queue, admissions: Sequence[Admission], now: float | None
     return deliver(queue, absent(queue, admissions, now), now)
 
 
-def deliver(queue: Queue, targets: Iterable[Target], now: float | None = None) -> int:
+def deliver(
+    queue: Queue, targets: Iterable[Target], now: float | None = None, *, retry: bool = False
+) -> int:
     """Send the notifications through every notifier; returns how many were sent.
 
-    Each admission is claimed first (one store round trip for the batch), so a retried or
-    redelivered delivery never tells anyone twice. A failing notifier is logged and skipped.
+    Each admission is claimed per notifier first (one store round trip for the batch), so a
+    retried or redelivered delivery never tells anyone twice on one channel. A failing
+    notifier is logged and skipped; one that asks to be retried (``Notifier.retry``) gets its
+    claims back, and with ``retry`` (the Celery task) NotificationFailed is raised once the
+    other notifiers are done, so the task retries the released ones only.
     """
     from . import services
     from .conf import queue_settings
@@ -188,9 +306,9 @@ def deliver(queue: Queue, targets: Iterable[Target], now: float | None = None) -
     targets = [t for t in targets if t[2] > now]  # a pass already over is no news
     if not targets:
         return 0
-    claimed = _claim(queue.store_id, [t[0] for t in targets], max(t[2] for t in targets) - now)
     url = queue_settings.NOTIFY_URL
-    recipients = [
+    link = url.format(queue=queue.slug) if url else None
+    everyone = [
         Recipient(
             queue_id=queue.store_id,
             queue_slug=queue.slug,
@@ -198,46 +316,64 @@ def deliver(queue: Queue, targets: Iterable[Target], now: float | None = None) -
             seq=seq,
             identity=identity,
             expires_at=expires_at,
-            url=url.format(queue=queue.slug) if url else None,
+            url=link,
         )
         for seq, identity, expires_at in targets
-        if seq in claimed
     ]
-    if not recipients:
-        return 0
+    ttl = max(t[2] for t in targets) - now
     sent = 0
+    told: set[int] = set()
+    failed: list[str] = []
     for notifier in get_notifiers():
+        channel = notifier.channel
+        claimed = _claim(queue.store_id, channel, [r.seq for r in everyone], ttl)
+        recipients = [r for r in everyone if r.seq in claimed]
+        if not recipients:
+            continue
         try:
-            sent += notifier.notify(recipients)
+            count = notifier.notify(recipients)
         except Exception:
             log.exception(
                 "turn notification failed",
                 extra={"queue": queue.slug, "notifier": type(notifier).__name__},
             )
-    if not sent:
-        return 0
-    log.info(
-        "turn notified",
-        extra={
-            "event": "turn_notified",
-            "queue": queue.slug,
-            "seqs": [r.seq for r in recipients],
-            "sent": sent,
-        },
-    )
+            if notifier.retry:
+                _unclaim(queue.store_id, channel, [r.seq for r in recipients])
+                failed.append(channel)
+            continue
+        sent += count
+        if count:
+            told.update(r.seq for r in recipients)
+    if sent:
+        log.info(
+            "turn notified",
+            extra={
+                "event": "turn_notified",
+                "queue": queue.slug,
+                "seqs": sorted(told),
+                "sent": sent,
+            },
+        )
+    if failed and retry:
+        raise NotificationFailed(f"{', '.join(failed)} failed for queue {queue.slug}")
     return sent
 
 
-# -- at most one notification per admission --------------------------------------------
+# -- at most one notification per admission and channel ----------------------------------
 
-#: MemoryStore -> {(queue id, seq): claimed until}; dies with its store.
-_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], float]] = (
+#: MemoryStore -> {(queue id, channel, seq): claimed until}; dies with its store.
+_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], float]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _claim(queue_id: str, seqs: list[int], ttl: float) -> set[int]:
-    """The seqs not claimed before, now claimed for ``ttl`` seconds (the pass's life)."""
+def _claim_key(prefix: str, queue_id: str, channel: str, seq: int) -> str:
+    return f"{prefix}:{{{queue_id}}}:notified:{channel}:{seq}"
+
+
+def _claim(queue_id: str, channel: str, seqs: list[int], ttl: float) -> set[int]:
+    """The seqs not claimed on this channel before, now claimed for ``ttl`` seconds (the
+    pass's life)."""
     from .store import get_store
 
     ttl_s = max(60, int(ttl) + 60)
@@ -247,7 +383,7 @@ def _claim(queue_id: str, seqs: list[int], ttl: float) -> set[int]:
         prefix = getattr(store, "prefix", "tq")
         pipe = client.pipeline(transaction=False)
         for seq in seqs:
-            pipe.set(f"{prefix}:{{{queue_id}}}:notified:{seq}", "1", nx=True, ex=ttl_s)
+            pipe.set(_claim_key(prefix, queue_id, channel, seq), "1", nx=True, ex=ttl_s)
         return {seq for seq, ok in zip(seqs, pipe.execute(), strict=True) if ok}
     from . import services
 
@@ -258,7 +394,24 @@ def _claim(queue_id: str, seqs: list[int], ttl: float) -> set[int]:
             del claims[key]
         won = set()
         for seq in seqs:
-            if (queue_id, seq) not in claims:
-                claims[(queue_id, seq)] = now + ttl_s
+            if (queue_id, channel, seq) not in claims:
+                claims[(queue_id, channel, seq)] = now + ttl_s
                 won.add(seq)
         return won
+
+
+def _unclaim(queue_id: str, channel: str, seqs: list[int]) -> None:
+    """Give these claims back (their send failed and will be retried)."""
+    from .store import get_store
+
+    store = get_store()
+    client = getattr(store, "client", None)
+    if client is not None and hasattr(client, "pipeline"):
+        prefix = getattr(store, "prefix", "tq")
+        if seqs:
+            client.delete(*[_claim_key(prefix, queue_id, channel, seq) for seq in seqs])
+        return
+    with _cache_lock:
+        claims = _memory_claims.setdefault(store, {})
+        for seq in seqs:
+            claims.pop((queue_id, channel, seq), None)

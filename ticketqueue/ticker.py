@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.db.models import Max, Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from . import notifications, services
 from .core import EntryState, QueueState
@@ -37,6 +39,7 @@ __all__ = [
     "TickReport",
     "cleanup",
     "embedded",
+    "forget_queue",
     "get_lease",
     "is_serving_process",
     "lease_ttl",
@@ -116,13 +119,20 @@ class _MemoryLease:
             return self._fence.get(queue_id, 0)
 
 
-# KEYS: lock, fence. ARGV: owner, ttl ms. Returns the new token, or 0 when another holds it.
+# KEYS: lock, fence. ARGV: owner, ttl ms, fence ttl ms. Returns the new token, or 0 when
+# another holds it. The fence outlives any lease by far (a day): a queue nobody ticks, or
+# one deleted while a tick was under way, leaves no key behind for good, and a stale tick
+# is refused by the lock's owner check before its token is even compared.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return redis.call('INCR', KEYS[2])
+local token = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return token
 """
+#: How long a queue's fencing token is kept after its last lease.
+FENCE_TTL = 24 * 3600.0
 # KEYS: lock, fence. ARGV: owner, token, ttl ms. 1 when still ours and still the newest.
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -151,7 +161,8 @@ class _RedisLease:
         return [f"{self.prefix}:{{{queue_id}}}:ticklock", f"{self.prefix}:{{{queue_id}}}:tickfence"]
 
     def acquire(self, queue_id: str, owner: str, ttl: float) -> int | None:
-        token = int(self._acquire(keys=self._keys(queue_id), args=[owner, _ms(ttl)]))
+        args = [owner, _ms(ttl), _ms(FENCE_TTL)]
+        token = int(self._acquire(keys=self._keys(queue_id), args=args))
         return token or None
 
     def renew(self, queue_id: str, owner: str, token: int, ttl: float) -> bool:
@@ -215,6 +226,10 @@ class TickReport:
     ticked: list[QueueTick] = field(default_factory=list)
     #: Slugs of the queues another tick held (overran or doubled beat)
     skipped: list[str] = field(default_factory=list)
+    #: Slugs of the queues handed to a task of their own (``tasks.tick`` with several queues)
+    fanned_out: list[str] = field(default_factory=list)
+    #: Who ticked: host:pid:nonce, as written in the leases
+    owner: str = ""
 
     @property
     def admitted(self) -> int:
@@ -224,6 +239,8 @@ class TickReport:
         return {
             "ticked": [asdict(t) for t in self.ticked],
             "skipped": list(self.skipped),
+            "fanned_out": list(self.fanned_out),
+            "owner": self.owner,
             "admitted": self.admitted,
         }
 
@@ -252,11 +269,18 @@ def run_tick(
     owner: str | None = None,
     timer: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] = time.sleep,
+    first_batch: int = 0,
 ) -> TickReport:
     """One tick of every tickable queue: ``batches`` admission rounds spread over ``interval``.
 
     With TICK_BATCHES=10 and TICK_INTERVAL=1 a queue admitting 500/s gets 50 every 100 ms,
     inside one Celery task. ``timer`` and ``sleep`` pace the batches (tests pass a fake).
+
+    A round that comes due while an earlier one still runs (a slow round, a stalled process)
+    is merged into the next one instead of run back to back: the bucket refills from the time
+    elapsed, so one round admits what the missed ones would have, and the tick keeps to its
+    interval. ``first_batch`` > 0 leaves the rounds before it to others: the leases are taken
+    at that round, of the queues nobody holds then (the fan-out's backstop, ``tasks.tick``).
     """
     from .conf import queue_settings
 
@@ -266,22 +290,28 @@ def run_tick(
     owner = owner or _owner()
     ttl = lease_ttl(interval)
     lease = get_lease()
-    report = TickReport()
+    report = TickReport(owner=owner)
     held: list[tuple[Queue, QueueTick]] = []
     last: dict[str, services.TickResult] = {}
+    step = interval / batches
+    start = timer()
+    batch = min(max(0, first_batch), batches)
+    if batch:
+        sleep(max(0.0, start + batch * step - timer()))
     try:
-        for queue in tickable_queues() if queues is None else queues:
-            token = lease.acquire(queue.store_id, owner, ttl)
-            if token is None:
-                report.skipped.append(queue.slug)
-            else:
-                held.append((queue, QueueTick(queue.store_id, queue.slug, token)))
+        if batch < batches:
+            for queue in tickable_queues() if queues is None else queues:
+                token = lease.acquire(queue.store_id, owner, ttl)
+                if token is None:
+                    report.skipped.append(queue.slug)
+                else:
+                    held.append((queue, QueueTick(queue.store_id, queue.slug, token)))
         if report.skipped:
             log.debug("tick skipped queues another tick holds", extra={"queues": report.skipped})
-        start = timer()
-        for batch in range(batches):
-            if batch:
-                sleep(max(0.0, start + batch * interval / batches - timer()))
+        first = batch
+        while held and batch < batches:
+            if batch > first:
+                sleep(max(0.0, start + batch * step - timer()))
             for queue, done in held:
                 if done.fenced or done.error:
                     continue
@@ -295,6 +325,10 @@ def run_tick(
                 result = _tick_one(queue, done, notify)
                 if result is not None:
                     last[queue.store_id] = result
+            if all(done.fenced or done.error for _queue, done in held):
+                break
+            # The next round is the latest one already due, or the next in line.
+            batch = max(batch + 1, math.floor((timer() - start) / step + 1e-9))
         for queue, done in held:
             result = last.get(queue.store_id)
             if result is not None and not done.fenced:
@@ -364,6 +398,28 @@ def _sample(queue: Queue, result: services.TickResult) -> None:
 
 
 # -- cleanup -------------------------------------------------------------------------------
+
+
+@receiver(post_delete, sender=Queue, dispatch_uid="ticketqueue.ticker.queue_deleted")
+def _forget_deleted_queue(sender: Any, instance: Queue, using: str, **kwargs: Any) -> None:
+    """A deleted queue (admin, queryset, ``queue.delete()``) leaves the store once the
+    deletion is committed: its line, passes, journal, lease, presence, counters and claims.
+    A deletion that rolls back leaves them be."""
+    queue_id = instance.store_id
+    transaction.on_commit(lambda: forget_queue(queue_id), using=using)
+
+
+def forget_queue(queue_id: str) -> None:
+    """Remove one queue's hot state from the store (after its row is gone)."""
+    from .store import get_store
+
+    try:
+        get_store().delete(queue_id)
+    except Exception:
+        # The rows are gone already; keys left behind are garbage, not a failure to report
+        # to whoever deleted the queue.
+        log.exception("deleting a queue's hot state failed", extra={"queue_id": queue_id})
+    _sampled.pop(queue_id, None)
 
 
 @dataclass

@@ -68,6 +68,17 @@ def test_hs256_round_trip_and_times():
     assert passes.verify(token, now=T0 - 5).seq == 3  # the leeway
 
 
+@pytest.mark.parametrize("identity", ["user:1", 'anon:"quoted"\\é\u2028', "user:" + "x" * 90])
+def test_hs256_passes_are_the_bytes_pyjwt_writes(settings, identity):
+    # The tick's signer checks the key and encodes the header once per key; the token must
+    # stay exactly what jwt.encode makes, under the derived key and under PASS_SECRET.
+    for secret in (None, "another-secret-" * 3):
+        settings.TICKETQUEUE = {**settings.TICKETQUEUE, "PASS_SECRET": secret}
+        key = passes._current_keys().signing_key
+        c = claims(identity=identity)
+        assert passes.sign(c) == jwt.encode(c.to_payload(), key, algorithm="HS256")
+
+
 def test_the_pass_secret_setting(settings):
     token = passes.sign(claims())
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, "PASS_SECRET": "another-secret-" * 3}

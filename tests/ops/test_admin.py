@@ -158,7 +158,7 @@ def test_rebuild_reloads_a_lost_queue(client, operator, make_queue, live_store):
     live_store.delete(queue.store_id)
     response = act(client, "rebuild_queues", [queue])
     assert messages_of(response) == ["1 queue rebuilt (5 live entries)."]
-    assert live_store.counts(queue.store_id).waiting == 3
+    assert live_store.counts(queue.store_id, services.clock()).waiting == 3
     assert audit(queue)[0][1::3] == ("rebuild", 5)
 
 

@@ -176,7 +176,7 @@ def test_two_workers_and_a_doubled_beat_admit_each_entry_once_within_capacity(
         # Buyers finish quickly: every slot turns over many times, tick after tick.
         try:
             while not stop.is_set():
-                samples.append(live_store.counts(queue.store_id).active)
+                samples.append(live_store.counts(queue.store_id, time.time()).active)
                 for record in live_store.dump(queue.store_id).active:
                     with contextlib.suppress(PassNotActive):
                         services.release_entry(queue, record.seq)
@@ -230,7 +230,7 @@ def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
     app.send_task("ticketqueue.tasks.tick")
     wait_for(marker.exists, 60, "the worker to stop inside the row writes")
     # The store admitted five; their rows still say waiting.
-    assert live_store.counts(queue.store_id).active == 5
+    assert live_store.counts(queue.store_id, time.time()).active == 5
     assert not Entry.objects.filter(queue=queue, state="admitted").exists()
     os.kill(doomed.popen.pid, signal.SIGKILL)
     doomed.popen.wait(10)
@@ -251,7 +251,7 @@ def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
     assert list(
         Admission.objects.filter(queue=queue).order_by("number").values_list("number", "seq")
     ) == list(zip(range(1, 6), seqs[:5], strict=True))
-    counts = live_store.counts(queue.store_id)
+    counts = live_store.counts(queue.store_id, time.time())
     assert (counts.active, counts.waiting, counts.admitted_total) == (5, 7, 5)
     # Life goes on: the buyers finish, the next tick admits the next five in order.
     for seq in seqs[:5]:
@@ -262,3 +262,49 @@ def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
         list(Admission.objects.filter(queue=queue).order_by("number").values_list("seq", flat=True))
         == seqs[:10]
     )
+
+
+@needs_shared_store
+def test_several_queues_are_spread_over_the_workers_and_a_busy_site_still_ticks_them(
+    processes, live_store
+):
+    worker, _beat, ready = processes
+    queues = [make_queue(slug=s, mode="always", capacity=3, purchase_window=600) for s in "ab"]
+    for queue in queues:
+        for i in range(6):
+            services.join(queue, f"user:{queue.slug}{i}")
+    batches = {"TQ_TEST_TICK_BATCHES": "2"}  # each queue's tick: two rounds 500 ms apart
+
+    # One worker, one slot: the per-queue tasks wait behind the tick that fanned them out,
+    # which ticks both queues itself from its second round (the backstop).
+    first = worker("first", **batches)
+    ready(first)
+    report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
+    assert sorted(report["fanned_out"]) == ["a", "b"]
+    assert sorted((t["slug"], t["batches"], t["admitted"]) for t in report["ticked"]) == [
+        ("a", 1, 3),
+        ("b", 1, 3),
+    ]
+
+    # Three workers: the per-queue tasks run at once on the two that are free.
+    others = [worker("second", **batches), worker("third", **batches)]
+    ready(*others)
+    time.sleep(1.5)  # the first round's per-queue tasks have run or expired
+    for queue in queues:
+        for record in live_store.dump(queue.store_id).active:
+            services.release_entry(queue, record.seq)
+    report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
+    assert sorted(report["fanned_out"]) == ["a", "b"] and report["ticked"] == []
+    per_queue = re.compile(r"tasks\.tick_queue\[[^]]+\] succeeded in [\d.]+s: .*'admitted': 3\}")
+    wait_for(
+        lambda: sum(len(per_queue.findall(w.text())) for w in [first, *others]) == 2,
+        30,
+        "both per-queue ticks",
+    )
+    ran = [len(per_queue.findall(w.text())) for w in [first, *others]]
+    assert sorted(ran) == [0, 1, 1], ran  # two workers, one queue each
+    for queue in queues:
+        assert Entry.objects.filter(queue=queue, state="admitted").count() == 3
+        assert list(
+            Admission.objects.filter(queue=queue).order_by("number").values_list("number")
+        ) == [(n,) for n in range(1, 7)]

@@ -108,7 +108,7 @@ def test_rebuild_command_reloads_the_store_from_the_rows(make_queue, live_store)
     services.tick(queue)
     live_store.delete(queue.store_id)  # Redis flushed
     assert run("ticketqueue_rebuild").strip() == "1 queues rebuilt, 3 live entries loaded."
-    counts = live_store.counts(queue.store_id)
+    counts = live_store.counts(queue.store_id, services.clock())
     assert (counts.waiting, counts.active) == (2, 1)
     with pytest.raises(CommandError, match="No such queue: nope"):
         run("ticketqueue_rebuild", "sale", "nope")

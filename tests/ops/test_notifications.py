@@ -149,3 +149,148 @@ def test_disconnect_without_connect_is_harmless(live_store, now):
     presence.mark_disconnected("9", "user:1")
     presence.mark_connected("9", "user:1")
     assert presence.is_connected("9", "user:1")
+
+
+# -- the webhook notifier -------------------------------------------------------------------
+
+
+class Relay:
+    """A local HTTP server standing in for the site's push relay: it records each request
+    and answers with the next status in ``statuses`` (then 204)."""
+
+    def __init__(self, statuses=(), delay=0.0):
+        import http.server
+        import threading
+
+        relay = self
+        self.requests = []
+        self.statuses = list(statuses)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                relay.requests.append((self.path, dict(self.headers), body))
+                if delay:
+                    threading.Event().wait(delay)
+                self.send_response(relay.statuses.pop(0) if relay.statuses else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/push/turn"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def relay():
+    servers = []
+
+    def start(**kwargs):
+        servers.append(Relay(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def webhook_settings(settings, url, *notifiers, **extra):
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "NOTIFIERS": ["ticketqueue.notifications.WebhookNotifier", *notifiers],
+        "WEBHOOK_URL": url,
+        "WEBHOOK_SECRET": "relay-secret",
+        "NOTIFY_URL": "https://tickets.example.com/queue/{queue}/",
+        **extra,
+    }
+
+
+def test_the_webhook_posts_one_signed_batch_to_the_relay(make_queue, users, now, settings, relay):
+    import hmac
+    import json
+    import time
+
+    server = relay()
+    webhook_settings(settings, server.url)
+    queue = make_queue(slug="tour", name="Arena tour", mode="always", capacity=10)
+    services.join(queue, "anon:visitor")  # push reaches anonymous visitors too
+    services.join(queue, ident(users[0]))
+    result = services.tick(queue)
+    assert notifications.notify_turn(queue, result.admitted) == 2
+    ((path, headers, body),) = server.requests
+    assert path == "/push/turn" and headers["Content-Type"] == "application/json"
+    # The relay's side: recompute the signature over "<timestamp>.<body>", compare, check age.
+    timestamp = headers["X-Ticketqueue-Timestamp"]
+    mac = hmac.new(b"relay-secret", f"{timestamp}.".encode() + body, "sha256")
+    expected = "v1=" + mac.hexdigest()
+    assert hmac.compare_digest(headers["X-Ticketqueue-Signature"], expected)
+    assert headers["X-Ticketqueue-Signature"] == notifications.webhook_signature(
+        "relay-secret", timestamp, body
+    )
+    assert abs(int(timestamp) - time.time()) < 60
+    message = json.loads(body)
+    assert message["type"] == "turn"
+    assert message["queue"] == {"id": queue.store_id, "slug": "tour", "name": "Arena tour"}
+    assert [(r["id"], r["identity"], r["url"]) for r in message["recipients"]] == [
+        (f"{queue.store_id}.{a.seq}", a.identity, "https://tickets.example.com/queue/tour/")
+        for a in result.admitted
+    ]
+    assert message["recipients"][0]["expires_at"] == result.admitted[0].expires_at
+    # Told once: a redelivered task sends nothing more.
+    targets = notifications.absent(queue, result.admitted)
+    assert notifications.deliver(queue, targets, retry=True) == 0
+    assert len(server.requests) == 1
+
+
+def test_a_failed_webhook_is_handed_back_to_celery_and_only_it_is_retried(
+    make_queue, users, now, settings, relay, caplog
+):
+    from ticketqueue import tasks
+
+    server = relay(statuses=[503])
+    webhook_settings(settings, server.url, "ticketqueue.notifications.LocmemNotifier")
+    queue = make_queue(mode="always", capacity=10)
+    services.join(queue, "anon:visitor")
+    result = services.tick(queue)
+    targets = notifications.absent(queue, result.admitted)
+    with pytest.raises(notifications.NotificationFailed):
+        notifications.deliver(queue, targets, retry=True)  # the relay answered 503
+    assert "turn notification failed" in caplog.text
+    assert len(LocmemNotifier.outbox) == 1  # the other channel did its job
+    # Celery retries the task on that error; the retry reaches the relay, and only the relay.
+    assert notifications.NotificationFailed in tasks.send_turn_notifications.autoretry_for
+    assert notifications.deliver(queue, targets, retry=True) == 1
+    assert len(server.requests) == 2 and len(LocmemNotifier.outbox) == 1
+    # Without Celery (inline notify_turn) a failure is logged, never raised.
+    server.statuses.append(500)
+    services.join(queue, "anon:second")
+    second = services.tick(queue)
+    assert notifications.notify_turn(queue, second.admitted) == 1  # locmem only
+
+
+def test_a_webhook_that_does_not_answer_in_time_fails(make_queue, now, settings, relay):
+    server = relay(delay=1.0)
+    webhook_settings(settings, server.url, WEBHOOK_TIMEOUT=0.2)
+    queue = make_queue(mode="always", capacity=10)
+    services.join(queue, "anon:visitor")
+    result = services.tick(queue)
+    with pytest.raises(notifications.NotificationFailed):
+        notifications.deliver(queue, notifications.absent(queue, result.admitted), retry=True)
+
+
+def test_the_webhook_settings_are_checked(settings):
+    from ticketqueue.checks import check_operations_settings
+
+    webhook_settings(settings, "ftp://relay.example.com/", WEBHOOK_SECRET="")
+    codes = [e.id for e in check_operations_settings()]
+    assert codes == ["ticketqueue.E064", "ticketqueue.E064"]
+    webhook_settings(settings, "https://relay.example.com/turn")
+    assert check_operations_settings() == []

@@ -233,3 +233,55 @@ def test_cleanup_drops_old_samples_and_runs_once_at_a_time(make_queue, now, live
     report = ticker.cleanup()
     assert report.samples_deleted == 1 and not report.skipped
     assert not Queue.objects.get(pk=queue.pk).samples.exists()
+
+
+def test_a_slow_round_is_merged_with_the_rounds_it_overran(make_queue, fake_pacing):
+    # 80/s in 8 rounds a second, as above; the third round takes 375 ms (a slow database).
+    queue = make_queue(mode="always", rate_per_minute=4800)
+    join_many(queue, 400)
+    ticker.run_tick(batches=1, **fake_pacing)  # empties the bucket's initial burst
+    batches = []
+
+    def count(sender, queue, admissions, **kwargs):
+        batches.append((services.clock() - T0, len(admissions)))
+        if len(batches) == 2:
+            fake_pacing["timer"].advance(0.375)
+
+    signals.entries_admitted.connect(count)
+    try:
+        report = ticker.run_tick(batches=8, interval=1.0, **fake_pacing)
+    finally:
+        signals.entries_admitted.disconnect(count)
+    # The rounds due at 375 and 500 ms are not run back to back after it: the one due at
+    # 625 ms runs at once and admits what the bucket gathered meanwhile. Nothing is lost.
+    assert batches == [(0.125, 10), (0.25, 10), (0.625, 30), (0.75, 10), (0.875, 10)]
+    assert report.ticked[0].batches == 6 and report.admitted == 70
+
+
+def test_a_tick_that_holds_no_queue_returns_at_once(make_queue, fake_pacing):
+    queue = make_queue(mode="always", capacity=5)
+    join_many(queue, 3)
+    lease = ticker.get_lease()
+    assert lease.acquire(queue.store_id, "another-worker", 30)
+    start = fake_pacing["timer"]()
+    report = ticker.run_tick(batches=10, interval=1.0, **fake_pacing)
+    assert report.skipped == ["sale"] and fake_pacing["timer"]() == start  # no sleeping
+    lease.release(queue.store_id, "another-worker")
+
+
+def test_a_backstop_tick_takes_only_the_queues_nobody_took_from_its_round(
+    make_queue, fake_pacing
+):
+    taken = make_queue(slug="taken", mode="always", capacity=5)
+    free = make_queue(slug="free", mode="always", capacity=5)
+    join_many(taken, 3)
+    join_many(free, 3, start=10)
+    lease = ticker.get_lease()
+    assert lease.acquire(taken.store_id, "its-own-task", 30)
+    report = ticker.run_tick(batches=4, interval=1.0, first_batch=1, **fake_pacing)
+    # It waited for its round (250 ms), took the free queue only and ran rounds 1 to 3.
+    assert report.skipped == ["taken"]
+    (done,) = report.ticked
+    assert (done.slug, done.batches, done.admitted) == ("free", 3, 3)
+    assert fake_pacing["timer"]() - T0 == 0.75
+    lease.release(taken.store_id, "its-own-task")
