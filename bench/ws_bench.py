@@ -7,10 +7,21 @@ redis-server, so nothing else is counted) and the server's memory per idle conne
 Writes bench/results/ws.json and the "Live updates (issue 3)" section of docs/benchmarks.md.
 
     .venv/bin/python bench/ws_bench.py [--quick] [--sizes 1000,5000,10000]
-                                        [--servers bare,daphne-raw,daphne,uvicorn-raw,uvicorn]
-                                        [--ticks 8]
+                                        [--servers bare,daphne,uvicorn,uvicorn-lean,...]
+                                        [--ticks 8] [--results FILE]
+    .venv/bin/python bench/ws_bench.py --profile 500,1500 --servers uvicorn,uvicorn-lean
+                                        [--verbose]
 
---quick (CI): 200 clients, written to bench/results/ws_quick.json only.
+--quick (CI): 200 clients, written to bench/results/ws_quick.json only. --results FILE: the
+JSON goes there and the docs are left alone (for trying things). --ticks 0: memory only.
+
+A server is named by a spec: ``bare``, ``daphne[-raw|-lean]`` or ``uvicorn[-raw|-lean]``
+(``-raw``: a minimal ASGI app, the server's own cost; ``-lean``: the lean application; none:
+the Channels consumer), then ``+option=value`` pairs: lower-case ones are uvicorn.Config
+arguments, upper-case ones the server's environment, and ``+tqws`` is
+``+ws=ticketqueue.live.uvicorn:WebSocketProtocol``. Example:
+``uvicorn-lean+tqws+ws_ping_interval=none``. A full run also measures OPTION_SERVERS for memory
+only and profiles PROFILE_SERVERS (--profile: tracemalloc in the server, by component).
 
 Roles: this one script is also the server (``--role asgi|bare``) and the load generator
 (``--role clients``), each in its own process; the orchestrator talks to the load generator
@@ -59,6 +70,46 @@ SERVER_CMD = [os.environ.get("WS_BENCH_SERVER", __file__)]
 ORIGIN = "http://127.0.0.1"
 #: Clients connected before the memory baseline is read (imports, first-connection costs).
 WARM = 20
+#: The live rows of a full run (see parse_spec for the names).
+SERVERS = [
+    "bare",
+    "daphne-raw",
+    "daphne",
+    "uvicorn-raw",
+    "uvicorn",
+    "uvicorn-lean",
+    "uvicorn-raw+tqws",
+    "uvicorn+tqws",
+    "uvicorn-lean+tqws",
+]
+#: Memory-only rows of a full run: what uvicorn's options and the allocator change. The
+#: ``PYTHONPATH`` ones need wsproto / httptools / uvloop, which the project does not install:
+#: ``pip install --target /tmp/ws-extra wsproto httptools uvloop``; rows that fail are skipped.
+OPTION_SERVERS = [
+    "uvicorn-raw",
+    "uvicorn-raw+ws=websockets",
+    "uvicorn-raw+ws=wsproto+http=h11+loop=asyncio+PYTHONPATH=/tmp/ws-extra",
+    "uvicorn-raw+http=httptools+PYTHONPATH=/tmp/ws-extra",
+    "uvicorn-raw+loop=uvloop+PYTHONPATH=/tmp/ws-extra",
+    "uvicorn-raw+ws_ping_interval=none",
+    "uvicorn-raw+proxy_headers=false",
+    "uvicorn-raw+PYTHONMALLOC=malloc",
+    "uvicorn-raw+MALLOC_ARENA_MAX=2",
+    "uvicorn-raw+tqws",
+    "uvicorn-lean",
+    "uvicorn-lean+tqws",
+    "uvicorn-lean+tqws+proxy_headers=false",
+    "uvicorn-lean+ws=wsproto+http=h11+loop=asyncio+PYTHONPATH=/tmp/ws-extra",
+]
+#: --profile in a full run: idle sockets before and after.
+PROFILE_SIZES = (500, 1500)
+PROFILE_SERVERS = ["bare", "uvicorn-raw", "uvicorn", "uvicorn-lean", "uvicorn-lean+tqws"]
+#: ``+tqws``: uvicorn with ticketqueue's lighter protocol class.
+ALIASES = {"tqws": "ws=ticketqueue.live.uvicorn:WebSocketProtocol"}
+#: --profile: set in a server's environment, it traces allocations and dumps a tracemalloc
+#: snapshot to "<value>.<k>" at the k-th settle.
+TRACE_ENV = "WS_BENCH_TRACE"
+TRACE_FRAMES = 30
 #: Connection attempts in flight at once from the load generator.
 CONNECT_CONCURRENCY = 200
 #: Admissions per tick, the same at every N: what a tick costs Redis depends on how many it
@@ -149,15 +200,50 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def parse_options(text: str) -> dict[str, Any]:
+    """``key=value+key=value``: lower-case keys are uvicorn.Config arguments, upper-case ones
+    the server process's environment (PYTHONMALLOC, MALLOC_ARENA_MAX, ...)."""
+    words = {"none": None, "true": True, "false": False}
+    options: dict[str, Any] = {}
+    for item in filter(None, text.split("+")):
+        key, _, value = ALIASES.get(item, item).partition("=")
+        parsed: Any = words.get(value.lower(), value)
+        if isinstance(parsed, str) and not key.isupper():
+            with contextlib.suppress(ValueError):
+                parsed = float(value) if "." in value else int(value)
+        options[key] = parsed
+    return options
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A server row: ``bare``, ``daphne[-raw]`` or ``uvicorn[-raw]``, then ``+option=value``
+    pairs (``uvicorn+ws=wsproto+ws_ping_interval=none``, ``uvicorn-raw+PYTHONMALLOC=malloc``)."""
+    base, _, options = spec.partition("+")
+    return base, parse_options(options)
+
+
 def settle_on_signal() -> None:
     """On SIGUSR1: collect garbage, give freed memory back to the OS, then say "settled" on
     stdout. Lets the orchestrator read an idle server's memory, and start the ticks from a
     steady state rather than in the garbage of the connection storm."""
 
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(TRACE_FRAMES)
+    taken = 0
+
     def settle(signum: int, frame: Any) -> None:
+        nonlocal taken
         gc.collect()
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+        if trace:  # --profile: what Python allocated, by traceback, at every settle
+            import tracemalloc
+
+            taken += 1
+            tracemalloc.take_snapshot().dump(f"{trace}.{taken}")
         sys.stdout.write("settled\n")
         sys.stdout.flush()
 
@@ -186,7 +272,7 @@ async def raw_application(scope: dict[str, Any], receive: Any, send: Any) -> Non
         pass
 
 
-def serve_asgi(server: str, fd: int, redis_url: str, ws: str) -> None:
+def serve_asgi(server: str, fd: int, redis_url: str, ws: str, options: str = "") -> None:
     raise_nofile()
     settle_on_signal()
     kind, _, variant = server.partition("-")
@@ -196,7 +282,15 @@ def serve_asgi(server: str, fd: int, redis_url: str, ws: str) -> None:
     import django
 
     django.setup()
-    application = raw_application if variant == "raw" else asgi_application()
+    if variant == "raw":
+        application = raw_application
+    elif variant == "lean":
+        from ticketqueue.routing import QueueSocketApp
+
+        application = QueueSocketApp()
+    else:
+        application = asgi_application()
+    uvicorn_options = {k: v for k, v in parse_options(options).items() if not k.isupper()}
     if kind == "daphne":
         from daphne.server import Server
 
@@ -213,13 +307,16 @@ def serve_asgi(server: str, fd: int, redis_url: str, ws: str) -> None:
 
         config = uvicorn.Config(
             application,
-            ws=ws,
-            ws_per_message_deflate=False,
-            ws_max_size=4096,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            backlog=4096,
+            **{
+                "ws": ws,
+                "ws_per_message_deflate": False,
+                "ws_max_size": 4096,
+                "lifespan": "off",
+                "log_level": "warning",
+                "access_log": False,
+                "backlog": 4096,
+                **uvicorn_options,
+            },
         )
         uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
 
@@ -360,10 +457,10 @@ class _Fleet:
             self.everyone.set()
 
 
-def run_clients(url: str, cookies_file: str) -> None:
+def run_clients(url: str, cookies_file: str, warm: int = WARM) -> None:
     raise_nofile()
     cookies = json.loads(Path(cookies_file).read_text())
-    asyncio.run(_clients(url, cookies))
+    asyncio.run(_clients(url, cookies, warm))
 
 
 def _say(**message: Any) -> None:
@@ -371,7 +468,7 @@ def _say(**message: Any) -> None:
     sys.stdout.flush()
 
 
-async def _clients(url: str, cookies: list[str]) -> None:
+async def _clients(url: str, cookies: list[str], warm: int = WARM) -> None:
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
 
@@ -382,7 +479,7 @@ async def _clients(url: str, cookies: list[str]) -> None:
     threading.Thread(target=read_stdin, daemon=True).start()
     hostport, _, path = url.removeprefix("ws://").partition("/")
     host, port = hostport.split(":")
-    fleet = _Fleet(len(cookies), min(WARM, len(cookies)))
+    fleet = _Fleet(len(cookies), min(warm, len(cookies)))
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     clients: list[_Client] = []
 
@@ -522,7 +619,7 @@ def command_calls(client: Any) -> dict[str, int]:
 
 
 class Clients:
-    def __init__(self, url: str, cookies: list[str]) -> None:
+    def __init__(self, url: str, cookies: list[str], warm: int = WARM) -> None:
         self.file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
         json.dump(cookies, self.file)
         self.file.close()
@@ -536,6 +633,8 @@ class Clients:
                 url,
                 "--cookies",
                 self.file.name,
+                "--warm",
+                str(warm),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -572,18 +671,35 @@ class Clients:
 
 
 def run_one(
-    server: str, n: int, ticks: int, redis_url: str, redis_client: Any, ws_impl: str
+    server: str,
+    n: int,
+    ticks: int,
+    redis_url: str,
+    redis_client: Any,
+    ws_impl: str,
+    *,
+    warm: int = WARM,
+    trace: str | None = None,
 ) -> dict[str, Any]:
+    """One server spec (``name[+option=value...]``, see parse_spec) with n clients. With
+    ``trace`` (a path prefix) the server dumps tracemalloc snapshots at ``warm`` and n idle
+    connections, and nothing else is measured."""
     from ticketqueue import services
 
-    raw = server.endswith("-raw")  # memory only: the server's own floor
-    queue, cookies = make_queue(n) if server not in ("bare",) and not raw else (None, ["-"] * n)
+    base, options = parse_spec(server)
+    env = {**os.environ, **{k: str(v) for k, v in options.items() if k.isupper()}}
+    if trace:
+        env[TRACE_ENV] = trace
+    raw = base.endswith("-raw")  # memory only: the server's own floor
+    memory_only = raw or trace is not None or ticks == 0
+    queue, cookies = make_queue(n) if base != "bare" and not raw else (None, ["-"] * n)
     admit = ADMIT_PER_TICK
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(4096)
     port = listening.getsockname()[1]
-    role = ["--role", "bare"] if server == "bare" else ["--role", "asgi", "--server", server]
+    role = ["--role", "bare"] if base == "bare" else ["--role", "asgi", "--server", base]
+    opts = server.partition("+")[2]
     proc = subprocess.Popen(  # noqa: S603
         [
             sys.executable,
@@ -595,10 +711,13 @@ def run_one(
             redis_url,
             "--ws",
             ws_impl,
+            "--options",
+            opts,
         ],
         pass_fds=[listening.fileno()],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
     def settled_rss() -> int:
@@ -609,7 +728,7 @@ def run_one(
         return rss_kib(proc.pid)
 
     path = f"/ws/queue/{queue.slug}/" if queue is not None else "/"
-    clients = Clients(f"ws://127.0.0.1:{port}{path}", cookies)
+    clients = Clients(f"ws://127.0.0.1:{port}{path}", cookies, warm)
     result: dict[str, Any] = {"server": server, "clients": n}
 
     def watchdog() -> None:
@@ -634,8 +753,8 @@ def run_one(
         time.sleep(TICK_SPACING)  # idle: every connection's first update is out
         rss_idle = settled_rss()
         result["rss_mib"] = round(rss_idle / 1024, 1)
-        result["kib_per_connection"] = round((rss_idle - rss_warm) / max(1, n - WARM), 2)
-        if raw:
+        result["kib_per_connection"] = round((rss_idle - rss_warm) / max(1, n - warm), 2)
+        if memory_only:
             return result
         time.sleep(TICK_SPACING)  # more than UPDATE_INTERVAL since any socket's last update
 
@@ -645,7 +764,7 @@ def run_one(
         waiting = ready["connected"]
         for _ in range(ticks):
             start = time.time()
-            if server == "bare":
+            if base == "bare":
                 redis_client.publish(BARE_CHANNEL, BARE_FRAME)
             else:
                 services.tick(queue, limit=admit)
@@ -654,7 +773,7 @@ def run_one(
             deadline = start + 30
             while clients.count() < expected_total and time.time() < deadline:
                 time.sleep(0.02)
-            if server != "bare":
+            if base != "bare":
                 waiting -= admit  # the admitted hold passes: no more updates for them
             pause = start + TICK_SPACING - time.time()
             if pause > 0:
@@ -674,7 +793,7 @@ def run_one(
     calls = {k: v for k, v in calls.items() if v and k not in SET_UP_COMMANDS}
     result["redis_commands_per_tick"] = round(sum(calls.values()) / ticks, 1)
     result["redis_commands"] = {k: round(v / ticks, 1) for k, v in sorted(calls.items())}
-    result["admitted_per_tick"] = 0 if server == "bare" else admit
+    result["admitted_per_tick"] = 0 if base == "bare" else admit
     return result
 
 
@@ -709,12 +828,23 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def floor_of(spec: str) -> str:
+    """The ``-raw`` row that measures what a row's server costs alone (same options)."""
+    base, _, options = spec.partition("+")
+    kind = base.split("-")[0]
+    return kind + "-raw" + ("+" + options if options else "")
+
+
+def _share(row: dict[str, Any], floors: dict[tuple[str, int], dict[str, Any]]) -> str:
+    floor = floors.get((floor_of(row["server"]), row["clients"]))
+    return f"{floor['kib_per_connection']}" if floor else "-"
+
+
 def write_docs(payload: dict[str, Any]) -> None:
     rows = payload["runs"]
-    live = [r for r in rows if not r["server"].endswith("-raw")]
+    live = [r for r in rows if not parse_spec(r["server"])[0].endswith("-raw")]
     bare = {r["clients"]: r for r in rows if r["server"] == "bare"}
-    raw = {(r["server"].removesuffix("-raw"), r["clients"]): r for r in rows
-           if r["server"].endswith("-raw")}
+    floors = {(r["server"], r["clients"]): r for r in rows}
     lines = [
         HEADING,
         "",
@@ -730,6 +860,15 @@ def write_docs(payload: dict[str, Any]) -> None:
         "message. The bare baseline is a `websockets` server that broadcasts each Redis message "
         "to every socket with `websockets.broadcast()`.",
         "",
+        "Rows: `uvicorn` and `daphne` serve the Channels consumer behind the documented stack "
+        "(`AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))`); `-lean` is the "
+        "lean application (`ticketqueue.routing.QueueSocketApp`, same protocol, no Channels "
+        "per socket); `+tqws` runs uvicorn with `--ws ticketqueue.live.uvicorn:WebSocketProtocol` "
+        "(uvicorn's `websockets-sansio` protocol keeping less per socket); the others use "
+        f"`--ws {payload['uvicorn_ws']}`. All uvicorn rows: permessage-deflate off, "
+        "`--ws-max-size 4096`, default keepalive pings; daphne declines permessage-deflate by "
+        "default.",
+        "",
         "| server | N | p50 | p99 | max | msgs/s | vs bare | Redis cmds/tick | connect |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -738,8 +877,11 @@ def write_docs(payload: dict[str, Any]) -> None:
         base = bare.get(r["clients"])
         ratio = (
             f"{r['messages_per_second'] / base['messages_per_second']:.2f}"
-            if r["server"] != "bare" and base and base.get("messages_per_second")
-            and r.get("messages_per_second") else "-"
+            if r["server"] != "bare"
+            and base
+            and base.get("messages_per_second")
+            and r.get("messages_per_second")
+            else "-"
         )
         lines.append(
             f"| {r['server']} | {r['clients']:,} | {r['p50_ms']} ms | {r['p99_ms']} ms | "
@@ -750,23 +892,21 @@ def write_docs(payload: dict[str, Any]) -> None:
         "",
         "Memory of an idle connection, from the server's RSS after a garbage collection, "
         f"between {WARM} and N connections. `-raw` is a minimal ASGI app under the same "
-        "server (accept, greet, hold): what the server itself costs.",
+        "server and options (accept, greet, hold): what the server itself costs.",
         "",
         "| server | N | KiB per connection | server RSS | the server alone (`-raw`) |",
         "|---|---|---|---|---|",
     ]
     for r in live:
-        floor = raw.get((r["server"], r["clients"]))
         lines.append(
             f"| {r['server']} | {r['clients']:,} | {r['kib_per_connection']} | "
-            f"{r['rss_mib']} MiB | {floor['kib_per_connection'] if floor else '-'} |"
+            f"{r['rss_mib']} MiB | {_share(r, floors)} |"
         )
     biggest = max(r["clients"] for r in live)
     top = {r["server"]: r for r in live if r["clients"] == biggest}
     checks = []
-    for server in ("uvicorn", "daphne"):
-        r = top.get(server)
-        if r is None or "bare" not in top:
+    for server, r in top.items():
+        if server == "bare" or "bare" not in top:
             continue
         ratio = r["messages_per_second"] / top["bare"]["messages_per_second"]
         checks.append(
@@ -775,12 +915,16 @@ def write_docs(payload: dict[str, Any]) -> None:
             f"{r['kib_per_connection']} KiB per idle connection "
             f"({_verdict(r['kib_per_connection'] < 20)})."
         )
-    per_tick = sorted({r["redis_commands_per_tick"] for r in live if r["server"] != "bare"})
+    by_server: dict[str, list[float]] = {}
+    for r in live:
+        if r["server"] != "bare":
+            by_server.setdefault(r["server"], []).append(r["redis_commands_per_tick"])
+    flat = all(max(v) - min(v) < 3 for v in by_server.values())
+    sizes = ", ".join(f"{n:,}" for n in sorted({r["clients"] for r in live}))
     checks.append(
-        f"- Redis commands per tick: {', '.join(str(c) for c in per_tick)} across N = "
-        f"{', '.join(f'{n:,}' for n in sorted(bare))} "
-        f"({_verdict(len(per_tick) <= 1 or per_tick[-1] - per_tick[0] < 3)}: they do not grow "
-        "with N)."
+        f"- Redis commands per tick at N = {sizes}: "
+        + "; ".join(f"{k} {', '.join(str(c) for c in v)}" for k, v in by_server.items())
+        + f" ({_verdict(flat)}: they do not grow with N)."
     )
     lines += [
         "",
@@ -789,6 +933,30 @@ def write_docs(payload: dict[str, Any]) -> None:
         "",
         *checks,
         "",
+    ]
+    options = payload.get("options") or []
+    if options:
+        n = options[0]["clients"]
+        lines += [
+            f"Server options, memory only ({n:,} idle connections, `--sizes {n} --ticks 0`; "
+            "upper-case options are the server's environment):",
+            "",
+            "| server and options | KiB per connection | server RSS |",
+            "|---|---|---|",
+            *(
+                f"| `{r['server']}` | {r['kib_per_connection']} | {r['rss_mib']} MiB |"
+                for r in options
+            ),
+            "",
+        ]
+    lines += [
+        "Where an idle socket's memory goes (`python bench/ws_bench.py --profile 500,1500 "
+        "--verbose`: tracemalloc in the server, the difference between 500 and 1,500 idle "
+        "sockets, each allocation charged to the innermost frame of a known component):",
+        "",
+        *profile_table(payload.get("profile") or []),
+        "",
+        *profile_reading(payload.get("profile") or []),
         "Redis commands per tick count every command the tick runs, including those inside the "
         "store's Lua scripts (commandstats counts them one by one): expire, admit, the journal, "
         "the counts, plus one PUBLISH for the tick's broadcast and one for its batch of passes. "
@@ -796,21 +964,19 @@ def write_docs(payload: dict[str, Any]) -> None:
         "one status read (two store calls) per socket per `RESYNC_INTERVAL` (60 s), spread "
         "out: N/30 commands a second per process at the defaults.",
         "",
-        "Memory: the 20 KiB target is below what either server needs for a bare socket (the "
-        "`-raw` column); ticketqueue's own share (channels' middleware stack, the consumer, its "
-        "seat) is the difference. Delivery: uvicorn writes a frame with one `send()`; daphne "
-        "goes through autobahn and the Twisted reactor, which cost about 60-100 us a frame, "
-        "hence its lower rate. For large sales run the sockets under uvicorn, several processes "
-        "per host. The connection storm is the other limit at 10k: CPython's cyclic garbage "
-        "collector runs full collections over the growing heap (over a second each at ~4 "
-        "million objects), so a process stalls briefly while thousands of sockets arrive.",
+        "Delivery: uvicorn writes a frame with one `send()`; daphne goes through autobahn and "
+        "the Twisted reactor, which cost about 60-100 us a frame, hence its lower rate. For "
+        "large sales run the sockets under uvicorn, several processes per host, with the lean "
+        "application and the lighter protocol (docs/protocol.md, \"Serving\"). The connection "
+        "storm is the other limit at 10k: CPython's cyclic garbage collector runs full "
+        "collections over the growing heap (over a second each at ~4 million objects), so a "
+        "process stalls briefly while thousands of sockets arrive.",
         "",
         "The machine is small and shared (load generator, Redis and PostgreSQL on the same two "
         "cores): delivery rates and tails move by 20-30% between runs, so compare the rows of "
-        "one run, not figures across runs.",
+        "one run, not figures across runs. Memory per connection is steady to about 0.3 KiB.",
         "",
-        f"Raw figures: `bench/results/ws.json`. Uvicorn ran with `--ws {payload['uvicorn_ws']}`"
-        " and permessage-deflate off; daphne declines permessage-deflate by default.",
+        "Raw figures: `bench/results/ws.json`.",
         "",
     ]
     section = "\n".join(lines)
@@ -823,7 +989,200 @@ def write_docs(payload: dict[str, Any]) -> None:
     DOCS.write_text(text)
 
 
+#: --profile: a traceback is charged to the innermost frame in one of these (first match).
+COMPONENTS = [
+    ("ticketqueue/live/hub.py", "ticketqueue: hub (seat, room indexes)"),
+    ("ticketqueue/live/protocol.py", "ticketqueue: protocol (rate bucket, frames)"),
+    ("ticketqueue/live/asgi.py", "ticketqueue: lean application"),
+    ("ticketqueue/live/connection.py", "ticketqueue: QueueSocket"),
+    ("ticketqueue/consumers.py", "ticketqueue: consumer"),
+    ("ticketqueue/identity.py", "ticketqueue: identity"),
+    ("django/contrib/sessions", "channels: session (SessionStore)"),
+    ("django/contrib/auth", "channels: auth (user)"),
+    ("channels/sessions.py", "channels: cookie + session middleware"),
+    ("channels/auth.py", "channels: auth middleware"),
+    ("channels/middleware.py", "channels: auth middleware"),
+    ("channels/security", "channels: origin validator"),
+    ("channels/routing.py", "channels: routers"),
+    ("django/urls", "channels: routers"),
+    ("channels/consumer.py", "channels: consumer instance"),
+    ("channels/generic", "channels: consumer instance"),
+    ("django/http", "django: cookie parsing"),
+    ("uvicorn/", "server: uvicorn"),
+    ("daphne/", "server: daphne"),
+    ("twisted/", "server: twisted"),
+    ("autobahn/", "server: autobahn"),
+    ("websockets/", "server: websockets"),
+    ("wsproto/", "server: wsproto"),
+    ("h11/", "server: h11"),
+    ("asyncio/", "asyncio"),
+    ("bench/ws_bench.py", "bench app"),
+]
+
+
+def component(traceback: Any) -> str:
+    for frame in reversed(traceback):  # innermost first
+        name = frame.filename.replace("\\", "/")
+        for marker, label in COMPONENTS:
+            if marker in name:
+                return label
+    return "other"
+
+
+def profile_memory(
+    spec: str,
+    low: int,
+    high: int,
+    redis_url: str,
+    redis_client: Any,
+    ws_impl: str,
+    *,
+    rss: bool = True,
+) -> dict[str, Any]:
+    """tracemalloc in the server: what ``high - low`` more idle connections allocated, per
+    component and by traceback, beside the RSS growth (measured without tracing)."""
+    import tracemalloc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = str(Path(tmp) / "snap")
+        run_one(spec, high, 0, redis_url, redis_client, ws_impl, warm=low, trace=prefix)
+        before = tracemalloc.Snapshot.load(f"{prefix}.1")
+        after = tracemalloc.Snapshot.load(f"{prefix}.2")
+    plain = (
+        run_one(spec, high, 0, redis_url, redis_client, ws_impl, warm=low, trace=None)
+        if rss
+        else {"kib_per_connection": None}
+    )
+    per = max(1, high - low)
+    skip = tracemalloc.Filter(False, tracemalloc.__file__)
+    diff = after.filter_traces([skip]).compare_to(before.filter_traces([skip]), "traceback")
+    components: dict[str, float] = {}
+    blocks: dict[str, float] = {}
+    for stat in diff:
+        label = component(stat.traceback)
+        components[label] = components.get(label, 0) + stat.size_diff
+        blocks[label] = blocks.get(label, 0) + stat.count_diff
+    top = []
+    for stat in sorted(diff, key=lambda st: -st.size_diff)[:40]:
+        frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}"
+                  for f in reversed(stat.traceback)][:4]
+        top.append({"kib": round(stat.size_diff / per / 1024, 3),
+                    "blocks": round(stat.count_diff / per, 2), "where": frames})
+    return {
+        "server": spec,
+        "clients": [low, high],
+        "rss_kib_per_connection": plain["kib_per_connection"],
+        "traced_kib_per_connection": round(sum(components.values()) / per / 1024, 2),
+        "components": {
+            k: {"kib": round(v / per / 1024, 2), "blocks": round(blocks[k] / per, 1)}
+            for k, v in sorted(components.items(), key=lambda kv: -kv[1])
+        },
+        "top": top,
+    }
+
+
+def profile_table(reports: list[dict[str, Any]]) -> list[str]:
+    """Markdown: KiB per idle connection by component (rows) and server (columns)."""
+    if not reports:
+        return ["(not measured in this run)"]
+    labels: list[str] = []
+    for report in reports:
+        for label, value in report["components"].items():
+            if abs(value["kib"]) >= 0.05 and label not in labels:
+                labels.append(label)
+    specs = [r["server"] for r in reports]
+    lines = [
+        "| component | " + " | ".join(f"`{s}`" for s in specs) + " |",
+        "|---|" + "---|" * len(specs),
+    ]
+    for label in labels:
+        cells = []
+        for report in reports:
+            value = report["components"].get(label, {"kib": 0.0})["kib"]
+            cells.append(f"{value:.2f}" if abs(value) >= 0.005 else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    rest = [
+        sum(v["kib"] for k, v in r["components"].items() if k not in labels) for r in reports
+    ]
+    lines.append("| the rest | " + " | ".join(f"{v:.2f}" for v in rest) + " |")
+    lines.append(
+        "| **traced in all** | "
+        + " | ".join(f"**{r['traced_kib_per_connection']:.2f}**" for r in reports)
+        + " |"
+    )
+    return lines
+
+
+def profile_reading(reports: list[dict[str, Any]]) -> list[str]:
+    """What the profile table says about ticketqueue's share, in figures from this run."""
+    by = {r["server"]: r for r in reports}
+    if not all(k in by for k in ("uvicorn-raw", "uvicorn", "uvicorn-lean", "uvicorn-lean+tqws")):
+        return []
+
+    def part(spec: str, *prefixes: str) -> float:
+        return sum(
+            v["kib"] for k, v in by[spec]["components"].items() if k.startswith(prefixes)
+        )
+
+    def total(spec: str) -> float:
+        return float(by[spec]["traced_kib_per_connection"])
+
+    consumer = total("uvicorn") - total("uvicorn-raw")
+    channels = part("uvicorn", "channels:", "django:")
+    ours = part("uvicorn", "ticketqueue:")
+    lean = total("uvicorn-lean") - total("uvicorn-raw")
+    saved = total("uvicorn-lean") - total("uvicorn-lean+tqws")
+    queue_event = part("uvicorn-lean", "asyncio") - part("uvicorn-lean+tqws", "asyncio")
+    handshake = part("uvicorn-lean", "server: websockets") - part(
+        "uvicorn-lean+tqws", "server: websockets"
+    )
+    return [
+        f"Read across: the consumer adds {consumer:.1f} KiB of Python objects to what the raw "
+        f"app keeps (`uvicorn` against `uvicorn-raw`): {channels:.1f} are Channels' stack (the "
+        "cookie, session and auth middlewares' copies of the scope with the cookies, session "
+        "and user objects, the URL router's copy, the origin validator, the consumer instance "
+        "and every layer's suspended coroutine) and "
+        f"{ours:.1f} ticketqueue's own (the `QueueSocket` and its rate bucket, the seat with "
+        "its last frame, the room's set of the identity's seats, the identity string). The "
+        f"lean application keeps only the latter and its own coroutine ({lean:.1f}). "
+        f"`+tqws` takes {saved:.1f} off the server's share: the `asyncio.Queue` and `Event` "
+        f"deques ({queue_event:.1f}, the asyncio row) and the handshake's request and response "
+        f"({handshake:.1f}, the websockets row). tracemalloc sees Python's allocations only; "
+        "RSS adds the allocator's slack (the kernel's socket buffers are not in RSS).",
+        "",
+    ]
+
+
+def orchestrate_profile(args: argparse.Namespace) -> None:
+    raise_nofile()
+    low, high = (int(s) for s in args.profile.split(","))
+    reports = []
+    with private_redis() as (redis_url, redis_client):
+        configure_django(redis_url)
+        import django
+
+        django.setup()
+        ensure_database()
+        for spec in args.servers.split(","):
+            print(f"-- profile {spec}, {low} -> {high} idle connections", flush=True)
+            report = profile_memory(spec, low, high, redis_url, redis_client, args.ws)
+            reports.append(report)
+            print(f"   RSS {report['rss_kib_per_connection']} KiB per connection, traced "
+                  f"{report['traced_kib_per_connection']} KiB (Python allocations)", flush=True)
+            for label, value in report["components"].items():
+                print(f"   {value['kib']:7.2f} KiB {value['blocks']:6.1f} blocks  {label}")
+            if args.verbose:
+                for row in report["top"]:
+                    where = " < ".join(row["where"])
+                    print(f"   {row['kib']:7.3f} KiB {row['blocks']:5.2f}  {where}")
+    if args.results:
+        Path(args.results).write_text(json.dumps(reports, indent=2) + "\n")
+
+
 def orchestrate(args: argparse.Namespace) -> None:
+    if args.profile:
+        orchestrate_profile(args)
+        return
     limit = raise_nofile()
     sizes = [200] if args.quick else [int(s) for s in args.sizes.split(",")]
     if max(sizes) + 100 > limit:
@@ -831,7 +1190,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     ticks = 3 if args.quick else args.ticks
     servers = args.servers.split(",")
     if args.quick:
-        servers = [s for s in servers if not s.endswith("-raw")]  # CI: the live path only
+        servers = [s for s in servers if not parse_spec(s)[0].endswith("-raw")]  # CI: live only
     runs = []
     with private_redis() as (redis_url, redis_client):
         configure_django(redis_url)
@@ -845,6 +1204,25 @@ def orchestrate(args: argparse.Namespace) -> None:
                 run = run_one(server, n, ticks, redis_url, redis_client, args.ws)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
+        options = []
+        profiles = []
+        if not args.quick:
+            for spec in filter(None, args.option_servers.split(",")):
+                print(f"-- option {spec}, {args.option_size} idle clients", flush=True)
+                try:
+                    run = run_one(spec, args.option_size, 0, redis_url, redis_client, args.ws)
+                except Exception as exc:  # noqa: BLE001 - e.g. a library that is not installed
+                    print(f"   skipped: {exc!r}", flush=True)
+                    continue
+                print(json.dumps(run), flush=True)
+                options.append(run)
+            for spec in filter(None, args.profile_servers.split(",")):
+                print(f"-- profile {spec}, {PROFILE_SIZES}", flush=True)
+                report = profile_memory(
+                    spec, *PROFILE_SIZES, redis_url, redis_client, args.ws, rss=False
+                )
+                report.pop("top")
+                profiles.append(report)
     payload = {
         "command": "python bench/ws_bench.py" + (" --quick" if args.quick else ""),
         "date": datetime.now(tz=UTC).strftime("%Y-%m-%d"),
@@ -853,11 +1231,13 @@ def orchestrate(args: argparse.Namespace) -> None:
         "uvicorn_ws": args.ws,
         "ticks": ticks,
         "runs": runs,
+        "options": options,
+        "profile": profiles,
     }
-    results = QUICK_RESULTS if args.quick else RESULTS
+    results = Path(args.results) if args.results else QUICK_RESULTS if args.quick else RESULTS
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(payload, indent=2) + "\n")
-    if not args.quick:
+    if not args.quick and not args.results:
         write_docs(payload)
 
 
@@ -865,7 +1245,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 clients, 3 ticks (CI)")
     parser.add_argument("--sizes", default="1000,5000,10000")
-    parser.add_argument("--servers", default="bare,daphne-raw,daphne,uvicorn-raw,uvicorn")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--option-servers",
+        default=",".join(OPTION_SERVERS),
+        help="server specs measured for memory only, at --option-size idle connections",
+    )
+    parser.add_argument("--option-size", type=int, default=2000)
+    parser.add_argument(
+        "--profile-servers",
+        default=",".join(PROFILE_SERVERS),
+        help=f"server specs profiled with tracemalloc ({PROFILE_SIZES}) in a full run",
+    )
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's WebSocket library")
     parser.add_argument(
@@ -876,13 +1267,25 @@ def main() -> None:
     parser.add_argument("--redis")
     parser.add_argument("--url")
     parser.add_argument("--cookies")
+    parser.add_argument("--warm", type=int, default=WARM)
+    parser.add_argument(
+        "--profile",
+        metavar="LOW,HIGH",
+        help="where the memory goes: tracemalloc diff between LOW and HIGH idle connections",
+    )
+    parser.add_argument("--verbose", action="store_true", help="--profile: top tracebacks")
+    parser.add_argument(
+        "--results",
+        help="write the JSON here (a full run's default: bench/results/ws.json and the docs)",
+    )
+    parser.add_argument("--options", default="")
     args = parser.parse_args()
     if args.role == "asgi":
-        serve_asgi(args.server, args.fd, args.redis, args.ws)
+        serve_asgi(args.server, args.fd, args.redis, args.ws, args.options)
     elif args.role == "bare":
         serve_bare(args.fd, args.redis)
     elif args.role == "clients":
-        run_clients(args.url, args.cookies)
+        run_clients(args.url, args.cookies, args.warm)
     else:
         orchestrate(args)
 

@@ -173,6 +173,12 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                     "--proxy-headers",
                     "--ping-interval",
                     "30",
+                    # Client messages are at most WS_MAX_MESSAGE (2048) bytes: read nothing
+                    # larger (daphne's default is 1 MiB). docs/protocol.md, "Serving".
+                    "--websocket-max-message-size",
+                    "4096",
+                    "--websocket-max-frame-size",
+                    "4096",
                     "-v",
                     "0",  # warnings only: no line per socket
                     "demo_project.asgi:application",

@@ -25,3 +25,14 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+from ticketqueue.routing import QueueSocketApp  # noqa: E402
+
+#: The same site with the lean queue socket (ticketqueue.live.asgi) in the consumer's place.
+#: The site has no other sockets, so there is no fallback (docs/protocol.md shows one).
+lean_application = ProtocolTypeRouter(
+    {
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": QueueSocketApp(),
+    }
+)

@@ -49,15 +49,16 @@ def store_for_server(transactional_db):
     reset_store()
 
 
-@pytest.fixture
-def asgi_server(store_for_server, transactional_db):
-    """Base URL of the test project's ASGI application (tests/asgi.py) on a real server."""
+@pytest.fixture(params=["application", "lean_application"])
+def asgi_server(request, store_for_server, transactional_db):
+    """Base URL of the test project's ASGI application (tests/asgi.py) on a real server: the
+    queue socket as the Channels consumer, then as the lean application."""
     from django.db import connection
 
     sock = _listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     if isinstance(store_for_server, MemoryStore):
-        yield from _uvicorn_in_thread(sock, base)
+        yield from _uvicorn_in_thread(sock, base, request.param)
         return
     env = {
         **os.environ,
@@ -68,7 +69,7 @@ def asgi_server(store_for_server, transactional_db):
         "PYTHONPATH": str(ROOT),
     }
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "tests.asgi:application"],
+        [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), f"tests.asgi:{request.param}"],
         env=env,
         cwd=ROOT,
         pass_fds=[sock.fileno()],
@@ -89,13 +90,13 @@ def asgi_server(store_for_server, transactional_db):
             print(errors.decode(errors="replace"), file=sys.stderr)
 
 
-def _uvicorn_in_thread(sock, base):
+def _uvicorn_in_thread(sock, base, name):
     import uvicorn
 
-    from tests.asgi import application
+    import tests.asgi
 
     config = uvicorn.Config(
-        application, ws="websockets-sansio", lifespan="off", log_level="warning"
+        getattr(tests.asgi, name), ws="websockets-sansio", lifespan="off", log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,5 +1,8 @@
 """Live-update fixtures: a queue, visitors with signed cookies, sockets on the test project's
-ASGI application (origin check and auth included) and the hub, closed after each test."""
+ASGI application (origin check and auth included) and the hub, closed after each test.
+
+Socket tests run on both ways of serving the queue socket (the ``socket_app`` fixture): the
+Channels consumer behind the documented middleware stack, and the lean application."""
 
 import uuid
 
@@ -79,11 +82,25 @@ class Visitor:
         return Socket(queue.slug, headers)
 
 
-class Socket(WebsocketCommunicator):
-    def __init__(self, slug, headers):
-        from tests.asgi import application
+#: The test project's applications (tests/asgi.py) the socket tests run on.
+SOCKET_APPS = {"consumer": "application", "lean": "lean_application"}
 
-        super().__init__(application, f"/ws/queue/{slug}/", headers=headers)
+
+@pytest.fixture(params=sorted(SOCKET_APPS))
+def socket_app(request, monkeypatch):
+    """Runs a socket test on the Channels consumer and on the lean application."""
+    monkeypatch.setattr(Socket, "app", SOCKET_APPS[request.param])
+    return request.param
+
+
+class Socket(WebsocketCommunicator):
+    #: Which application of tests/asgi.py the socket connects to (see ``socket_app``).
+    app = SOCKET_APPS["consumer"]
+
+    def __init__(self, slug, headers):
+        import tests.asgi
+
+        super().__init__(getattr(tests.asgi, self.app), f"/ws/queue/{slug}/", headers=headers)
 
     async def open(self):
         connected, _ = await self.connect(timeout=TIMEOUT)

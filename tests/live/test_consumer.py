@@ -15,7 +15,11 @@ from ticketqueue.models import Entry
 
 from .conftest import TIMEOUT, in_thread
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("socket_app"),  # the Channels consumer and the lean application
+]
 
 
 @pytest.fixture(params=["redis", "local"])
@@ -283,11 +287,11 @@ async def test_expired_released_and_operator_revoked_passes_are_told(
 
 
 async def test_heartbeats_keep_an_entry_present(make_queue, hub, visitor, clock, monkeypatch):
-    from ticketqueue.consumers import QueueConsumer
+    from ticketqueue.live.connection import QueueSocket
 
     monkeypatch.setattr(services, "clock", clock)  # the store's "seen" times
     ticks = type(clock)(0.0)
-    monkeypatch.setattr(QueueConsumer, "clock", staticmethod(ticks))  # the heartbeat throttle
+    monkeypatch.setattr(QueueSocket, "clock", staticmethod(ticks))  # the heartbeat throttle
     queue = await in_thread(make_queue)(disconnect_grace=600)
     present, away = visitor(), visitor()
     for v in (present, away):
@@ -316,4 +320,42 @@ async def test_refusals_carry_their_codes(make_queue, hub, visitor):
     assert (await sock.next())["code"] == "entry_not_found"
     await sock.send(type="join")
     assert (await sock.next())["code"] == "queue_full"
+    await sock.disconnect()
+
+
+def _logged_in_session():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_user(f"fan{time.monotonic_ns()}")
+    client = Client()
+    client.force_login(user)
+    return user, client.cookies["sessionid"].value
+
+
+async def test_a_logged_in_user_is_the_socket_identity(make_queue, hub, visitor):
+    from .conftest import Socket
+
+    queue = await in_thread(make_queue)()
+    user, session = await in_thread(_logged_in_session)()
+    me = visitor()  # a visitor cookie too: the login wins, as over REST
+    headers = [
+        (b"cookie", f"sessionid={session}; tq_visitor={me.cookie}".encode()),
+        (b"origin", b"http://testserver"),
+    ]
+    sock = await Socket(queue.slug, headers).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next())["state"] == "waiting"
+    assert (await in_thread(services.status)(queue, f"user:{user.pk}")).state == "waiting"
+    assert (await in_thread(services.status)(queue, me.identity)).state is None
+    await sock.disconnect()
+
+    # A session that is not (or no longer) a login leaves the visitor cookie to decide.
+    headers[0] = (b"cookie", f"sessionid=not-a-session; tq_visitor={me.cookie}".encode())
+    sock = await Socket(queue.slug, headers).open()
+    await sock.next()
+    await sock.send(type="join")
+    await sock.next()
+    assert (await in_thread(services.status)(queue, me.identity)).state == "waiting"
     await sock.disconnect()

@@ -6,17 +6,21 @@ import pytest
 import pytest_asyncio
 
 from ticketqueue import services
-from ticketqueue.consumers import QueueConsumer
+from ticketqueue.live.connection import QueueSocket
 
 from .conftest import in_thread
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio,
+    pytest.mark.usefixtures("socket_app"),
+]
 
 
 @pytest.fixture
 def frozen(monkeypatch, clock):
-    """The consumer's clock stands still: the rate limit refills nothing during a test."""
-    monkeypatch.setattr(QueueConsumer, "clock", staticmethod(clock))
+    """The socket's clock stands still: the rate limit refills nothing during a test."""
+    monkeypatch.setattr(QueueSocket, "clock", staticmethod(clock))
     return clock
 
 

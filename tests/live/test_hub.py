@@ -38,16 +38,23 @@ def status(queue, **fields):
     return services.Status(**values)
 
 
-def tick(n=0, departed=(), waiting=0, active=0, rate=None, state="open"):
-    return {
+def tick(n=0, departed=(), waiting=0, active=0, rate=None, state="open", total=None, dt=None):
+    """A tick broadcast; with ``dt`` (the departed total) the departures are numbered and in
+    the order they left, without it they are an older publisher's: sorted, unnumbered."""
+    message = {
         "k": "tick",
         "n": n,
-        "d": sorted(departed),
+        "d": list(departed) if dt is not None else sorted(departed),
         "w": waiting,
         "a": active,
         "s": state,
         "r": rate,
     }
+    if total is not None:
+        message["t"] = total
+    if dt is not None:
+        message["dt"] = dt
+    return message
 
 
 async def seat_in(queue, identity="anon:x", **status_fields):
@@ -217,3 +224,92 @@ async def test_the_publisher_sends_the_passes_the_tick_signed(make_queue, hub, m
         sender=type(queue), queue=queue, admissions=[admission], passes={7: "signed.pass"}
     )
     assert json.loads(sent[0]) == {"k": "granted", "items": [["anon:x", 7, "signed.pass", 2.0]]}
+
+
+# -- numbered admissions and departures: what an exact read saw is never counted again -------
+
+
+async def test_a_tick_moves_a_seat_only_by_what_its_read_did_not_see(make_queue, hub):
+    queue = await in_thread(make_queue)()
+    # Read after admission 5 and departure 3 (order 4): the tick carrying them is no news.
+    room, fresh, _ = await seat_in(
+        queue, "anon:fresh", seq=10, order=10.0, position=5, admitted_total=5, departed_total=3
+    )
+    # Read before both: they move it.
+    _, stale, _ = await seat_in(
+        queue, "anon:stale", seq=11, order=11.0, position=8, admitted_total=4, departed_total=2
+    )
+    await room.on_message(tick(n=1, total=5, departed=[4.0], dt=3))
+    assert (fresh.position, stale.position) == (5, 6)
+    assert (fresh.departed_seen, stale.departed_seen) == (3, 3)
+
+    # A departure ahead of both, one behind the fresh seat only, one behind both.
+    await room.on_message(tick(n=0, total=5, departed=[12.0, 2.0, 10.5], dt=6))
+    assert (fresh.position, stale.position) == (4, 4)
+
+
+async def test_a_late_tick_moves_nobody_twice(make_queue, hub):
+    queue = await in_thread(make_queue)()
+    room, seat, frames = await seat_in(
+        queue, seq=20, order=20.0, position=8, admitted_total=7, departed_total=5
+    )
+    # This tick's admissions and departures (numbers 4 and 5) were in the read already.
+    await room.on_message(tick(n=2, total=6, departed=[2.0, 3.0], dt=5, waiting=10))
+    assert seat.position == 8 and len(frames) == 1  # nothing new: no frame either
+    # The next one moves it by what is new: one admission, one departure ahead.
+    await room.on_message(tick(n=1, total=8, departed=[1.5, 30.0], dt=7))
+    assert seat.position == 6
+    # And the late one again, after that: still nothing.
+    await room.on_message(tick(n=2, total=6, departed=[2.0, 3.0], dt=5))
+    assert seat.position == 6
+
+
+async def test_a_read_that_saw_some_of_a_ticks_departures_counts_the_rest(make_queue, hub):
+    queue = await in_thread(make_queue)()
+    room, seat, _ = await seat_in(queue, seq=10, order=10.0, position=9, departed_total=4)
+    # Numbers 3..6: the read saw 3 (order 1) and 4 (order 2); 5 (order 3) is ahead, 6 behind.
+    await room.on_message(tick(departed=[1.0, 2.0, 3.0, 20.0], dt=6))
+    assert (seat.position, seat.departed_seen) == (8, 6)
+
+
+async def test_the_exact_reads_and_the_tick_broadcast_agree_end_to_end(
+    make_queue, hub, visitor, monkeypatch
+):
+    """Real services: one seat reads after an admission and a departure, one before; the
+    tick's broadcast, delivered after both reads, leaves each at its exact place."""
+    queue = await in_thread(make_queue)(capacity=1)
+    people = [visitor() for _ in range(6)]
+    for person in people:
+        await in_thread(services.join)(queue, person.identity)
+    sent = []
+    monkeypatch.setattr(transport, "publish", lambda queue_id, payload: sent.append(payload))
+    room = None
+    seats = {}
+    for name, person in (("early", people[4]), ("late", people[5])):
+        seat = Seat(person.identity, Frames())
+        room = await get_hub().attach(queue, seat)
+        seats[name] = seat
+    early_status = await in_thread(services.status)(queue, people[4].identity)
+    room.apply_status(seats["early"], early_status, reply=True)
+    assert seats["early"].position == 5
+
+    await in_thread(services.leave)(queue, people[2].identity)  # departure 1, ahead of both
+    result = await in_thread(services.tick)(queue, limit=0)  # drains the departure
+    await in_thread(services.tick)(queue)  # admits the head: admission 1 (no departures)
+    late_status = await in_thread(services.status)(queue, people[5].identity)
+    assert (late_status.admitted_total, late_status.departed_total) == (1, 1)
+    room.apply_status(seats["late"], late_status, reply=True)
+    assert seats["late"].position == 4
+    assert result.departed == [3.0] and result.departed_total == 1
+
+    # Both tick broadcasts arrive now, after the late seat's read.
+    ticks = [json.loads(p) for p in sent if json.loads(p)["k"] == "tick"]
+    assert [(m["d"], m["dt"], m["t"]) for m in ticks] == [([3.0], 1, 0), ([], 1, 1)]
+    for message in ticks:
+        await room.on_message(message)
+    exact = {
+        name: (await in_thread(services.status)(queue, person.identity)).position
+        for name, person in (("early", people[4]), ("late", people[5]))
+    }
+    assert exact == {"early": 3, "late": 4}
+    assert {name: seat.position for name, seat in seats.items()} == exact

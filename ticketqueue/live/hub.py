@@ -101,6 +101,7 @@ class Seat:
         "pass_token",
         "position",
         "admitted_seen",
+        "departed_seen",
         "resync_at",
         "room",
         "sent",
@@ -119,6 +120,9 @@ class Seat:
         self.position: int | None = None
         #: The admission count the position already reflects (None: unknown, trust "n").
         self.admitted_seen: int | None = None
+        #: The number of the last departure the position already reflects (None: unknown,
+        #: count every departure a tick carries).
+        self.departed_seen: int | None = None
         self.eta: int | None = None
         self.pass_token: str | None = None
         self.expires_at: float | None = None
@@ -324,6 +328,7 @@ class Room:
             seat.order = status.order
             seat.position = status.position
             seat.admitted_seen = status.admitted_total
+            seat.departed_seen = status.departed_total
             seat.eta = status.eta_seconds
             seat.pass_token = seat.expires_at = None
             self.offer_update(seat, now=now, force=reply)
@@ -382,7 +387,15 @@ class Room:
     async def _on_tick(self, message: dict[str, Any]) -> None:
         admitted: int = message["n"]
         total: int | None = message.get("t")
-        departed: list[float] = message["d"]  # sorted by the publisher
+        # Departures in the order they left, numbered up to the departed total "dt" (without
+        # "dt": an older publisher's, sorted and unnumbered).
+        departed: list[float] = message["d"]
+        departed_total: int | None = message.get("dt")
+        first = 0
+        ahead = departed
+        if departed_total is not None:
+            first = departed_total - len(departed) + 1
+            ahead = sorted(departed)  # once per tick, for a bisect per seat
         self.waiting, self.active = message["w"], message["a"]
         self.queue_state = message["s"]
         self.rate = message["r"]
@@ -404,7 +417,17 @@ class Room:
                 if total is not None and seen is not None:
                     moved = max(0, total - seen)
                     seat.admitted_seen = max(seen, total)
-                gone = moved + (bisect_left(departed, seat.order) if departed else 0)
+                # Departures likewise, by number: only those past the seat's last exact read.
+                gone = moved
+                dseen = seat.departed_seen
+                if departed:
+                    if dseen is None or departed_total is None or dseen < first:
+                        gone += bisect_left(ahead, seat.order)  # none of them seen: O(log k)
+                    elif dseen < departed_total:  # the read saw the first few: rare, O(k)
+                        mine = seat.order
+                        gone += sum(1 for o in departed[dseen - first + 1 :] if o < mine)
+                if departed_total is not None and (dseen is None or dseen < departed_total):
+                    seat.departed_seen = departed_total
                 if gone:
                     position = seat.position = max(1, position - gone)
                 eta = seat.eta = estimate_eta(position, rate, None) if rate else seat.eta
@@ -446,7 +469,9 @@ class Room:
             if not seat.joining and (seat.seq != message["seq"] or seat.state != "waiting"):
                 seat.state, seat.seq = "waiting", message["seq"]
                 seat.order, seat.position = message["order"], message["position"]
-                seat.admitted_seen = None  # a join's answer carries no admission count
+                # The totals read with the join's position (None from an older publisher).
+                seat.admitted_seen = message.get("t")
+                seat.departed_seen = message.get("dt")
                 seat.eta = estimate_eta(seat.position, self.rate, None) if self.rate else None
                 self.offer_update(seat, now=now, force=True)
                 self.schedule_resync(seat, now, follow_up=True)
@@ -521,6 +546,7 @@ class Room:
             seat.state, seat.seq, seat.order = "waiting", status.seq, status.order
             seat.position, seat.eta = status.position, status.eta_seconds
             seat.admitted_seen = status.admitted_total
+            seat.departed_seen = status.departed_total
             self.offer_update(seat, now=now)
         elif seat.state is not None:
             # The entry ended and the message was lost: say there is no entry any more.

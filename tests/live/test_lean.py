@@ -1,0 +1,66 @@
+"""The lean queue socket's own wiring (its protocol is tested with the consumer's tests, which
+run on both): where other paths go, and a user set by a middleware around it."""
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from ticketqueue import services
+from ticketqueue.live.asgi import QueueSocketApp
+
+from .conftest import TIMEOUT, in_thread
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = (b"origin", b"http://testserver")
+
+
+async def other(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": scope["path"]})
+
+
+async def test_other_paths_go_to_the_fallback():
+    ws = WebsocketCommunicator(QueueSocketApp(other), "/ws/chat/", headers=[ORIGIN])
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+    assert await ws.receive_from(timeout=TIMEOUT) == "/ws/chat/"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/chat/", "/ws/queue/", "/ws/queue/a/b/", "/ws/queue/a b/"])
+async def test_without_a_fallback_other_paths_are_refused(path):
+    ws = WebsocketCommunicator(QueueSocketApp(), path, headers=[ORIGIN])
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert not connected
+
+
+async def test_the_slug_is_read_under_the_root_path():
+    slug = QueueSocketApp.slug
+    assert slug({"path": "/ws/queue/big-sale_2/"}) == "big-sale_2"
+    assert slug({"path": "/shop/ws/queue/big-sale/", "root_path": "/shop"}) == "big-sale"
+    assert slug({"path": "/ws/queue/big-sale"}) is None
+
+
+async def test_a_user_set_around_it_is_the_identity(make_queue, hub, visitor):
+    class User:
+        is_authenticated = True
+        pk = 7
+
+    def with_user(app):
+        async def middleware(scope, receive, send):
+            return await app(dict(scope, user=User()), receive, send)
+
+        return middleware
+
+    queue = await in_thread(make_queue)()
+    ws = WebsocketCommunicator(
+        with_user(QueueSocketApp()), f"/ws/queue/{queue.slug}/", headers=[ORIGIN]
+    )
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+    await ws.receive_json_from(timeout=TIMEOUT)
+    await ws.send_json_to({"type": "join"})
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["position"] == 1
+    assert (await in_thread(services.status)(queue, "user:7")).state == "waiting"
+    await ws.disconnect()

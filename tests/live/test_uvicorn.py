@@ -1,0 +1,130 @@
+"""The lighter uvicorn protocol (ticketqueue.live.uvicorn): its queue and flag on their own,
+then the queue socket's protocol through a real uvicorn server using it, on both the Channels
+consumer and the lean application."""
+
+import asyncio
+import json
+import socket
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ticketqueue import services
+from ticketqueue.live.uvicorn import Inbox, WebSocketProtocol, Writable
+
+from .conftest import SOCKET_APPS, TIMEOUT, in_thread
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+async def test_the_inbox_hands_out_messages_in_order_to_a_waiting_reader():
+    inbox = Inbox()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done() and inbox.empty()
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert await reader == 1
+    assert inbox.qsize() == 1 and not inbox.empty()
+    assert await inbox.get() == 2
+    with pytest.raises(asyncio.QueueEmpty):
+        inbox.get_nowait()
+
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    reader.cancel()  # a reader cancelled while waiting leaves the inbox usable
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    inbox.put_nowait(3)
+    assert await asyncio.wait_for(inbox.get(), TIMEOUT) == 3
+
+
+async def test_the_writable_flag_holds_writers_while_cleared():
+    flag = Writable()
+    flag.set()
+    assert await flag.wait() is True  # set: no waiting at all
+    flag.clear()
+    writers = [asyncio.ensure_future(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in writers)
+    flag.set()
+    assert await asyncio.gather(*writers) == [True, True]
+    assert flag.is_set()
+
+
+@pytest_asyncio.fixture(params=sorted(SOCKET_APPS))
+async def served(request, make_queue, hub):
+    """The test project's application (consumer or lean) under uvicorn with the protocol."""
+    import uvicorn
+
+    import tests.asgi
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(64)
+    config = uvicorn.Config(
+        getattr(tests.asgi, SOCKET_APPS[request.param]),
+        ws=WebSocketProtocol,
+        ws_max_size=4096,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield server, f"ws://127.0.0.1:{listening.getsockname()[1]}"
+    server.should_exit = True
+    await asyncio.wait_for(serving, TIMEOUT)
+    listening.close()
+
+
+def socket_to(base, slug, cookie, origin="http://testserver"):
+    return connect(
+        f"{base}/ws/queue/{slug}/",
+        additional_headers={"Cookie": f"tq_visitor={cookie}", "Origin": origin},
+        open_timeout=TIMEOUT,
+    )
+
+
+async def next_message(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def test_the_queue_socket_through_the_lighter_protocol(served, make_queue, visitor):
+    server, base = served
+    queue = await in_thread(make_queue)()
+    ahead, me = visitor(), visitor()
+    await in_thread(services.join)(queue, ahead.identity)
+    async with socket_to(base, queue.slug, me.cookie) as ws:
+        assert (await next_message(ws))["state"] is None
+        await ws.send(json.dumps({"type": "join"}))
+        assert (await next_message(ws))["position"] == 2
+        # What the protocol keeps per socket: its own inbox and flag, no handshake.
+        (protocol,) = server.server_state.connections
+        assert isinstance(protocol, WebSocketProtocol)
+        assert isinstance(protocol.queue, Inbox) and isinstance(protocol.writable, Writable)
+        assert protocol.request is None and protocol.response is None
+
+        await in_thread(services.tick)(queue, limit=1)
+        assert (await next_message(ws))["position"] == 1
+        await ws.send("not json")
+        assert (await next_message(ws))["code"] == "invalid_json"
+        await ws.send(json.dumps({"type": "leave"}))
+        assert await next_message(ws) == {"type": "left", "reason": "left"}
+
+
+async def test_refusals_through_the_lighter_protocol(served, visitor):
+    _, base = served
+    with pytest.raises(InvalidStatus) as refused:
+        async with socket_to(base, "any", visitor().cookie, origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+    async with socket_to(base, "no-such-queue", visitor().cookie) as ws:
+        assert (await next_message(ws))["code"] == "queue_not_found"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert closed.value.rcvd.code == 4404

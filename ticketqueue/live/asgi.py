@@ -1,0 +1,132 @@
+"""The lean queue socket: ``ws/queue/<slug>/`` served by a plain ASGI application.
+
+The same protocol, hub, seats and client-message handling as the Channels consumer (both hand
+the accepted socket to ``QueueSocket``), without what Channels keeps per socket for as long as
+it is open: a copy of the scope per middleware layer and their suspended coroutines, the
+session and user objects, the consumer instance. What stays per socket is the identity string,
+the ``QueueSocket`` and its seat. docs/protocol.md ("Serving") shows how to mount it; the
+site's other WebSocket routes go to ``fallback``, typically the usual Channels stack.
+
+What it does in Channels' place, with Channels' own code where there is some:
+
+- the origin check of ``AllowedHostsOriginValidator`` (``ALLOWED_HOSTS``, read when the
+  application is made), refused at the handshake (403);
+- the identity: ``scope["user"]`` if a middleware around this application set one (a bearer
+  token, say), else the user of the Django session cookie, read once in the thread pool and
+  only when there is a session cookie, else the signed visitor cookie. Only the identity string
+  is kept; the session and user objects are dropped after the handshake.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlparse
+
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
+from django.http.cookie import parse_cookie
+
+from ..identity import identity_for, user_identity
+from .connection import QueueSocket, in_thread
+
+__all__ = ["QueueSocketApp", "socket_identity"]
+
+#: ``ws/queue/<slug>/`` (routing.WS_PATH) with Django's ``slug`` converter.
+PATH = re.compile(r"ws/queue/(?P<slug>[-a-zA-Z0-9_]+)/")
+
+
+class QueueSocketApp:
+    """ASGI application for the queue's sockets; anything else goes to ``fallback``.
+
+    ``fallback`` is any ASGI application (the site's Channels stack for its other sockets, or
+    a ``ProtocolTypeRouter``); without one, other WebSocket paths are refused at the handshake.
+    """
+
+    def __init__(self, fallback: Any = None) -> None:
+        self.fallback = fallback
+        # channels' validator, used for its checks only: the allowed origins are ALLOWED_HOSTS
+        # (plus localhost under DEBUG with none), exactly as for the consumer.
+        self.origins = AllowedHostsOriginValidator(None)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        slug = self.slug(scope) if scope["type"] == "websocket" else None
+        if slug is None:
+            if self.fallback is not None:
+                return await self.fallback(scope, receive, send)
+            if scope["type"] != "websocket":
+                raise ValueError(f"No application for a {scope['type']!r} connection")
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.close"})
+            return None
+        if (await receive())["type"] != "websocket.connect":
+            return None
+        if not self.origins.valid_origin(_origin(scope)):
+            await send({"type": "websocket.close"})  # before accepting: a 403 at the handshake
+            return None
+        await send({"type": "websocket.accept"})
+        socket = QueueSocket()
+        try:
+            await socket.open(send, slug, await socket_identity(scope))
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    data = message.get("bytes")
+                    await socket.receive(message.get("text") if data is None else None, data)
+                elif kind == "websocket.disconnect":
+                    break
+        finally:
+            await socket.close()
+        return None
+
+    @staticmethod
+    def slug(scope: dict[str, Any]) -> str | None:
+        """The queue slug of a ``ws/queue/<slug>/`` path (under the scope's root_path)."""
+        path: str = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        match = PATH.fullmatch(path.removeprefix("/"))
+        return match["slug"] if match else None
+
+
+def _origin(scope: dict[str, Any]) -> Any:
+    """The parsed Origin header, as channels' OriginValidator reads it (None if absent)."""
+    parsed = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            parsed = urlparse(value.decode("latin1"))  # the last one, as channels reads it
+    return parsed
+
+
+def _cookies(scope: dict[str, Any]) -> dict[str, str]:
+    if "cookies" in scope:
+        return scope["cookies"]
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1"))
+    return {}
+
+
+async def socket_identity(scope: dict[str, Any]) -> str | None:
+    """The socket's identity: the scope's user, else the session's, else the visitor's."""
+    cookies = _cookies(scope)
+    if "user" in scope:  # set by a middleware around this application
+        return identity_for(scope["user"], cookies)
+    session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+    if session_key:
+        identity = await in_thread(_session_identity)(session_key)
+        if identity is not None:
+            return identity
+    return identity_for(None, cookies)
+
+
+def _session_identity(session_key: str) -> str | None:
+    """The logged-in user of a session, checked as Django checks it (backend, session hash)."""
+    from django.contrib.auth import get_user
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return user_identity(get_user(SimpleNamespace(session=store)))

@@ -1,0 +1,192 @@
+"""One queue socket's behaviour, whichever ASGI front end carries it: the Channels consumer
+(``ticketqueue.consumers``) or the lean application (``ticketqueue.live.asgi``).
+
+Both accept the socket, work out the identity their own way and then hand everything to a
+``QueueSocket``: the connect-time read, the client's messages (rate limit, size, parsing),
+the seat in the hub and the last heartbeat on disconnect. The frames go out through the raw
+ASGI ``send``, so the per-socket state is this one small object and its seat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from .. import services
+from ..conf import queue_settings
+from ..core import EntryNotFound, QueueNotFound, QueueUnavailable, TicketQueueError
+from .hub import Seat, get_hub
+from .protocol import (
+    CLOSE_IDENTITY_REQUIRED,
+    CLOSE_QUEUE_NOT_FOUND,
+    IdentityRequired,
+    InvalidMessage,
+    MessageBucket,
+    RateLimited,
+    error_frame,
+    parse_client_message,
+)
+
+__all__ = ["QueueSocket", "in_thread"]
+
+log = logging.getLogger("ticketqueue.live")
+
+Send = Any  # the ASGI send callable
+
+
+def in_thread(func: Any) -> Any:
+    """Store and row work runs in the thread pool, not the one thread Django's sync code
+    shares: thousands of sockets reconnecting at once must not queue behind each other."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class QueueSocket:
+    """One socket of one identity in one queue, from the accepted handshake to the disconnect.
+
+    A socket without an identity hears ``identity_required`` and is closed with 4401; every
+    socket of one identity shares its one entry through the hub.
+    """
+
+    __slots__ = ("bucket", "identity", "room", "seat")
+
+    #: Seconds clock for the rate limit and heartbeats; tests swap it.
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self.seat: Seat | None = None
+        self.room: Any = None
+        self.identity: str | None = None
+        self.bucket: MessageBucket | None = None
+
+    # -- connecting -------------------------------------------------------------------------
+    async def open(self, send: Send, slug: str, identity: str | None) -> None:
+        """After the handshake was accepted: seat the socket and tell it the truth."""
+        if identity is None:
+            await refuse(send, IdentityRequired(), CLOSE_IDENTITY_REQUIRED)
+            return
+        hub = get_hub()
+        room = hub.room_for_slug(slug)
+        if room is not None:
+            queue = room.queue  # kept fresh by the room: no query per socket
+        else:
+            try:
+                queue = await in_thread(services.get_queue)(slug)
+            except QueueNotFound as exc:
+                await refuse(send, exc, CLOSE_QUEUE_NOT_FOUND)
+                return
+        self.identity = identity
+        self.bucket = MessageBucket(
+            float(queue_settings.WS_MESSAGE_RATE),
+            float(queue_settings.WS_MESSAGE_BURST),
+            self.clock,
+        )
+        seat = Seat(identity, send)
+        # Subscribed before the status read: no broadcast after the read can be missed.
+        self.room = await hub.attach(queue, seat)
+        self.seat = seat
+        await self._status(touch=True)
+
+    @property
+    def queue(self) -> Any:
+        """The room's Queue row, shared by its sockets and refreshed when the queue changes."""
+        return self.room.queue
+
+    async def close(self) -> None:
+        """The socket is gone: leave the room; a waiting entry's grace counts from now."""
+        seat, self.seat = self.seat, None
+        if seat is None:
+            return
+        get_hub().detach(seat)
+        if seat.state == "waiting":
+            try:
+                await in_thread(services.heartbeat)(self.queue, self.identity)
+            except Exception:
+                log.warning("live: last heartbeat failed", exc_info=True)
+
+    # -- client messages --------------------------------------------------------------------
+    async def receive(self, text: str | None, data: bytes | None) -> None:
+        """One client frame: rate limit, then size, JSON and shape, then the message."""
+        seat = self.seat
+        bucket = self.bucket
+        if seat is None or bucket is None:
+            return
+        if not bucket.take():
+            if bucket.should_warn():
+                seat.send_text(error_frame(RateLimited()))
+            return
+        try:
+            message = parse_client_message(text, data, int(queue_settings.WS_MAX_MESSAGE))
+        except InvalidMessage as exc:
+            seat.send_text(error_frame(exc))
+            return
+        try:
+            await getattr(self, f"client_{message['type']}")(message)
+        except TicketQueueError as exc:
+            seat.send_text(error_frame(exc))
+        except Exception:
+            log.exception("live: client message failed", extra={"queue": self.room.queue_id})
+            seat.send_text(error_frame(QueueUnavailable()))
+
+    async def client_join(self, message: dict[str, Any]) -> None:
+        seat = self.seat
+        assert seat is not None
+        seat.joining = True
+        try:
+            status = await in_thread(services.join)(self.queue, self.identity)
+        finally:
+            seat.joining = False
+        self._apply(status)
+
+    async def client_leave(self, message: dict[str, Any]) -> None:
+        change = await in_thread(services.leave)(self.queue, self.identity)
+        seat = self.seat
+        if seat is not None and seat.seq == change.seq:
+            # Said at once here; the broadcast tells the identity's other sockets.
+            self.room.end(seat, "left", "left")
+
+    async def client_heartbeat(self, message: dict[str, Any]) -> None:
+        seat = self.seat
+        now = self.clock()
+        if seat is None or seat.state != "waiting":
+            return
+        if now - seat.touched >= float(queue_settings.HEARTBEAT_INTERVAL) / 2:
+            seat.touched = now
+            if not await in_thread(services.heartbeat)(self.queue, self.identity):
+                raise EntryNotFound()
+
+    async def client_status(self, message: dict[str, Any]) -> None:
+        await self._status()
+
+    async def _status(self, *, touch: bool = False) -> None:
+        """Send the current truth: the position, or the pass if it was granted meanwhile."""
+        try:
+            status = await in_thread(_read_status)(self.queue, self.identity, touch)
+        except TicketQueueError as exc:
+            if self.seat is not None:
+                self.seat.send_text(error_frame(exc))
+                # Not answered now (the store is being rebuilt or unreachable): read again soon.
+                self.room.schedule_resync(self.seat, get_hub().clock(), follow_up=True)
+            return
+        if touch and self.seat is not None:
+            self.seat.touched = self.clock()
+        self._apply(status)
+
+    def _apply(self, status: services.Status) -> None:
+        if self.seat is not None:
+            self.room.apply_status(self.seat, status, reply=True)
+
+
+async def refuse(send: Send, exc: TicketQueueError, code: int) -> None:
+    """Tell an accepted socket why it cannot stay, then close it with ``code``."""
+    await send({"type": "websocket.send", "text": error_frame(exc)})
+    await send({"type": "websocket.close", "code": code})
+
+
+def _read_status(queue: Any, identity: str, touch: bool) -> services.Status:
+    status = services.status(queue, identity)
+    if touch and status.state == "waiting":
+        services.heartbeat(queue, identity)
+    return status

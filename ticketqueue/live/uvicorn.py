@@ -1,0 +1,120 @@
+"""A lighter uvicorn WebSocket protocol for processes that hold thousands of idle sockets.
+
+    uvicorn mysite.asgi:application --ws ticketqueue.live.uvicorn:WebSocketProtocol ...
+
+uvicorn's ``websockets-sansio`` protocol keeps, for as long as a socket is open, an
+``asyncio.Queue`` for the messages the application has not read yet (four deques of 64 slots:
+about 3 KiB), an ``asyncio.Event`` for write flow control (one more deque) and the handshake's
+request and response with all their headers (about 3 KiB more), on a socket that has long
+been upgraded. This subclass changes exactly that and nothing else: a list and one future
+instead of the queue, a flag instead of the event, and the handshake dropped once the socket is
+accepted (uvicorn never reads it again). Frames, keepalive pings, limits, flow control and
+closing are uvicorn's own code.
+
+It subclasses uvicorn's implementation, so it is tied to it: written against uvicorn 0.54 (the
+version pinned in requirements/test.txt) and tested under it (tests/live/test_uvicorn.py runs
+the queue socket's whole protocol through it). Check it again when upgrading uvicorn; if
+uvicorn's class goes away, importing this module fails loudly rather than serving differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+__all__ = ["Inbox", "WebSocketProtocol", "Writable"]
+
+
+class Inbox:
+    """What uvicorn needs of ``asyncio.Queue`` for one socket's incoming messages: one reader
+    (the application's ``receive``), ``put_nowait`` from the protocol, ``empty``/``qsize``."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class Writable:
+    """What uvicorn needs of ``asyncio.Event`` for write flow control: ``wait`` returns at once
+    while set (the usual case: no suspension, no future), ``clear`` when the transport's
+    buffer is full, ``set`` when it drained or the connection was lost."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol with less kept per open socket (see above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Writable()  # type: ignore[assignment]
+        self.writable.set()
+
+    def start_keepalive(self) -> None:
+        # Called once, right after the accepted handshake's response was written: the request
+        # and response (headers and all) are never read again.
+        self.request = self.response = None
+        super().start_keepalive()
