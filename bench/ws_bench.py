@@ -961,7 +961,7 @@ def write_docs(payload: dict[str, Any]) -> None:
         "store's Lua scripts (commandstats counts them one by one): expire, admit, the journal, "
         "the counts, plus one PUBLISH for the tick's broadcast and one for its batch of passes. "
         "The socket process sends none. Not in the count (pushed out of the run): the resync, "
-        "one status read (two store calls) per socket per `RESYNC_INTERVAL` (60 s), spread "
+        "one status read (one store call) per socket per `RESYNC_INTERVAL` (60 s), spread "
         "out: N/30 commands a second per process at the defaults.",
         "",
         "Delivery: uvicorn writes a frame with one `send()`; daphne goes through autobahn and "
