@@ -603,8 +603,9 @@ def markdown(report: dict) -> str:
             "trip is the whole difference, so the ratio follows the latency of Redis and "
             "PostgreSQL on the same two cores. Measured in one process, the join view's own "
             "code costs about as much as the bare view; `services.join` adds about 110 us of "
-            "CPU, most of it redis-py sending the one EVALSHA and reading its reply (a bare "
-            "PING costs about 45 us), plus the time Redis takes to answer, which on this shared "
+            "CPU, nearly all of it redis-py (with hiredis) sending the one EVALSHA and reading "
+            "its reply: a bare PING from the same process costs 75-80 us of CPU here, the "
+            "system calls included. Add the time Redis takes to answer, which on this shared "
             "machine grows with the other tenants' load. Under one ASGI process the "
             "framework's own cost dominates and the ratios are higher.",
             "",
