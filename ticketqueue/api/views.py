@@ -7,8 +7,6 @@ give a new visitor its id (cookie and header) when the request has none.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -23,10 +21,11 @@ from rest_framework.views import APIView
 
 from .. import __version__, gate, passes, services
 from ..conf import queue_settings
-from ..core import EntryNotFound, PassMissing, PassWrongIdentity, QueueNotFound
+from ..core import EntryNotFound, PassMissing, PassWrongIdentity
 from ..identity import VISITOR_COOKIE, new_visitor_cookie
 from ..models import Queue
 from .exceptions import exception_handler
+from .rows import queue_row
 from .serializers import (
     ErrorSerializer,
     HeartbeatSerializer,
@@ -36,12 +35,7 @@ from .serializers import (
     ReleaseSerializer,
     StatusSerializer,
 )
-from .throttling import (
-    JoinIdentityThrottle,
-    JoinIPThrottle,
-    StatusIdentityThrottle,
-    StatusIPThrottle,
-)
+from .throttling import JoinThrottle, StatusThrottle
 
 __all__ = [
     "HeartbeatView",
@@ -53,33 +47,6 @@ __all__ = [
     "ReleaseView",
     "StatusView",
 ]
-
-#: Seconds an API process reuses a queue row it read. The store holds the knobs that decide
-#: (state, capacity, rate), so a row a moment old only shifts an ETA; it saves one SELECT on
-#: every join and status call of a busy sale.
-QUEUE_ROW_TTL = 2.0
-_rows: dict[str, tuple[Queue, float]] = {}
-_rows_lock = threading.Lock()
-
-
-def _queue(slug: str) -> Queue:
-    now = time.monotonic()
-    hit = _rows.get(slug)
-    if hit is not None and now < hit[1]:
-        return hit[0]
-    try:
-        queue = Queue.objects.get(slug=slug)
-    except Queue.DoesNotExist:
-        raise QueueNotFound() from None
-    with _rows_lock:
-        if len(_rows) > 1_000:
-            _rows.clear()
-        _rows[slug] = (queue, now + QUEUE_ROW_TTL)
-    return queue
-
-
-def forget_rows() -> None:
-    _rows.clear()
 
 
 def described(**kwargs: Any) -> Any:
@@ -183,7 +150,7 @@ class QueueInfoView(QueueAPIView):
         responses={200: QueueInfoSerializer, **_errors(404, 503)},
     )
     def get(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         info = services.queue_info(row)
         return Response(
             {
@@ -199,7 +166,7 @@ class QueueInfoView(QueueAPIView):
 
 
 class JoinView(QueueAPIView):
-    throttle_classes = [JoinIPThrottle, JoinIdentityThrottle]
+    throttle_classes = [JoinThrottle]
 
     @described(
         operation_id="queue_join",
@@ -208,14 +175,14 @@ class JoinView(QueueAPIView):
         responses={200: StatusSerializer, **_errors(404, 409, 429, 503)},
     )
     def post(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         identity, minted = _identity(request, mint=True)
         assert identity is not None
         return _status_response(request, row, services.join(row, identity), minted)
 
 
 class StatusView(QueueAPIView):
-    throttle_classes = [StatusIPThrottle, StatusIdentityThrottle]
+    throttle_classes = [StatusThrottle]
 
     @described(
         operation_id="queue_status",
@@ -223,7 +190,7 @@ class StatusView(QueueAPIView):
         responses={200: StatusSerializer, **_errors(404, 429, 503)},
     )
     def get(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         identity, minted = _identity(request, mint=True)
         assert identity is not None
         return _status_response(request, row, services.status(row, identity), minted)
@@ -237,7 +204,7 @@ class LeaveView(QueueAPIView):
         responses={200: LeaveSerializer, **_errors(404, 503)},
     )
     def post(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         identity, _ = _identity(request, mint=False)
         if identity is None:
             raise EntryNotFound()
@@ -253,7 +220,7 @@ class HeartbeatView(QueueAPIView):
         responses={200: HeartbeatSerializer, **_errors(404, 503)},
     )
     def post(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         identity, _ = _identity(request, mint=False)
         seen = identity is not None and services.heartbeat(row, identity)
         return Response({"seen": seen})
@@ -267,7 +234,7 @@ class ReleaseView(QueueAPIView):
         responses={200: ReleaseSerializer, **_errors(400, 403, 404, 429, 503)},
     )
     def post(self, request: Request, queue: str) -> Response:
-        row = _queue(queue)
+        row = queue_row(queue)
         body = ReleaseRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         tokens = gate.tokens_from(request, row.store_id)

@@ -13,6 +13,7 @@ from ._eta import (
     flow_in_window,
     measured_rate,
 )
+from ._limits import LIMIT_SLACK, LimitWindow, limit_check
 from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
@@ -23,9 +24,11 @@ __all__ = [
     "BURST_SECONDS",
     "FLOW_SAMPLE_EVERY",
     "FLOW_WINDOW",
+    "LIMIT_SLACK",
     "REQUIRED_CLAIMS",
     "Bucket",
     "EntryState",
+    "LimitWindow",
     "OutflowPolicy",
     "PassClaims",
     "QueueMode",
@@ -34,6 +37,7 @@ __all__ = [
     "estimate_eta",
     "expected_rate",
     "flow_in_window",
+    "limit_check",
     "measured_rate",
     "pass_audience",
     "pass_jti",

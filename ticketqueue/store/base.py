@@ -22,6 +22,8 @@ __all__ = [
     "Counts",
     "Departures",
     "Joined",
+    "LimitHit",
+    "LimitResult",
     "Located",
     "Placement",
     "QueueConfig",
@@ -135,6 +137,25 @@ class Departures:
     @property
     def first_number(self) -> int:
         return self.departed_total - len(self.orders) + 1
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    """One request counted against a named limit: at most ``limit`` hits per ``period``
+    seconds (a sliding window, ``core.limit_check``). A plain ``(name, limit, period)``
+    tuple does as well."""
+
+    name: str
+    limit: int
+    period: float
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """One hit's answer: whether its limit had room, else the seconds until it would."""
+
+    allowed: bool
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -311,6 +332,21 @@ class QueueStore(abc.ABC):
         step as the departure itself, so a reader comparing ``Counts.departed_total`` with these
         numbers knows which departures a position it read already reflects. Closing the queue
         is not a departure (the line ends for everyone).
+        """
+
+    # -- request limits (the REST throttles) -------------------------------------------
+    @abc.abstractmethod
+    def hit_limits(
+        self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
+    ) -> list[LimitResult]:
+        """Count one request against each of these limits (distinct names), all or nothing, in
+        one atomic step: if any refuses, none is counted, so a client over one limit does not
+        also use up the others. One result per hit, in order; ``allowed`` is whether that
+        limit had room (counted only if all did).
+
+        Counters live beside the queue (its hash slot in Redis) and need not be loaded: this
+        never raises QueueUnavailable. They are forgotten on their own two periods after
+        their last counted hit, and with the queue by ``delete``.
         """
 
     # -- locking (rebuild, tick loop) --------------------------------------------------

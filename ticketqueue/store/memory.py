@@ -6,10 +6,11 @@ Every operation runs under one lock, which gives the same atomicity Redis gives 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 
 from sortedcontainers import SortedList
 
@@ -17,6 +18,7 @@ from ..core import (
     FLOW_SAMPLE_EVERY,
     Bucket,
     EntryState,
+    LimitWindow,
     OutflowPolicy,
     QueueClosed,
     QueueFull,
@@ -24,6 +26,7 @@ from ..core import (
     QueueState,
     QueueUnavailable,
     flow_in_window,
+    limit_check,
     shuffle_order,
 )
 from .base import (
@@ -33,6 +36,8 @@ from .base import (
     Counts,
     Departures,
     Joined,
+    LimitHit,
+    LimitResult,
     Located,
     Placement,
     QueueConfig,
@@ -45,6 +50,9 @@ from .base import (
 __all__ = ["MemoryStore"]
 
 FLOW_SAMPLES_KEPT = 64
+#: Expired limit counters are swept at least this often (seconds of the callers' clock), and
+#: whenever the counters held double since the last sweep.
+LIMIT_SWEEP_EVERY = 60.0
 
 
 @dataclass
@@ -74,6 +82,11 @@ class MemoryStore(QueueStore):
         self._locks: dict[str, tuple[str, float]] = {}
         self._mutex = threading.RLock()
         self._versions = itertools.count(1)
+        # queue id -> limit name -> (counter, when it no longer matters)
+        self._limits: dict[str, dict[str, tuple[LimitWindow, float]]] = {}
+        self._limit_count = 0
+        self._limit_sweep_at = -math.inf
+        self._limit_sweep_size = 1_024
 
     # -- helpers ------------------------------------------------------------------------
     def _get(self, queue_id: str) -> _Queue:
@@ -209,6 +222,7 @@ class MemoryStore(QueueStore):
     def delete(self, queue_id: str) -> None:
         with self._mutex:
             self._queues.pop(queue_id, None)
+            self._limit_count -= len(self._limits.pop(queue_id, {}))
 
     def is_loaded(self, queue_id: str) -> bool:
         with self._mutex:
@@ -395,6 +409,42 @@ class MemoryStore(QueueStore):
             q = self._get(queue_id)
             drained, q.departures = q.departures, []
             return Departures(tuple(drained), q.departed_total)
+
+    # -- request limits -------------------------------------------------------------------
+    def hit_limits(
+        self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
+    ) -> list[LimitResult]:
+        with self._mutex:
+            if now >= self._limit_sweep_at or self._limit_count >= self._limit_sweep_size:
+                self._sweep_limits(now)
+            held = self._limits.get(queue_id, {})
+            counted: list[tuple[str, LimitWindow, float]] = []
+            results = []
+            for hit in hits:
+                name, limit, period = hit if isinstance(hit, tuple) else astuple(hit)
+                found = held.get(name)
+                state = found[0] if found is not None and found[1] > now else None
+                after, wait = limit_check(state, int(limit), float(period), now)
+                results.append(LimitResult(wait is None, wait or 0.0))
+                # The counter matters until the end of the window after its own.
+                counted.append((name, after, (after.window + 2) * float(period)))
+            if all(r.allowed for r in results):
+                held = self._limits.setdefault(queue_id, {})
+                for name, after, until in counted:
+                    self._limit_count += name not in held
+                    held[name] = (after, until)
+            return results
+
+    def _sweep_limits(self, now: float) -> None:
+        for queue_id in list(self._limits):
+            held = self._limits[queue_id]
+            for name in [n for n, (_, until) in held.items() if until <= now]:
+                del held[name]
+            if not held:
+                del self._limits[queue_id]
+        self._limit_count = sum(map(len, self._limits.values()))
+        self._limit_sweep_at = now + LIMIT_SWEEP_EVERY
+        self._limit_sweep_size = max(1_024, 2 * self._limit_count)
 
     # -- locking ------------------------------------------------------------------------
     def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:

@@ -10,6 +10,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import astuple
 from functools import cached_property, wraps
 from importlib import resources
 from itertools import islice
@@ -19,6 +20,7 @@ from ..core import (
     BURST_SECONDS,
     FLOW_SAMPLE_EVERY,
     FLOW_WINDOW,
+    LIMIT_SLACK,
     EntryState,
     QueueClosed,
     QueueFull,
@@ -35,6 +37,8 @@ from .base import (
     Counts,
     Departures,
     Joined,
+    LimitHit,
+    LimitResult,
     Located,
     Placement,
     QueueConfig,
@@ -84,7 +88,7 @@ STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm")
 
 #: Scripts that do not work on a queue's full key set and so go without the shared prelude.
 STANDALONE = frozenset(
-    {"lock_acquire", "lock_release", "rebuild_load", "line_page", "shuffle_write"}
+    {"lock_acquire", "lock_release", "rebuild_load", "line_page", "shuffle_write", "hit_limits"}
 )
 
 _ERRORS: dict[str, Callable[[], Exception]] = {
@@ -236,6 +240,7 @@ class RedisStore(QueueStore):
             f"local FLOW_SAMPLE_EVERY = {FLOW_SAMPLE_EVERY!r}\n"
             f"local FLOW_WINDOW = {FLOW_WINDOW!r}\n"
             f"local FLOW_SAMPLES_KEPT = {FLOW_SAMPLES_KEPT}\n"
+            f"local LIMIT_SLACK = {LIMIT_SLACK!r}\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
         scripts = {}
@@ -244,7 +249,7 @@ class RedisStore(QueueStore):
             if not name.endswith(".lua") or name.startswith("_"):
                 continue
             body = entry.read_text(encoding="utf-8")
-            source = body if name[:-4] in STANDALONE else common + "\n" + body
+            source = header + body if name[:-4] in STANDALONE else common + "\n" + body
             # register_script runs EVALSHA and loads the script again after a NOSCRIPT.
             scripts[name[:-4]] = self.client.register_script(source)
         return scripts
@@ -511,6 +516,28 @@ class RedisStore(QueueStore):
     def drain_departures(self, queue_id: str) -> Departures:
         gone, departed_total = self._run("drain", queue_id)
         return Departures(tuple(float(order) for order in _list(gone)), int(departed_total))
+
+    # -- request limits -------------------------------------------------------------------
+    def _limit_key(self, queue_id: str, name: str) -> str:
+        # Under the queue's hash tag (the first {...} of the key, whatever the name holds), so
+        # one script may touch several limits in Cluster; deleting the queue deletes them.
+        return self._key(queue_id, f"limit:{name}")
+
+    def hit_limits(
+        self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
+    ) -> list[LimitResult]:
+        if not hits:
+            return []
+        keys, args = [], [_num(now)]
+        for hit in hits:
+            name, limit, period = hit if isinstance(hit, tuple) else astuple(hit)
+            keys.append(self._limit_key(queue_id, name))
+            args += [str(int(limit)), _num(period)]
+        reply = self._scripts["hit_limits"](keys=keys, args=args)
+        return [
+            LimitResult(True) if not wait else LimitResult(False, float(wait))
+            for wait in map(_text, reply)
+        ]
 
     # -- locking ------------------------------------------------------------------------
     def _lock_key(self, name: str) -> str:

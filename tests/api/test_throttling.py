@@ -1,0 +1,175 @@
+"""The join and status throttles: both scopes in one store call, all or nothing."""
+
+import logging
+
+import pytest
+from django.test import Client
+
+from ticketqueue.api import throttling
+from ticketqueue.api.throttling import QueueThrottle
+from ticketqueue.core import StoreUnreachable
+from ticketqueue.store import get_store
+
+from .conftest import code_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+API = "/queue/api/queues"
+
+
+@pytest.fixture
+def rates(settings, clock, monkeypatch):
+    """Set THROTTLE_RATES (the scopes not given are off); the throttles use the test clock."""
+    monkeypatch.setattr(QueueThrottle, "timer", staticmethod(clock))
+
+    def set_rates(**given):
+        scopes = ("join_ip", "join_identity", "status_ip", "status_identity")
+        settings.TICKETQUEUE = {
+            **settings.TICKETQUEUE,
+            "THROTTLE_RATES": {scope: given.get(scope) for scope in scopes},
+        }
+
+    return set_rates
+
+
+def join(client, **extra):
+    return client.post(f"{API}/sale/join/", **extra)
+
+
+def status(client, **extra):
+    return client.get(f"{API}/sale/status/", **extra)
+
+
+def assert_throttled(response, most):
+    assert code_of(response) == (429, "throttled")
+    assert 0 < int(response["Retry-After"]) <= most
+
+
+def test_join_is_throttled_per_identity(make_queue, rates, clock):
+    make_queue(mode="always")
+    rates(join_identity="2/min", join_ip="100/min")
+    client = Client()
+    assert join(client).status_code == 200  # mints the visitor id: counted by address only
+    assert [join(client).status_code for _ in range(2)] == [200, 200]
+    assert_throttled(join(client), 120)
+    # Another visitor at the same address has its own allowance.
+    other = Client()
+    assert [join(other).status_code for _ in range(3)] == [200, 200, 200]
+    assert join(other).status_code == 429
+    # Two minutes later the window has slid past it all.
+    clock.advance(120)
+    assert join(client).status_code == 200
+
+
+def test_join_is_throttled_per_address(make_queue, rates):
+    make_queue(mode="always")
+    rates(join_ip="3/min")
+    assert [join(Client()).status_code for _ in range(3)] == [200, 200, 200]
+    assert_throttled(join(Client()), 120)
+    # Other addresses, IPv6 ones included, count apart.
+    for address in ("10.0.0.2", "2001:db8::1", "::1"):
+        assert join(Client(), REMOTE_ADDR=address).status_code == 200
+        assert join(Client(), REMOTE_ADDR=address).status_code == 200
+
+
+def test_the_address_respects_num_proxies(make_queue, rates, settings):
+    make_queue(mode="always")
+    rates(join_ip="1/min")
+    settings.REST_FRAMEWORK = {**getattr(settings, "REST_FRAMEWORK", {}), "NUM_PROXIES": 1}
+    assert join(Client(), HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 200
+    assert join(Client(), HTTP_X_FORWARDED_FOR="203.0.113.8").status_code == 200
+    assert join(Client(), HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
+
+
+def test_a_refused_request_uses_up_nothing(make_queue, rates, clock):
+    make_queue(mode="always")
+    rates(join_identity="1/min", join_ip="3/min")
+    client = Client()
+    assert join(client).status_code == 200  # address 1
+    assert join(client).status_code == 200  # address 2, identity 1
+    for _ in range(10):  # over the identity's limit: the address's allowance stays
+        assert join(client).status_code == 429
+    assert join(Client()).status_code == 200  # address 3
+    assert_throttled(join(Client()), 120)
+    # Refused calls did not push the identity's window on either.
+    clock.advance(120)
+    assert join(client).status_code == 200
+
+
+def test_status_is_throttled_per_identity_and_per_address(make_queue, rates, clock):
+    make_queue(mode="always")
+    rates(status_identity="2/min", status_ip="4/min", join_ip="100/min")
+    client = Client()
+    assert join(client).status_code == 200  # join has its own scopes
+    assert [status(client).status_code for _ in range(3)] == [200, 200, 429]
+    assert_throttled(status(client), 120)
+    other = Client()
+    assert [status(other).status_code for _ in range(3)] == [200, 200, 429]  # address: 4
+    assert_throttled(status(other), 120)
+    assert status(Client(), REMOTE_ADDR="10.0.0.9").status_code == 200
+    clock.advance(120)
+    assert status(client).status_code == 200
+
+
+def test_an_unknown_queue_is_not_found_not_throttled(make_queue, rates):
+    make_queue(mode="always")
+    rates(join_ip="1/min")
+    for _ in range(3):
+        assert code_of(Client().post(f"{API}/nope/join/"))[0] == 404
+
+
+def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypatch, caplog):
+    make_queue(mode="always")
+    rates(join_ip="1/min", join_identity="1/min")
+    monkeypatch.setattr(throttling, "_last_logged", float("-inf"))
+    store = get_store()
+
+    def unreachable(*args, **kwargs):
+        raise StoreUnreachable()
+
+    monkeypatch.setattr(store, "hit_limits", unreachable)
+    client = Client()
+    with caplog.at_level(logging.WARNING, logger="ticketqueue.api.throttling"):
+        assert [join(client).status_code for _ in range(3)] == [200, 200, 200]
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+
+
+def count_commands(monkeypatch):
+    """The commands the current store's Redis client sends from now on (a settings change
+    makes a new store: count after it)."""
+    store = get_store()
+    if not hasattr(store, "client"):
+        pytest.skip("counts Redis round trips")
+    commands = []
+    execute = store.client.execute_command
+
+    def counted(*args, **options):
+        commands.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(store.client, "execute_command", counted)
+    return commands
+
+
+def test_both_scopes_cost_one_round_trip(make_queue, rates, monkeypatch):
+    make_queue(mode="always")
+    rates(join_identity="2/min", join_ip="100/min")
+    client = Client()
+    join(client)  # mints the visitor id (counted by address)
+    join(client)  # the scripts are loaded, the row cached; the identity's first join
+    sent = count_commands(monkeypatch)
+    assert join(client).status_code == 200  # the throttle's call, then the join's
+    assert sent == ["EVALSHA"] * 2
+    assert join(client).status_code == 429  # the throttle's call, and no join
+    assert sent == ["EVALSHA"] * 3
+
+
+def test_throttles_turned_off_cost_nothing(make_queue, rates, monkeypatch):
+    make_queue(mode="always")
+    rates()
+    client = Client()
+    join(client)
+    sent = count_commands(monkeypatch)
+    assert join(client).status_code == 200  # the join's call only
+    assert status(client).status_code == 200  # the status's call only
+    assert sent == ["EVALSHA"] * 2

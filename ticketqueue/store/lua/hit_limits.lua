@@ -1,0 +1,56 @@
+-- hit_limits: count one hit against each limit, all or nothing (core.limit_check, mirrored).
+-- KEYS: one hash per limit (w: fixed window number, c: its count, p: the previous window's),
+-- all under the queue's hash tag. ARGV: now, then limit and period for each key. LIMIT_SLACK
+-- comes from the constants RedisStore prepends.
+-- Returns per key '' when it had room, else the seconds until it would (as a string).
+local now = tonumber(ARGV[1])
+local out, after = {}, {}
+local refused = false
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+for i, key in ipairs(KEYS) do
+  local limit, period = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local window = math.floor(now / period)
+  local fraction = (now - window * period) / period
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local sw = tonumber(h[1])
+  if sw and sw > window then -- another clock ran ahead: its window
+    window, fraction = sw, 0.0
+  end
+  local cur, prev = 0, 0
+  if sw == window then
+    cur, prev = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  elseif sw == window - 1 then
+    prev = tonumber(h[2]) or 0
+  end
+  local wait = nil
+  if limit <= 0 then
+    wait = period
+  elseif prev * (1.0 - fraction) + cur + 1 <= limit + LIMIT_SLACK then
+    after[i] = {window, cur + 1, prev, period}
+  elseif cur + 1 <= limit then
+    wait = math.max(0.0, (1.0 - (limit - 1 - cur) / prev - fraction) * period)
+  else
+    wait = (1.0 - fraction + math.max(0.0, 1.0 - (limit - 1) / cur)) * period
+  end
+  if wait then
+    refused = true
+    out[i] = fmt(wait)
+  else
+    out[i] = ''
+  end
+end
+
+if not refused then
+  for i, key in ipairs(KEYS) do
+    local a = after[i]
+    redis.call('HSET', key, 'w', string.format('%d', a[1]), 'c', a[2], 'p', a[3])
+    -- The counter matters until the end of the window after its own.
+    local ttl = math.ceil(((a[1] + 2) * a[4] - now) * 1000)
+    redis.call('PEXPIRE', key, math.max(1, ttl))
+  end
+end
+return out
