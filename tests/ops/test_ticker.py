@@ -38,21 +38,30 @@ def test_tick_admits_by_the_policy_and_writes_rows(make_queue, fake_pacing):
     ]
 
 
-def test_batches_spread_the_rate_over_the_tick(make_queue, fake_pacing):
-    # 80/s in 8 rounds a second: 10 every 125 ms (times and tokens exact in binary).
+def paced_tick(make_queue, fake_pacing, during_round=None):
+    """80/s in 8 rounds a second: 10 every 125 ms (times and tokens exact in binary), after a
+    first tick has emptied the bucket's initial burst. Returns the report and the rounds as
+    (seconds into the tick, admitted)."""
     queue = make_queue(mode="always", rate_per_minute=4800)
     join_many(queue, 400)
-    ticker.run_tick(batches=1, **fake_pacing)  # empties the bucket's initial burst
+    ticker.run_tick(batches=1, **fake_pacing)
     batches = []
 
     def count(sender, queue, admissions, **kwargs):
         batches.append((services.clock() - T0, len(admissions)))
+        if during_round:
+            during_round(len(batches))
 
     signals.entries_admitted.connect(count)
     try:
         report = ticker.run_tick(batches=8, interval=1.0, **fake_pacing)
     finally:
         signals.entries_admitted.disconnect(count)
+    return report, batches
+
+
+def test_batches_spread_the_rate_over_the_tick(make_queue, fake_pacing):
+    report, batches = paced_tick(make_queue, fake_pacing)
     # The first round comes right after the burst (nothing to add); then 10 per round.
     assert report.ticked[0].batches == 8
     assert batches == [(0.125 * i, 10) for i in range(1, 8)]
@@ -236,22 +245,12 @@ def test_cleanup_drops_old_samples_and_runs_once_at_a_time(make_queue, now, live
 
 
 def test_a_slow_round_is_merged_with_the_rounds_it_overran(make_queue, fake_pacing):
-    # 80/s in 8 rounds a second, as above; the third round takes 375 ms (a slow database).
-    queue = make_queue(mode="always", rate_per_minute=4800)
-    join_many(queue, 400)
-    ticker.run_tick(batches=1, **fake_pacing)  # empties the bucket's initial burst
-    batches = []
-
-    def count(sender, queue, admissions, **kwargs):
-        batches.append((services.clock() - T0, len(admissions)))
-        if len(batches) == 2:
+    # The same pace; the third round takes 375 ms (a slow database).
+    def slow_third(rounds_so_far):
+        if rounds_so_far == 2:
             fake_pacing["timer"].advance(0.375)
 
-    signals.entries_admitted.connect(count)
-    try:
-        report = ticker.run_tick(batches=8, interval=1.0, **fake_pacing)
-    finally:
-        signals.entries_admitted.disconnect(count)
+    report, batches = paced_tick(make_queue, fake_pacing, during_round=slow_third)
     # The rounds due at 375 and 500 ms are not run back to back after it: the one due at
     # 625 ms runs at once and admits what the bucket gathered meanwhile. Nothing is lost.
     assert batches == [(0.125, 10), (0.25, 10), (0.625, 30), (0.75, 10), (0.875, 10)]
