@@ -12,21 +12,11 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
-from django.http.cookie import parse_cookie
 
 from .identity import identity_for
-from .live.connection import QueueSocket
+from .live.connection import QueueSocket, scope_cookies
 
 __all__ = ["QueueConsumer"]
-
-
-def _cookies(scope: dict[str, Any]) -> dict[str, str]:
-    if "cookies" in scope:  # set by channels' CookieMiddleware (AuthMiddlewareStack)
-        return scope["cookies"]
-    for name, value in scope.get("headers", ()):
-        if name == b"cookie":
-            return parse_cookie(value.decode("latin1"))
-    return {}
 
 
 def _socket_send(send: Any) -> Any:
@@ -85,23 +75,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
         scope = self.scope
-        identity = identity_for(scope.get("user"), _cookies(scope))
+        identity = identity_for(scope.get("user"), scope_cookies(scope))
         slug = scope["url_route"]["kwargs"]["slug"]
         await self.socket.open(_socket_send(self.base_send), slug, identity)
-
-    # The seat, room and identity live on the QueueSocket; these read them for callers and
-    # tests that knew the consumer before it delegated.
-    @property
-    def seat(self) -> Any:
-        return self.socket.seat
-
-    @property
-    def room(self) -> Any:
-        return self.socket.room
-
-    @property
-    def identity(self) -> str | None:
-        return self.socket.identity
 
     async def disconnect(self, code: int) -> None:
         await self.socket.close()

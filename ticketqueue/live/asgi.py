@@ -27,10 +27,9 @@ from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
-from django.http.cookie import parse_cookie
 
 from ..identity import identity_for, user_identity
-from .connection import QueueSocket, in_thread
+from .connection import QueueSocket, in_thread, scope_cookies
 
 __all__ = ["QueueSocketApp", "socket_identity"]
 
@@ -102,18 +101,9 @@ def _origin(scope: dict[str, Any]) -> Any:
     return parsed
 
 
-def _cookies(scope: dict[str, Any]) -> dict[str, str]:
-    if "cookies" in scope:
-        return scope["cookies"]
-    for name, value in scope.get("headers", ()):
-        if name == b"cookie":
-            return parse_cookie(value.decode("latin1"))
-    return {}
-
-
 async def socket_identity(scope: dict[str, Any]) -> str | None:
     """The socket's identity: the scope's user, else the session's, else the visitor's."""
-    cookies = _cookies(scope)
+    cookies = scope_cookies(scope)
     if "user" in scope:  # set by a middleware around this application
         return identity_for(scope["user"], cookies)
     session_key = cookies.get(settings.SESSION_COOKIE_NAME)

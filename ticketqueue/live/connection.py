@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.http.cookie import parse_cookie
 
 from .. import services
 from ..conf import queue_settings
@@ -30,7 +31,7 @@ from .protocol import (
     parse_client_message,
 )
 
-__all__ = ["QueueSocket", "in_thread"]
+__all__ = ["QueueSocket", "in_thread", "scope_cookies"]
 
 log = logging.getLogger("ticketqueue.live")
 
@@ -41,6 +42,16 @@ def in_thread(func: Any) -> Any:
     """Store and row work runs in the thread pool, not the one thread Django's sync code
     shares: thousands of sockets reconnecting at once must not queue behind each other."""
     return database_sync_to_async(func, thread_sensitive=False)
+
+
+def scope_cookies(scope: dict[str, Any]) -> dict[str, str]:
+    """The handshake's cookies: parsed already by channels' CookieMiddleware, else here."""
+    if "cookies" in scope:
+        return scope["cookies"]
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1"))
+    return {}
 
 
 class QueueSocket:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..core import EntryState, QueueMode, QueueState
 
@@ -139,10 +140,9 @@ class Departures:
         return self.departed_total - len(self.orders) + 1
 
 
-@dataclass(frozen=True)
-class LimitHit:
+class LimitHit(NamedTuple):
     """One request counted against a named limit: at most ``limit`` hits per ``period``
-    seconds (a sliding window, ``core.limit_check``). A plain ``(name, limit, period)``
+    seconds (a sliding window, ``core.limit_check``); a plain ``(name, limit, period)``
     tuple does as well."""
 
     name: str

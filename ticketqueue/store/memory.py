@@ -10,7 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from sortedcontainers import SortedList
 
@@ -421,7 +421,7 @@ class MemoryStore(QueueStore):
             counted: list[tuple[str, LimitWindow, float]] = []
             results = []
             for hit in hits:
-                name, limit, period = hit if isinstance(hit, tuple) else astuple(hit)
+                name, limit, period = hit
                 found = held.get(name)
                 state = found[0] if found is not None and found[1] > now else None
                 after, wait = limit_check(state, int(limit), float(period), now)

@@ -10,7 +10,6 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import astuple
 from functools import cached_property, wraps
 from importlib import resources
 from itertools import islice
@@ -220,6 +219,9 @@ class RedisStore(QueueStore):
             client = redis_lib.Redis.from_url(url, decode_responses=True)
         self.client = client
         self.prefix = prefix
+        # Each queue's keys as its scripts receive them, encoded once: redis-py would encode
+        # all eleven on every call (half the client's cost of packing a join).
+        self._script_keys: dict[str, tuple[bytes, ...]] = {}
 
     @classmethod
     def from_settings(cls) -> RedisStore:
@@ -259,12 +261,6 @@ class RedisStore(QueueStore):
 
     def _key(self, queue_id: str, name: str) -> str:
         return f"{self.prefix}:{{{queue_id}}}:{name}"
-
-    @cached_property
-    def _script_keys(self) -> dict[str, tuple[bytes, ...]]:
-        """Each queue's keys as its scripts receive them, encoded once: redis-py would encode
-        all eleven on every call (half the client's cost of packing a join)."""
-        return {}
 
     def _run(
         self, name: str, queue_id: str, args: Sequence[Any] = (), keys: Sequence[str] = ()
@@ -530,7 +526,7 @@ class RedisStore(QueueStore):
             return []
         keys, args = [], [_num(now)]
         for hit in hits:
-            name, limit, period = hit if isinstance(hit, tuple) else astuple(hit)
+            name, limit, period = hit
             keys.append(self._limit_key(queue_id, name))
             args += [str(int(limit)), _num(period)]
         reply = self._scripts["hit_limits"](keys=keys, args=args)
