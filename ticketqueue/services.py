@@ -4,6 +4,7 @@ passes and notifications. Adapters (consumers, API, tasks, admin, commands) call
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Max, Value, When
+from django.db.models.constants import OnConflict
 
 from . import passes, signals
 from .core import (
@@ -216,40 +218,66 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
 
 
 def _create_row(queue: Queue, placement: Placement, now: float) -> None:
-    admitted = placement.state is EntryState.ADMITTED
-    with transaction.atomic():
-        Entry.objects.bulk_create(
+    values = {
+        "queue": queue.pk,
+        "identity": placement.identity,
+        "seq": placement.seq,
+        "order": placement.order or float(placement.seq),
+        "state": placement.state.value,
+        "joined_at": _dt(now),
+        "admitted_at": _dt(placement.admitted_at),
+        "pass_expires_at": _dt(placement.expires_at),
+        "admission_number": placement.admission_number,
+    }
+    if placement.state is not EntryState.ADMITTED:
+        _insert_entry(values)  # one statement: it commits on its own
+        return
+    with transaction.atomic():  # the entry and its admission, or neither
+        _insert_entry(values)
+        _log_admissions(
+            queue,
             [
-                Entry(
-                    queue=queue,
-                    identity=placement.identity,
-                    seq=placement.seq,
-                    order=placement.order or float(placement.seq),
-                    state=placement.state.value,
-                    joined_at=_dt(now),
-                    admitted_at=_dt(placement.admitted_at),
-                    pass_expires_at=_dt(placement.expires_at),
-                    admission_number=placement.admission_number,
+                Change(
+                    placement.seq,
+                    placement.identity,
+                    placement.state,
+                    placement.order,
+                    now,
+                    placement.admitted_at,
+                    placement.expires_at,
+                    placement.admission_number,
                 )
             ],
-            ignore_conflicts=True,  # the tick's journal sync may have written it first
         )
-        if admitted:
-            _log_admissions(
-                queue,
-                [
-                    Change(
-                        placement.seq,
-                        placement.identity,
-                        placement.state,
-                        placement.order,
-                        now,
-                        placement.admitted_at,
-                        placement.expires_at,
-                        placement.admission_number,
-                    )
-                ],
-            )
+
+
+def _insert_entry(values: dict[str, Any]) -> None:
+    """INSERT one entry row, skipped if the tick's journal sync wrote it first.
+
+    Every new visitor's join pays for this, so it is one plain statement: in autocommit it is
+    the whole commit (``bulk_create`` wraps even one row in BEGIN ... COMMIT, two more round
+    trips), and its SQL is built once per database vendor rather than compiled per call.
+    """
+    sql, fields = _entry_insert(connection.vendor, tuple(values))
+    params = [
+        f.get_db_prep_save(v, connection) for f, v in zip(fields, values.values(), strict=True)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _entry_insert(vendor: str, names: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """The statement for ``names`` on this vendor's database, and the fields in its order."""
+    ops, meta = connection.ops, Entry._meta
+    fields = [meta.get_field(name) for name in names]
+    sql = (
+        f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {ops.quote_name(meta.db_table)} "
+        f"({', '.join(ops.quote_name(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"{ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)}"
+    )
+    return sql.rstrip(), fields
 
 
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:

@@ -1,9 +1,10 @@
 """Losing the store loses nothing: the rows rebuild the same line, order and passes."""
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from ticketqueue import passes, services
-from ticketqueue.models import Queue
+from ticketqueue.models import Entry, Queue
 from ticketqueue.store import get_store, reset_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,3 +93,56 @@ def test_unsynced_changes_are_written_before_a_rebuild(live_store):
     services.rebuild(queue, T0 + 2)
     assert snapshot(queue) == before
     assert queue.entries.filter(state="admitted").count() == 2
+
+
+def test_a_new_entry_is_committed_when_the_join_returns(live_store):
+    queue = Queue.objects.create(slug="g", name="G", mode="always")
+    services.configure(queue, T0)
+    waiting = services.join(queue, "user:1", T0)
+    assert waiting.state == "waiting"
+    # Another connection sees the row at once: no transaction is left open behind the answer.
+    other_connection = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other_connection.cursor() as other:
+            other.execute(
+                f"SELECT identity, seq, state FROM {Entry._meta.db_table} WHERE queue_id = %s",  # noqa: S608
+                [queue.pk],
+            )
+            assert other.fetchall() == [("user:1", waiting.seq, "waiting")]
+    finally:
+        other_connection.close()
+
+
+def test_a_join_whose_row_the_journal_sync_wrote_first_still_answers(live_store, monkeypatch):
+    queue = Queue.objects.create(slug="h", name="H", mode="off", capacity=5)
+    services.configure(queue, T0)
+    insert = services._insert_entry
+
+    def tick_first(values):
+        services.sync_journal(queue)  # a tick's journal sync between the store and the row
+        insert(values)
+
+    monkeypatch.setattr(services, "_insert_entry", tick_first)
+    admitted = services.join(queue, "user:1", T0)
+    assert admitted.state == "admitted" and admitted.pass_token
+    entry = queue.entries.get()
+    assert (entry.identity, entry.seq, entry.state) == ("user:1", admitted.seq, "admitted")
+    assert list(queue.admissions.values_list("seq", "number")) == [(admitted.seq, 1)]
+
+
+@pytest.mark.parametrize("mode", ["always", "off"])
+def test_a_join_whose_row_cannot_be_written_is_not_kept(live_store, monkeypatch, mode):
+    queue = Queue.objects.create(slug=f"i-{mode}", name="I", mode=mode, capacity=5)
+    services.configure(queue, T0)
+
+    def fail(values):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(services, "_insert_entry", fail)
+    with pytest.raises(DatabaseError):
+        services.join(queue, "user:1", T0)
+    # Not acknowledged, so nowhere: no row, no place in the store, no pass counted.
+    assert not queue.entries.exists() and not queue.admissions.exists()
+    assert live_store.locate(queue.store_id, "user:1", T0).placement is None
+    counts = live_store.counts(queue.store_id, T0)
+    assert (counts.waiting, counts.active) == (0, 0)
