@@ -40,8 +40,8 @@ __all__ = [
 
 log = logging.getLogger("ticketqueue")
 
-#: Counters kept per queue (admissions come from the store's exact admitted total).
-COUNTERS = ("joins", "expirations", "releases", "revocations", "departures")
+#: Counters kept per queue (joins and admissions come from the store's exact totals).
+COUNTERS = ("expirations", "releases", "revocations", "departures")
 
 
 # -- live numbers ----------------------------------------------------------------------
@@ -60,6 +60,8 @@ class LiveNumbers:
     waiting: int | None = None
     active: int | None = None
     admitted_total: int | None = None
+    #: Entries that ever joined
+    joined_total: int | None = None
     admitted_per_minute: float | None = None
     #: Seconds until the last entry in line is admitted, at the current outflow
     eta_last_seconds: int | None = None
@@ -108,6 +110,7 @@ def live_numbers(
         waiting=counts.waiting,
         active=counts.active,
         admitted_total=counts.admitted_total,
+        joined_total=counts.joined_total,
         admitted_per_minute=None if measured is None else measured * 60,
         eta_last_seconds=estimate_eta(counts.waiting, rate, None) if counts.waiting else 0,
         **common,
@@ -199,10 +202,6 @@ def counters(queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     return _counters().read([str(q) for q in queue_ids]) if queue_ids else {}
 
 
-def _on_joined(sender: Any, queue: Queue, **kwargs: Any) -> None:
-    increment(queue.store_id, "joins")
-
-
 def _on_expired(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:
     increment(queue.store_id, "expirations", len(changes))
 
@@ -226,7 +225,6 @@ def _on_closed(sender: Any, queue: Queue, revoked: int, **kwargs: Any) -> None:
 def connect_signals() -> None:
     """Count what the signals report (called from AppConfig.ready)."""
     uid = "ticketqueue.metrics"
-    signals.entry_joined.connect(_on_joined, dispatch_uid=f"{uid}.joined")
     signals.passes_expired.connect(_on_expired, dispatch_uid=f"{uid}.expired")
     signals.pass_released.connect(_on_released, dispatch_uid=f"{uid}.released")
     signals.entries_revoked.connect(_on_revoked, dispatch_uid=f"{uid}.revoked")
@@ -239,7 +237,7 @@ def connect_signals() -> None:
 
 class QueueCollector:
     """Reads every shown queue's numbers at scrape time: the gauges from the store, the
-    counters from the shared hash, admissions from the store's exact total."""
+    counters from the shared hash, joins and admissions from the store's exact totals."""
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -255,10 +253,10 @@ class QueueCollector:
         admissions = CounterMetricFamily(
             "ticketqueue_admissions", "Entries admitted (passes issued).", labels=["queue"]
         )
+        joins = CounterMetricFamily(
+            "ticketqueue_joins", "Entries that joined the queue.", labels=["queue"]
+        )
         families = {
-            "joins": CounterMetricFamily(
-                "ticketqueue_joins", "Entries that joined the queue.", labels=["queue"]
-            ),
             "expirations": CounterMetricFamily(
                 "ticketqueue_expirations", "Passes that expired unused.", labels=["queue"]
             ),
@@ -279,12 +277,14 @@ class QueueCollector:
                 waiting.add_metric([n.slug], n.waiting or 0)
                 active.add_metric([n.slug], n.active or 0)
                 admissions.add_metric([n.slug], n.admitted_total or 0)
+                joins.add_metric([n.slug], n.joined_total or 0)
             values = shared.get(n.queue_id, {})
             for name, family in families.items():
                 family.add_metric([n.slug], values.get(name, 0))
         yield waiting
         yield active
         yield admissions
+        yield joins
         yield from families.values()
 
 

@@ -350,6 +350,7 @@ def test_join_and_locate_read_the_counts_with_the_placement(store):
         admitted_total=2,
         flow=((T0 + 1, 2),),
         departed_total=1,
+        joined_total=7,
     )
     assert joined.counts == expected == store.counts(Q, T0 + 3)
     located = store.locate(Q, "u4", T0 + 3)

@@ -155,6 +155,7 @@ class MemoryStore(QueueStore):
             q.admitted_total,
             flow_in_window(q.flow, now),
             q.departed_total,
+            q.next_seq,
         )
 
     def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:

@@ -191,9 +191,9 @@ def _placement(packed: Any) -> Placement:
 
 
 def _counts(packed: Any) -> Counts:
-    """state|waiting|active|admitted_total|departed_total[|time|admitted_total]..."""
+    """state|waiting|active|admitted_total|departed_total|joined_total[|time|admitted_total]..."""
     fields = _text(packed).split("|")
-    flow = fields[5:]
+    flow = fields[6:]
     return Counts(
         state=QueueState(fields[0]),
         waiting=int(fields[1]),
@@ -201,6 +201,7 @@ def _counts(packed: Any) -> Counts:
         admitted_total=int(fields[3]),
         flow=tuple((float(flow[i]), int(flow[i + 1])) for i in range(0, len(flow), 2)),
         departed_total=int(fields[4]),
+        joined_total=int(fields[5]),
     )
 
 

@@ -210,9 +210,9 @@ end
 -- FLOW_SAMPLE_EVERY apart, so their times increase and the ones inside the window are the
 -- last ones: a binary search finds the first.
 local function counts(state, now)
-  local totals = redis.call('HMGET', K_META, 'total', 'dep')
+  local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq')
   local out = {state, redis.call('ZCARD', K_LINE), redis.call('ZCARD', K_ACTIVE), totals[1],
-    totals[2] or '0'}
+    totals[2] or '0', totals[3] or '0'}
   local flow = redis.call('LRANGE', K_FLOW, 0, -1)
   local n = #flow
   local lo, hi = 1, n + 1
