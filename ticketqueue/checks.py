@@ -185,23 +185,19 @@ def check_gate_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         try:
             load_keys()
         except PassKeyError as exc:
-            errors.append(
-                Error(Messages.UNUSABLE_KEYS.format(error=exc), id=Codes.UNUSABLE_KEYS)
-            )
+            errors.append(Error(Messages.UNUSABLE_KEYS.format(error=exc), id=Codes.UNUSABLE_KEYS))
     problem = _gated_url_error(merged["GATED_URLS"])
     if problem:
         errors.append(Error(Messages.GATED_URLS.format(error=problem), id=Codes.GATED_URLS))
     rates = merged["THROTTLE_RATES"]
-    for key, value in (rates.items() if isinstance(rates, dict) else [("?", rates)]):
+    for key, value in rates.items() if isinstance(rates, dict) else [("?", rates)]:
         unit = value.split("/")[-1][:1] if isinstance(value, str) and "/" in value else ""
         valid = value is None or (
             isinstance(value, str) and value.split("/")[0].isdigit() and unit in "smhd" and unit
         )
         if not valid:
             errors.append(
-                Error(
-                    Messages.THROTTLE_RATES.format(key=key, value=value), id=Codes.THROTTLE_RATES
-                )
+                Error(Messages.THROTTLE_RATES.format(key=key, value=value), id=Codes.THROTTLE_RATES)
             )
     for key in ("PASS_LEEWAY", "GATE_RECHECK", "GATE_RETRY_AFTER", "VISITOR_COOKIE_AGE"):
         value = merged[key]

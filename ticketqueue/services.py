@@ -203,7 +203,11 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
             extra={"queue": queue.slug, "seq": placement.seq, "state": placement.state.value},
         )
         signals.entry_joined.send(
-            sender=Queue, queue=queue, placement=placement, counts=joined.counts
+            sender=Queue,
+            queue=queue,
+            placement=placement,
+            counts=joined.counts,
+            announced=joined.announced,
         )
         if placement.state is EntryState.ADMITTED:
             admission = Admission(

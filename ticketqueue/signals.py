@@ -2,7 +2,8 @@
 
 from django.dispatch import Signal
 
-#: sender=Queue, placement=store.Placement, counts=store.Counts (read with the placement)
+#: sender=Queue, placement=store.Placement, counts=store.Counts (read with the placement),
+#: announced=bool (the store already broadcast it to the live sockets)
 entry_joined = Signal()
 #: sender=Queue, admissions=list[store.Admission]
 entries_admitted = Signal()

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from ticketqueue import live, services
-from ticketqueue.live import Seat, transport
+from ticketqueue.live import Seat, publisher, transport
 from ticketqueue.live.hub import DRAW_RESYNC_WINDOW, get_hub
+from ticketqueue.models import Queue
+from ticketqueue.store import get_store
 
 from .conftest import TIMEOUT, in_thread
 
@@ -224,6 +226,45 @@ async def test_the_publisher_sends_the_passes_the_tick_signed(make_queue, hub, m
         sender=type(queue), queue=queue, admissions=[admission], passes={7: "signed.pass"}
     )
     assert json.loads(sent[0]) == {"k": "granted", "items": [["anon:x", 7, "signed.pass", 2.0]]}
+
+
+async def test_a_redis_store_announces_a_join_exactly_as_the_publisher_would(
+    make_queue, monkeypatch
+):
+    """With the Redis broadcast, the join script publishes the ``joined`` message itself (one
+    round trip less per new visitor): the same message, sent once."""
+    store = get_store()
+    if not getattr(store, "announce_joins", False):
+        pytest.skip("only a RedisStore under the Redis broadcast announces joins itself")
+    queue = await in_thread(make_queue)(capacity=1)
+    identity = 'anon:"quoted" \\ ünïcode'
+
+    def join_while_listening():
+        for someone in ("anon:a", "anon:b", "anon:c"):
+            services.join(queue, someone)
+        services.tick(queue)  # admits anon:a: the admitted total is 1
+        services.leave(queue, "anon:b")  # departure 1
+        listener = store.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            listener.subscribe(transport.channel_name(queue.store_id))
+            with monkeypatch.context() as patched:
+                patched.setattr(transport, "publish", lambda *args: pytest.fail("sent twice"))
+                services.join(queue, identity)
+            message = None
+            while message is None:  # the subscription's confirmation is skipped
+                message = listener.get_message(timeout=TIMEOUT)
+            return json.loads(message["data"])
+        finally:
+            listener.close()
+
+    announced = await in_thread(join_while_listening)()
+    sent = []
+    monkeypatch.setattr(transport, "publish", lambda queue_id, payload: sent.append(payload))
+    located = await in_thread(store.locate)(queue.store_id, identity, services.clock())
+    publisher._joined(Queue, queue=queue, placement=located.placement, counts=located.counts)
+    assert announced == json.loads(sent[0])
+    assert (announced["identity"], announced["position"]) == (identity, 2)
+    assert (announced["t"], announced["dt"]) == (1, 1)
 
 
 # -- numbered admissions and departures: what an exact read saw is never counted again -------

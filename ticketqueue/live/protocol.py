@@ -116,8 +116,7 @@ def update_frame_head(*, queue_state: str, waiting: int, active: int) -> str:
 def update_frame_tail(*, state: str | None, position: int | None, eta_seconds: int | None) -> str:
     """The part of a ``queue_update`` that is the socket's own."""
     return (
-        f'"state":{_json(state)},"position":{_json(position)},'
-        f'"eta_seconds":{_json(eta_seconds)}}}'
+        f'"state":{_json(state)},"position":{_json(position)},"eta_seconds":{_json(eta_seconds)}}}'
     )
 
 

@@ -73,8 +73,9 @@ def _admitted(sender: Any, queue: Any, admissions: list[Any], **kwargs: Any) -> 
 @receiver(signals.entry_joined, dispatch_uid="ticketqueue.live.joined")
 def _joined(sender: Any, queue: Any, placement: Any, **kwargs: Any) -> None:
     # Other tabs and devices of the identity learn their place (with the totals read with it);
-    # an admission at once is announced by entries_admitted.
-    if placement.state is EntryState.WAITING:
+    # an admission at once is announced by entries_admitted. A RedisStore that announced the
+    # join from its script (RedisStore.announce_joins) sent this same message already.
+    if placement.state is EntryState.WAITING and not kwargs.get("announced"):
         counts = kwargs.get("counts")
         publish(
             queue,

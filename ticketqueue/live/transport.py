@@ -19,6 +19,7 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from ..conf import queue_settings
+from ..store import live_channel
 
 __all__ = [
     "LocalSubscriber",
@@ -39,7 +40,7 @@ Deliver = Callable[[str | None, bytes | None], None]
 
 
 def channel_name(queue_id: str) -> str:
-    return f"{queue_settings.KEY_PREFIX}:live:{queue_id}"
+    return live_channel(queue_settings.KEY_PREFIX, queue_id)
 
 
 def mode() -> str:

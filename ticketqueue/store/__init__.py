@@ -24,6 +24,7 @@ from .base import (
     QueueStore,
     StoreDump,
     WaitingRecord,
+    live_channel,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "WaitingRecord",
     "StoreCompanion",
     "get_store",
+    "live_channel",
     "reset_store",
 ]
 

@@ -110,12 +110,20 @@ class Counts:
     joined_total: int = 0
 
 
+def live_channel(prefix: str, queue_id: str) -> str:
+    """The pub/sub channel that carries a queue's live messages to every socket process."""
+    return f"{prefix}:live:{queue_id}"
+
+
 @dataclass(frozen=True)
 class Joined:
     """A join's answer: the identity's placement and the queue's counts, read together."""
 
     placement: Placement
     counts: Counts
+    #: The store already told the queue's live channel of this new waiting entry (see
+    #: ``live_channel``), in the same atomic step: nobody needs to publish it again.
+    announced: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 -- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
--- ARGV: identity, now. Reply: counts, placement (packed, see _common.lua), read together.
+-- ARGV: identity, now, the live channel to announce a new waiting entry on ('' for none).
+-- Reply: counts, placement (packed, see _common.lua), read together; then '1' if announced.
 local q = load_meta()
 if not q then return {'unavailable'} end
-local identity, now_s = ARGV[1], ARGV[2]
+local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3]
 local now = num(now_s)
 
 local member = redis.call('HGET', K_IDS, identity)
@@ -48,4 +49,16 @@ redis.call('ZADD', K_LINE, order, member)
 redis.call('ZADD', K_SEEN, now_s, member)
 jadd(member, identity, 'waiting', order, now_s, '', '', '')
 jflush(q)
-return {'ok', counts(q.state, now), placement(member, 1)}
+local reply = {'ok', counts(q.state, now), placement(member, 1)}
+if channel ~= '' then
+  -- The message live/publisher.py would send: the identity's other sockets learn their place,
+  -- with the totals read with it, and no process pays a round trip for it.
+  local totals = redis.call('HMGET', K_META, 'total', 'dep')
+  redis.call('PUBLISH', channel, cjson.encode({
+    k = 'joined', identity = identity, seq = seq, order = seq,
+    position = redis.call('ZRANK', K_LINE, member) + 1,
+    t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
+  }))
+  reply[4] = '1'
+end
+return reply
