@@ -783,7 +783,11 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
     try:
         if store.is_loaded(queue.store_id):
             sync_journal(queue)  # the rows must hold everything the store knows
-        queue.refresh_from_db()
+        try:
+            queue.refresh_from_db()
+        except Queue.DoesNotExist:
+            # Deleted since the caller read it (an API process keeps rows a moment).
+            raise QueueNotFound() from None
         rows = Entry.objects.filter(queue=queue)
         waiting = (
             WaitingRecord(seq, identity, order, now)

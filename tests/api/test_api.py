@@ -186,6 +186,14 @@ def test_unknown_queue_and_wrong_method(queue):
     assert code_of(Client().get(f"{API}/sale/join/")) == (405, "method_not_allowed")
 
 
+def test_a_queue_deleted_while_an_api_process_keeps_its_row_is_not_found(make_queue):
+    queue = make_queue(mode="always")
+    assert Client().post(f"{API}/sale/join/").status_code == 200  # the row is kept a moment
+    queue.delete()  # its store keys go with it
+    assert code_of(Client().post(f"{API}/sale/join/")) == (404, "queue_not_found")
+    assert code_of(Client().get(f"{API}/sale/status/")) == (404, "queue_not_found")
+
+
 def test_bad_input(admitted):
     response = admitted.client.post(
         f"{API}/sale/release/", "{not json", content_type="application/json"
