@@ -222,15 +222,16 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
 
 
 def _create_row(queue: Queue, placement: Placement, now: float) -> None:
+    moment = connection.ops.adapt_datetimefield_value  # what the ORM would send for a datetime
     values = {
         "queue": queue.pk,
         "identity": placement.identity,
         "seq": placement.seq,
         "order": placement.order or float(placement.seq),
         "state": placement.state.value,
-        "joined_at": _dt(now),
-        "admitted_at": _dt(placement.admitted_at),
-        "pass_expires_at": _dt(placement.expires_at),
+        "joined_at": moment(_dt(now)),
+        "admitted_at": moment(_dt(placement.admitted_at)),
+        "pass_expires_at": moment(_dt(placement.expires_at)),
         "admission_number": placement.admission_number,
     }
     if placement.state is not EntryState.ADMITTED:
@@ -256,23 +257,20 @@ def _create_row(queue: Queue, placement: Placement, now: float) -> None:
 
 
 def _insert_entry(values: dict[str, Any]) -> None:
-    """INSERT one entry row, skipped if the tick's journal sync wrote it first.
+    """INSERT one entry row (field name -> database value), skipped if the tick's journal sync
+    wrote it first.
 
     Every new visitor's join pays for this, so it is one plain statement: in autocommit it is
     the whole commit (``bulk_create`` wraps even one row in BEGIN ... COMMIT, two more round
     trips), and its SQL is built once per database vendor rather than compiled per call.
     """
-    sql, fields = _entry_insert(connection.vendor, tuple(values))
-    params = [
-        f.get_db_prep_save(v, connection) for f, v in zip(fields, values.values(), strict=True)
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_entry_insert(connection.vendor, tuple(values)), list(values.values()))
 
 
 @functools.cache
-def _entry_insert(vendor: str, names: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """The statement for ``names`` on this vendor's database, and the fields in its order."""
+def _entry_insert(vendor: str, names: tuple[str, ...]) -> str:
+    """The statement that inserts the fields ``names`` on this vendor's database."""
     ops, meta = connection.ops, Entry._meta
     fields = [meta.get_field(name) for name in names]
     sql = (
@@ -281,7 +279,7 @@ def _entry_insert(vendor: str, names: tuple[str, ...]) -> tuple[str, list[Any]]:
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
         f"{ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)}"
     )
-    return sql.rstrip(), fields
+    return sql.rstrip()
 
 
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:

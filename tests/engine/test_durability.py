@@ -1,5 +1,7 @@
 """Losing the store loses nothing: the rows rebuild the same line, order and passes."""
 
+from datetime import UTC, datetime
+
 import pytest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
@@ -111,6 +113,7 @@ def test_a_new_entry_is_committed_when_the_join_returns(live_store):
             assert other.fetchall() == [("user:1", waiting.seq, "waiting")]
     finally:
         other_connection.close()
+    assert queue.entries.get().joined_at == datetime.fromtimestamp(T0, UTC)
 
 
 def test_a_join_whose_row_the_journal_sync_wrote_first_still_answers(live_store, monkeypatch):
