@@ -216,8 +216,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000,1000000")
@@ -257,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "ratios": ratios(runs),
     }
-    publish("store", HEADING, report, markdown(report), quick=args.quick,
-            write=not args.no_write)
+    publish("store", HEADING, report, markdown(report), quick=args.quick, write=not args.no_write)
     return 0
 
 

@@ -503,8 +503,13 @@ async def _clients(url: str, cookies: list[str], warm: int = WARM) -> None:
     assert await commands.get() == "go"
     tasks += [asyncio.create_task(connect(i, c)) for i, c in enumerate(cookies) if i >= warm]
     await fleet.everyone.wait()
-    _say(event="ready", connected=len(fleet.greeted), failed=len(fleet.failed),
-         errors=sorted(set(fleet.failed)), seconds=time.time() - started)
+    _say(
+        event="ready",
+        connected=len(fleet.greeted),
+        failed=len(fleet.failed),
+        errors=sorted(set(fleet.failed)),
+        seconds=time.time() - started,
+    )
     while True:
         command = await commands.get()
         if command == "count":
@@ -967,7 +972,7 @@ def write_docs(payload: dict[str, Any]) -> None:
         "Delivery: uvicorn writes a frame with one `send()`; daphne goes through autobahn and "
         "the Twisted reactor, which cost about 60-100 us a frame, hence its lower rate. For "
         "large sales run the sockets under uvicorn, several processes per host, with the lean "
-        "application and the lighter protocol (docs/protocol.md, \"Serving\"). The connection "
+        'application and the lighter protocol (docs/protocol.md, "Serving"). The connection '
         "storm is the other limit at 10k: CPython's cyclic garbage collector runs full "
         "collections over the growing heap (over a second each at ~4 million objects), so a "
         "process stalls briefly while thousands of sockets arrive.",
@@ -1064,10 +1069,16 @@ def profile_memory(
         blocks[label] = blocks.get(label, 0) + stat.count_diff
     top = []
     for stat in sorted(diff, key=lambda st: -st.size_diff)[:40]:
-        frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}"
-                  for f in reversed(stat.traceback)][:4]
-        top.append({"kib": round(stat.size_diff / per / 1024, 3),
-                    "blocks": round(stat.count_diff / per, 2), "where": frames})
+        frames = [
+            f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in reversed(stat.traceback)
+        ][:4]
+        top.append(
+            {
+                "kib": round(stat.size_diff / per / 1024, 3),
+                "blocks": round(stat.count_diff / per, 2),
+                "where": frames,
+            }
+        )
     return {
         "server": spec,
         "clients": [low, high],
@@ -1101,9 +1112,7 @@ def profile_table(reports: list[dict[str, Any]]) -> list[str]:
             value = report["components"].get(label, {"kib": 0.0})["kib"]
             cells.append(f"{value:.2f}" if abs(value) >= 0.005 else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    rest = [
-        sum(v["kib"] for k, v in r["components"].items() if k not in labels) for r in reports
-    ]
+    rest = [sum(v["kib"] for k, v in r["components"].items() if k not in labels) for r in reports]
     lines.append("| the rest | " + " | ".join(f"{v:.2f}" for v in rest) + " |")
     lines.append(
         "| **traced in all** | "
@@ -1120,9 +1129,7 @@ def profile_reading(reports: list[dict[str, Any]]) -> list[str]:
         return []
 
     def part(spec: str, *prefixes: str) -> float:
-        return sum(
-            v["kib"] for k, v in by[spec]["components"].items() if k.startswith(prefixes)
-        )
+        return sum(v["kib"] for k, v in by[spec]["components"].items() if k.startswith(prefixes))
 
     def total(spec: str) -> float:
         return float(by[spec]["traced_kib_per_connection"])
@@ -1167,8 +1174,11 @@ def orchestrate_profile(args: argparse.Namespace) -> None:
             print(f"-- profile {spec}, {low} -> {high} idle connections", flush=True)
             report = profile_memory(spec, low, high, redis_url, redis_client, args.ws)
             reports.append(report)
-            print(f"   RSS {report['rss_kib_per_connection']} KiB per connection, traced "
-                  f"{report['traced_kib_per_connection']} KiB (Python allocations)", flush=True)
+            print(
+                f"   RSS {report['rss_kib_per_connection']} KiB per connection, traced "
+                f"{report['traced_kib_per_connection']} KiB (Python allocations)",
+                flush=True,
+            )
             for label, value in report["components"].items():
                 print(f"   {value['kib']:7.2f} KiB {value['blocks']:6.1f} blocks  {label}")
             if args.verbose:

@@ -22,9 +22,7 @@ def make_queue_with_four_waiting():
     return queue
 
 
-def test_the_widget_walks_a_visitor_from_the_line_to_checkout(
-    asgi_server, browser_page, off_loop
-):
+def test_the_widget_walks_a_visitor_from_the_line_to_checkout(asgi_server, browser_page, off_loop):
     from playwright.sync_api import expect
 
     page = browser_page
@@ -32,9 +30,11 @@ def test_the_widget_walks_a_visitor_from_the_line_to_checkout(
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on(
         "response",
-        lambda r: errors.append(f"{r.status} {r.url}")
-        if r.status >= 400 and not r.url.endswith("/favicon.ico")
-        else None,
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
     )
     queue = off_loop(make_queue_with_four_waiting)
 
