@@ -31,9 +31,14 @@ DATABASES = {
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
-        # WSGI workers keep one connection each; under ASGI every request runs in its own
-        # thread, so persistent connections would pile up: the bench sets 0 for uvicorn.
-        "CONN_MAX_AGE": None if os.environ.get("GATE_BENCH_ASGI") != "1" else 0,
+        # WSGI workers keep one connection each. Under ASGI Django closes its connections
+        # after each request (persistent ones would pile up per thread), so uvicorn runs with
+        # Django's psycopg pool instead, as Django's docs advise: no connect per request.
+        **(
+            {"CONN_MAX_AGE": None}
+            if os.environ.get("GATE_BENCH_ASGI") != "1"
+            else {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"min_size": 2, "max_size": 8}}}
+        ),
     }
 }
 TICKETQUEUE = {
