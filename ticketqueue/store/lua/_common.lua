@@ -204,9 +204,9 @@ local function placement(member, created)
   return table.concat({member, 'admitted', 0, '0', adm, exp, created, number, identity}, '|')
 end
 
--- Counts: state|waiting|active|admitted_total|departed_total, then '|time|admitted_total' for
--- each flow sample the outflow rate at `now` needs: the first and the last of the samples
--- inside FLOW_WINDOW (core.flow_in_window, same comparison). Samples are appended at least
+-- Counts: state|waiting|active|admitted_total|departed_total|joined_total (the seq counter),
+-- then '|time|admitted_total' for each flow sample the outflow rate at `now` needs: the first
+-- and the last of the samples inside FLOW_WINDOW (core.flow_in_window, same comparison). Samples are appended at least
 -- FLOW_SAMPLE_EVERY apart, so their times increase and the ones inside the window are the
 -- last ones: a binary search finds the first.
 local function counts(state, now)
