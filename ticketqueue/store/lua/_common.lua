@@ -206,9 +206,9 @@ end
 
 -- Counts: state|waiting|active|admitted_total|departed_total|joined_total (the seq counter),
 -- then '|time|admitted_total' for each flow sample the outflow rate at `now` needs: the first
--- and the last of the samples inside FLOW_WINDOW (core.flow_in_window, same comparison). Samples are appended at least
--- FLOW_SAMPLE_EVERY apart, so their times increase and the ones inside the window are the
--- last ones: a binary search finds the first.
+-- and the last of the samples inside FLOW_WINDOW (core.flow_in_window, same comparison).
+-- Samples are appended at least FLOW_SAMPLE_EVERY apart, so their times increase and the ones
+-- inside the window are the last ones: a binary search finds the first.
 local function counts(state, now)
   local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq')
   local out = {state, redis.call('ZCARD', K_LINE), redis.call('ZCARD', K_ACTIVE), totals[1],
