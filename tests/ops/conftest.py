@@ -9,6 +9,25 @@ from ..conftest import drop_store
 
 T0 = 1_800_000_000.0
 
+#: The celery processes a test started (tests/ops/test_celery.py), each with its log.
+CELERY_PROCESSES = pytest.StashKey[list]()
+#: How much of each log a failure's report shows (the whole log stays in the test's tmp_path).
+LOG_TAIL_LINES = 200
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that failed with celery processes running reports what they logged."""
+    report = yield
+    if report.failed:
+        for proc in item.stash.get(CELERY_PROCESSES, []):
+            lines = proc.text().splitlines()
+            title = f"celery {proc.name}: {proc.log}"
+            if len(lines) > LOG_TAIL_LINES:
+                title += f" (its last {LOG_TAIL_LINES} of {len(lines)} lines)"
+            report.sections.append((title, "\n".join(lines[-LOG_TAIL_LINES:])))
+    return report
+
 
 @pytest.fixture
 def live_store():

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from ticketqueue.core import PassNotActive
 from ticketqueue.models import Admission, Entry, Queue
 
 from .celery_app import app
+from .conftest import CELERY_PROCESSES
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -99,9 +101,10 @@ def test_tasks_run_in_a_real_worker_on_the_redis_broker(celery_queue):
 class Proc:
     """One celery process we started, its log in a file."""
 
-    def __init__(self, tmp, name, args, env):
+    def __init__(self, tmp, name, args, env, nodename=None):
         self.log = tmp / f"{name}.log"
         self.name = name
+        self.nodename = nodename
         self.handle = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tests.ops.celery_app", *args],
@@ -113,6 +116,13 @@ class Proc:
 
     def text(self):
         return self.log.read_text()
+
+    def started(self):
+        """Whether it logged that it is ready; fails at once if it exited instead."""
+        code = self.popen.poll()
+        if code is not None:
+            raise AssertionError(f"{self.name} exited with {code}:\n{self.text()}")
+        return " ready." in self.text()
 
     def stop(self):
         if self.popen.poll() is None:
@@ -126,20 +136,35 @@ class Proc:
 
 
 @pytest.fixture
-def processes(tmp_path, celery_queue):
+def rendezvous(tmp_path):
+    """Where a fanned-out tick in these workers waits for its queues' own tasks, once the test
+    creates ``armed`` in it (see tests/ops/celery_app.py): which worker ticks a queue then
+    no longer depends on how fast a loaded machine wakes the workers."""
+    folder = tmp_path / "rendezvous"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def processes(request, tmp_path, celery_queue, rendezvous):
     started = []
+    request.node.stash[CELERY_PROCESSES] = started  # their logs join a failure's report
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PGDATABASE": connection.settings_dict["NAME"],  # the test database itself
         "TQ_TEST_CELERY_QUEUE": celery_queue,
+        "TQ_TEST_RENDEZVOUS": str(rendezvous),
     }
 
     def worker(name, **extra):
-        args = ["worker", "-P", "solo", "-n", f"{name}@%h", "-l", "INFO", "-Q", celery_queue]
+        # Named after this test's Celery queue too: another test run's workers on the broker
+        # must not answer the ping meant for these.
+        nodename = f"{name}-{celery_queue}@{socket.gethostname()}"
+        args = ["worker", "-P", "solo", "-n", nodename, "-l", "INFO", "-Q", celery_queue]
         args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        proc = Proc(tmp_path, name, args, {**env, **extra})
+        proc = Proc(tmp_path, name, args, {**env, **extra}, nodename)
         started.append(proc)
         return proc
 
@@ -152,7 +177,15 @@ def processes(tmp_path, celery_queue):
 
     def ready(*procs):
         for proc in procs:
-            wait_for(lambda p=proc: " ready." in p.text(), 60, f"{proc.name} to start")
+            wait_for(proc.started, 60, f"{proc.name} to start")
+        # Logged just before its event loop starts: a reply to a ping is the loop running.
+        names = {proc.nodename for proc in procs}
+
+        def answered():
+            replies = app.control.ping(destination=sorted(names), timeout=1, limit=len(names))
+            return names <= {name for reply in replies for name in reply}
+
+        wait_for(answered, 30, f"{sorted(names)} to answer a ping")
 
     yield worker, beat, ready
     for proc in started:
@@ -266,7 +299,7 @@ def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
 
 @needs_shared_store
 def test_several_queues_are_spread_over_the_workers_and_a_busy_site_still_ticks_them(
-    processes, live_store
+    processes, live_store, rendezvous
 ):
     worker, _beat, ready = processes
     queues = [make_queue(slug=s, mode="always", capacity=3, purchase_window=600) for s in "ab"]
@@ -285,16 +318,25 @@ def test_several_queues_are_spread_over_the_workers_and_a_busy_site_still_ticks_
         ("a", 1, 3),
         ("b", 1, 3),
     ]
+    # Its per-queue tasks come next: each runs (finding nobody to admit) or has expired.
+    finished = re.compile(
+        r"tasks\.tick_queue\[[^]]+\] succeeded|Discarding revoked task: \S+\.tick_queue\["
+    )
+    wait_for(lambda: len(finished.findall(first.text())) == 2, 30, "the per-queue tasks")
 
-    # Three workers: the per-queue tasks run at once on the two that are free.
+    # Three workers: the per-queue tasks run at once on the two that are free, and hold their
+    # queues when the backstop comes to them. The rendezvous makes that the order however late
+    # a loaded machine wakes the free workers (the backstop waits for both leases to be held,
+    # each task keeps its lease until the backstop looked): only a backstop that ticks a queue
+    # its own task holds, or per-queue tasks that do not run at once, still fail here.
     others = [worker("second", **batches), worker("third", **batches)]
     ready(*others)
-    time.sleep(1.5)  # the first round's per-queue tasks have run or expired
     for queue in queues:
         for record in live_store.dump(queue.store_id).active:
             services.release_entry(queue, record.seq)
+    (rendezvous / "armed").touch()
     report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
-    assert sorted(report["fanned_out"]) == ["a", "b"] and report["ticked"] == []
+    assert sorted(report["fanned_out"]) == ["a", "b"] and report["ticked"] == [], report
     per_queue = re.compile(r"tasks\.tick_queue\[[^]]+\] succeeded in [\d.]+s: .*'admitted': 3\}")
     wait_for(
         lambda: sum(len(per_queue.findall(w.text())) for w in [first, *others]) == 2,

@@ -268,9 +268,7 @@ def test_a_tick_that_holds_no_queue_returns_at_once(make_queue, fake_pacing):
     lease.release(queue.store_id, "another-worker")
 
 
-def test_a_backstop_tick_takes_only_the_queues_nobody_took_from_its_round(
-    make_queue, fake_pacing
-):
+def test_a_backstop_tick_takes_only_the_queues_nobody_took_from_its_round(make_queue, fake_pacing):
     taken = make_queue(slug="taken", mode="always", capacity=5)
     free = make_queue(slug="free", mode="always", capacity=5)
     join_many(taken, 3)
