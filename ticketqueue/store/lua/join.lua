@@ -3,7 +3,7 @@
 -- Reply: counts, placement (packed, see _common.lua), read together; then '1' if announced.
 local q = load_meta()
 if not q then return {'unavailable'} end
-local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3]
+local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3] or ''
 local now = num(now_s)
 
 local member = redis.call('HGET', K_IDS, identity)
