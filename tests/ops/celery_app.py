@@ -108,10 +108,11 @@ def _rendezvous() -> Path | None:
     return None
 
 
-def _wait(condition, seconds):
+def poll_until(condition, seconds):
+    """Whether ``condition`` came true within ``seconds``; it polls what other processes do."""
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling files other processes write
+        time.sleep(0.01)  # polling another process, not waiting for time to pass
     return condition()
 
 
@@ -136,7 +137,7 @@ def _rendezvous_run_tick(real_run_tick):
 
             def backstop_sleep(seconds):
                 sleep(seconds)
-                if not _wait(lambda: all(mark.exists() for mark in marks), BACKSTOP_PATIENCE):
+                if not poll_until(lambda: all(mark.exists() for mark in marks), BACKSTOP_PATIENCE):
                     missing = [mark.name for mark in marks if not mark.exists()]
                     log.warning("rendezvous: the backstop gave up waiting for %s", missing)
 

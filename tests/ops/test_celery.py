@@ -24,7 +24,7 @@ from ticketqueue import presence, services
 from ticketqueue.core import PassNotActive
 from ticketqueue.models import Admission, Entry, Queue
 
-from .celery_app import app
+from .celery_app import app, poll_until
 from .conftest import CELERY_PROCESSES
 
 pytestmark = [
@@ -60,12 +60,8 @@ def make_queue(**fields):
 
 
 def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)  # polling another process, not waiting for time to pass
-    raise AssertionError(f"timed out waiting for {what}")
+    if not poll_until(condition, timeout):
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_tasks_run_in_a_real_worker_on_the_redis_broker(celery_queue):
