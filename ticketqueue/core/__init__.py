@@ -13,6 +13,7 @@ from ._eta import (
     flow_in_window,
     measured_rate,
 )
+from ._group_commit import GroupCommit
 from ._limits import LIMIT_SLACK, LimitWindow, limit_check
 from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
@@ -28,6 +29,7 @@ __all__ = [
     "REQUIRED_CLAIMS",
     "Bucket",
     "EntryState",
+    "GroupCommit",
     "LimitWindow",
     "OutflowPolicy",
     "PassClaims",
