@@ -125,9 +125,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _gunicorn(workers: int) -> Any:
+def _gunicorn(workers: int, threads: int = 0) -> Any:
+    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads else []
     return lambda port: [
         str(BIN / "gunicorn"),
+        *threaded,
         "--workers",
         str(workers),
         "--bind",
@@ -148,6 +150,7 @@ SERVERS = {
     # A sync worker sits idle while it waits for Redis or PostgreSQL; gunicorn's documented
     # count keeps the cores busy meanwhile. Same views, same run, for both sides of each ratio.
     "gunicorn-documented": _gunicorn(GUNICORN_DOCUMENTED),
+    "gunicorn-gthread": _gunicorn(2, 8),
     "uvicorn": lambda port: [
         str(BIN / "uvicorn"),
         "gate_site:asgi_application",
@@ -169,6 +172,7 @@ SERVERS = {
 SERVER_LABELS = {
     "gunicorn": "gunicorn, 2 sync workers (WSGI)",
     "gunicorn-documented": f"gunicorn, {GUNICORN_DOCUMENTED} sync workers (WSGI, 2 x cores + 1)",
+    "gunicorn-gthread": "gunicorn, 2 gthread workers x 8 threads (WSGI)",
     "uvicorn": "uvicorn, 1 process (ASGI)",
 }
 
@@ -493,6 +497,99 @@ def in_process(rounds: int, requests: int) -> dict:
     }
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time of the whole machine (all processes: these joins, Redis, PostgreSQL)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    busy = sum(fields[:3]) + sum(fields[5:7])  # user nice system, irq softirq
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def burst(threads: int, secs: float, rounds: int) -> dict:
+    """New visitors joining from ``threads`` threads of one process (a threaded server's
+    worker), with the group commit against one commit per join, alternating rounds."""
+    import threading
+    import uuid
+
+    from django.db import connection
+
+    from ticketqueue import services
+    from ticketqueue.core import GroupCommit
+    from ticketqueue.models import Queue
+
+    line = Queue.objects.get(slug="bench-line")
+    statements = [0]
+
+    def insert(rows: Any) -> None:
+        statements[0] += 1
+        services._insert_entries(rows)
+
+    class OneCommitEach:
+        def submit(self, values: Any) -> None:
+            insert([values])
+
+    writers = {"grouped": GroupCommit(insert), "alone": OneCommitEach()}
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"joins_per_s": [], "machine_cpu_us": [], "statements_per_join": []}
+        for name in writers
+    }
+    original = services._new_rows
+    try:
+        for r in range(rounds):
+            for name in writers if r % 2 == 0 else reversed(list(writers)):
+                services._new_rows = writers[name]  # type: ignore[assignment]
+                counts = [0] * threads
+                stop = time.monotonic() + secs
+
+                def joiner(i: int, counts: list[int], stop: float) -> None:
+                    try:
+                        while time.monotonic() < stop:
+                            services.join(line, f"anon:{uuid.uuid4().hex}")
+                            counts[i] += 1
+                    finally:
+                        connection.close()
+
+                workers = [
+                    threading.Thread(target=joiner, args=(i, counts, stop)) for i in range(threads)
+                ]
+                statements[0] = 0
+                cpu, started = machine_cpu_seconds(), time.perf_counter()
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+                elapsed = time.perf_counter() - started
+                cpu = machine_cpu_seconds() - cpu
+                joins = sum(counts)
+                samples[name]["joins_per_s"].append(joins / elapsed)
+                samples[name]["machine_cpu_us"].append(cpu / joins * 1e6)
+                samples[name]["statements_per_join"].append(statements[0] / joins)
+    finally:
+        services._new_rows = original
+    median = {
+        name: {key: statistics.median(values) for key, values in figures.items()}
+        for name, figures in samples.items()
+    }
+    pairs = zip(samples["grouped"]["joins_per_s"], samples["alone"]["joins_per_s"], strict=True)
+    cpu_pairs = zip(
+        samples["grouped"]["machine_cpu_us"], samples["alone"]["machine_cpu_us"], strict=True
+    )
+    return {
+        "threads": threads,
+        "seconds": secs,
+        "rounds": rounds,
+        "median": median,
+        "samples": {
+            name: {key: [round(v, 2) for v in values] for key, values in figures.items()}
+            for name, figures in samples.items()
+        },
+        "ratios": {
+            "joins_per_s_grouped_over_alone": statistics.median(a / b for a, b in pairs),
+            "machine_cpu_alone_over_grouped": statistics.median(b / a for a, b in cpu_pairs),
+        },
+    }
+
+
 def verdict(report: dict) -> str:
     """Each target against each measure, to three decimals: no rounding in our favour."""
 
@@ -517,6 +614,30 @@ def verdict(report: dict) -> str:
         f"{show('protected_over_unprotected', TARGETS['gate'])}. REST join >= "
         f"{TARGETS['join']}, returning visitor: {show('join_returning_over_bare', TARGETS['join'])}"
         f"; new visitor: {show('join_new_over_bare', TARGETS['join'])}."
+    )
+
+
+def burst_markdown(burst: dict) -> str:
+    grouped, alone, ratios = burst["median"]["grouped"], burst["median"]["alone"], burst["ratios"]
+    return "\n".join(
+        [
+            f"**New visitors at once.** {burst['threads']} threads of one process (a threaded "
+            "server's worker) join new visitors as fast as they can, with the group commit "
+            "(joins waiting at the same moment share one INSERT and one commit) and with one "
+            f"commit per join, {burst['rounds']} alternating rounds of {burst['seconds']:g} s; "
+            "the CPU is the whole machine's (this process, Redis and PostgreSQL), per join:",
+            "",
+            "| writer | joins/s | statements per join | machine CPU per join (us) |",
+            "|---|---:|---:|---:|",
+            f"| group commit | {grouped['joins_per_s']:,.0f} "
+            f"| {grouped['statements_per_join']:.2f} | {grouped['machine_cpu_us']:,.0f} |",
+            f"| one commit per join | {alone['joins_per_s']:,.0f} "
+            f"| {alone['statements_per_join']:.2f} | {alone['machine_cpu_us']:,.0f} |",
+            "",
+            f"Same run: joins/s grouped / alone {ratios['joins_per_s_grouped_over_alone']:.2f}, "
+            f"machine CPU per join alone / grouped {ratios['machine_cpu_alone_over_grouped']:.2f}."
+            " Each join still answers only once its own row is committed.",
+        ]
     )
 
 
@@ -607,6 +728,8 @@ def markdown(report: dict) -> str:
             "",
             verdict(report),
             "",
+            burst_markdown(report["burst"]),
+            "",
             "A join is not a bare view plus a little Python: the returning visitor's costs one "
             "store round trip (its place and the line's counts from one Lua script, packed in "
             "two strings, with the two flow samples the ETA needs rather than all 64), and a "
@@ -627,8 +750,13 @@ def markdown(report: dict) -> str:
             "framework's own cost dominates and the ratios are higher. A sync worker sits idle "
             "while Redis or PostgreSQL answers: with 2 workers on 2 cores that wait is lost "
             "throughput for the join and not for a bare view; with gunicorn's documented count "
-            "(2 x cores + 1) other workers use the cores meanwhile, which is how a site would "
-            "run it.",
+            "(2 x cores + 1) other workers use the cores meanwhile. With gthread workers the "
+            "new visitors of one worker that wait for their commit at the same moment share "
+            "it (group commit, below), which saves PostgreSQL's work rather than the "
+            "workers': sampled with py-spy under the new-visitor load, about 30% of a "
+            "sync worker's CPU samples go to sending to and reading from Redis and PostgreSQL "
+            "(the loopback's system calls), and the parsing and closing of gunicorn's "
+            "connections (no keep-alive in a sync worker) weigh on the bare view alike.",
             "",
             "Raw figures: `bench/results/gate.json`.",
             "",
@@ -654,7 +782,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--servers", default="gunicorn,gunicorn-documented,uvicorn")
+    parser.add_argument(
+        "--servers", default="gunicorn,gunicorn-documented,gunicorn-gthread,uvicorn"
+    )
+    parser.add_argument("--threads", type=int, default=16, help="joining threads in the burst")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--nice", type=int, default=0, help="niceness of servers and load (e.g. -10, as root)"
@@ -687,6 +818,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:16} {value:7.1f} us  {local['samples'][name]}", flush=True)
         for name, value in local["ratios"].items():
             print(f"  {name:30} {value:.2f}", flush=True)
+        together = burst(args.threads, secs, rounds)
+        print(f"new visitors from {args.threads} threads in one process", flush=True)
+        for name, figures in together["median"].items():
+            print(f"  {name:8} " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()))
+        for name, value in together["ratios"].items():
+            print(f"  {name:34} {value:.2f}", flush=True)
     finally:
         drop_queues()
 
@@ -705,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"before": [round(x, 2) for x in load_before], "after": load_after},
         "runs": runs,
         "in_process": local,
+        "burst": together,
     }
     section = markdown(report)
     print()
