@@ -613,8 +613,19 @@ def verdict(report: dict) -> str:
         f"**Targets** (servers in the tables' order). Gate >= {TARGETS['gate']}: "
         f"{show('protected_over_unprotected', TARGETS['gate'])}. REST join >= "
         f"{TARGETS['join']}, returning visitor: {show('join_returning_over_bare', TARGETS['join'])}"
-        f"; new visitor: {show('join_new_over_bare', TARGETS['join'])}."
+        f"; new visitor: {show('join_new_over_bare', TARGETS['join'])}. {spread(report)}"
     )
+
+
+def spread(report: dict) -> str:
+    """How far apart the rounds' own gate ratios were: the noise the medians sit in."""
+    ranges = []
+    for run in report["runs"]:
+        gate = run["gate"]
+        pairs = zip(gate["protected"]["samples"], gate["unprotected"]["samples"], strict=True)
+        ratios = [a / b for a, b in pairs]
+        ranges.append(f"{min(ratios):.2f}-{max(ratios):.2f}")
+    return f"The rounds' own gate ratios ranged {', '.join(ranges)} (same order)."
 
 
 def burst_markdown(burst: dict) -> str:
@@ -752,7 +763,7 @@ def markdown(report: dict) -> str:
             "throughput for the join and not for a bare view; with gunicorn's documented count "
             "(2 x cores + 1) other workers use the cores meanwhile. With gthread workers the "
             "new visitors of one worker that wait for their commit at the same moment share "
-            "it (group commit, below), which saves PostgreSQL's work rather than the "
+            "it (group commit, above), which saves PostgreSQL's work rather than the "
             "workers': sampled with py-spy under the new-visitor load, about 30% of a "
             "sync worker's CPU samples go to sending to and reading from Redis and PostgreSQL "
             "(the loopback's system calls), and the parsing and closing of gunicorn's "
