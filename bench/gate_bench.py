@@ -1,7 +1,8 @@
 """Purchase gate benchmark: req/s of one purchase view with HasQueuePass against the same view
 without it, and of the REST join against a bare DRF view, on the same server in the same run,
-under gunicorn (WSGI: 2 sync workers, and gunicorn's documented 2 x cores + 1) and one uvicorn
-(ASGI) process; PostgreSQL + RedisStore.
+under gunicorn (WSGI: 2 sync workers, gunicorn's documented 2 x cores + 1, and 2 gthread workers
+of 8 threads) and one uvicorn (ASGI) process; PostgreSQL + RedisStore. Then, in this process,
+new visitors joining from many threads with the group commit and with one commit per join.
 
 Writes bench/results/gate.json and the "Purchase gate and REST API (issue 4)" section of
 docs/benchmarks.md (``--quick``: a short smoke run for CI that writes neither).
