@@ -145,6 +145,11 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                 f"127.0.0.1:{GUNICORN_PORT}",
                 "--workers",
                 str(args.gunicorn_workers),
+                *(
+                    ["--worker-class", "gthread", "--threads", str(args.gunicorn_threads)]
+                    if args.gunicorn_threads
+                    else []
+                ),
                 "--backlog",
                 "4096",
                 "--graceful-timeout",
@@ -278,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-demo-data", action="store_true", help="Skip load_demo_data.")
     parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument(
+        "--gunicorn-threads", type=int, default=0, help="gthread workers of N threads (0: sync)"
+    )
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument(
