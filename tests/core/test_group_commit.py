@@ -59,6 +59,25 @@ def wait_queued(group, n):
         time.sleep(0.001)
 
 
+def submit_behind_a_held_write(group, disk, followers, *, one_by_one=False):
+    """ "a" starts a write that the disk holds; ``followers`` submit meanwhile (``one_by_one``:
+    each queued before the next starts). Then the disk lets go; returns each caller's
+    outcome once all have returned."""
+    outcomes: dict[str, tuple] = {}
+    threads = [submit_in_thread(group, "a", outcomes)]
+    assert disk.first_started.wait(WAIT)
+    for item in followers:
+        threads.append(submit_in_thread(group, item, outcomes))
+        if one_by_one:
+            wait_queued(group, len(threads) - 1)
+    wait_queued(group, len(followers))
+    assert outcomes == {}  # nobody has returned: "a" is still being written
+    disk.release_first.set()
+    for thread in threads:
+        thread.join(WAIT)
+    return outcomes
+
+
 def test_a_caller_alone_writes_alone():
     disk = Disk()
     disk.release_first.set()
@@ -71,15 +90,7 @@ def test_a_caller_alone_writes_alone():
 def test_callers_arriving_during_a_write_share_the_next_one_and_return_after_it():
     disk = Disk()
     group = GroupCommit(disk)
-    outcomes: dict[str, tuple] = {}
-    threads = [submit_in_thread(group, "a", outcomes)]
-    assert disk.first_started.wait(WAIT)
-    threads += [submit_in_thread(group, item, outcomes) for item in "bcd"]
-    wait_queued(group, 3)
-    assert outcomes == {}  # nobody has returned: "a" is still being written
-    disk.release_first.set()
-    for thread in threads:
-        thread.join(WAIT)
+    outcomes = submit_behind_a_held_write(group, disk, "bcd")
     assert disk.writes[0] == ["a"]
     assert sorted(disk.writes[1]) == ["b", "c", "d"] and len(disk.writes) == 2
     # Each caller's item was written when its submit returned.
@@ -89,16 +100,7 @@ def test_callers_arriving_during_a_write_share_the_next_one_and_return_after_it(
 
 def test_a_batch_is_at_most_limit_items():
     disk = Disk()
-    group = GroupCommit(disk, limit=2)
-    outcomes: dict[str, tuple] = {}
-    threads = [submit_in_thread(group, "a", outcomes)]
-    assert disk.first_started.wait(WAIT)
-    for item in "bcde":
-        threads.append(submit_in_thread(group, item, outcomes))
-        wait_queued(group, len(threads) - 1)  # queued in this order
-    disk.release_first.set()
-    for thread in threads:
-        thread.join(WAIT)
+    outcomes = submit_behind_a_held_write(GroupCommit(disk, limit=2), disk, "bcde", one_by_one=True)
     assert disk.writes == [["a"], ["b", "c"], ["d", "e"]]
     assert all(outcome == ("written", True) for outcome in outcomes.values())
 
@@ -106,14 +108,7 @@ def test_a_batch_is_at_most_limit_items():
 def test_every_caller_of_a_failed_write_raises_and_the_next_writes_go_on():
     disk = Disk(fail_on={"c"})
     group = GroupCommit(disk)
-    outcomes: dict[str, tuple] = {}
-    threads = [submit_in_thread(group, "a", outcomes)]
-    assert disk.first_started.wait(WAIT)
-    threads += [submit_in_thread(group, item, outcomes) for item in "bc"]
-    wait_queued(group, 2)
-    disk.release_first.set()
-    for thread in threads:
-        thread.join(WAIT)
+    outcomes = submit_behind_a_held_write(group, disk, "bc")
     assert outcomes["a"] == ("written", True)
     for item in "bc":  # the leader of the batch and the caller it wrote for
         kind, error = outcomes[item]
@@ -134,14 +129,7 @@ def test_an_interrupted_write_strands_nobody_and_its_followers_get_an_error_of_t
 
     disk = InterruptedDisk()
     group = GroupCommit(disk)
-    outcomes: dict[str, tuple] = {}
-    threads = [submit_in_thread(group, "a", outcomes)]
-    assert disk.first_started.wait(WAIT)
-    threads += [submit_in_thread(group, item, outcomes) for item in "bc"]
-    wait_queued(group, 2)
-    disk.release_first.set()
-    for thread in threads:
-        thread.join(WAIT)
+    outcomes = submit_behind_a_held_write(group, disk, "bc")
     assert sorted(disk.writes[1]) == ["b", "c"]
     leader, follower = ("b", "c") if disk.writes[1][0] == "b" else ("c", "b")
     assert isinstance(outcomes[leader][1], Interrupted)

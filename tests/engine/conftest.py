@@ -1,4 +1,5 @@
 import pytest
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from ticketqueue.store import get_store, reset_store
 
@@ -13,3 +14,21 @@ def live_store(settings):
     yield store
     drop_store(store)
     reset_store()
+
+
+def committed_entries(queue, *columns):
+    """``queue``'s entry rows (those columns) as another connection sees them: what is
+    committed, nothing still in flight."""
+    from ticketqueue.models import Entry
+
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(columns)} FROM {Entry._meta.db_table} "  # noqa: S608
+                "WHERE queue_id = %s ORDER BY seq",
+                [queue.pk],
+            )
+            return cursor.fetchall()
+    finally:
+        other.close()

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DatabaseError
 
 from ticketqueue import passes, services
-from ticketqueue.models import Entry, Queue
+from ticketqueue.models import Queue
 from ticketqueue.store import get_store, reset_store
+
+from .conftest import committed_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,16 +105,9 @@ def test_a_new_entry_is_committed_when_the_join_returns(live_store):
     waiting = services.join(queue, "user:1", T0)
     assert waiting.state == "waiting"
     # Another connection sees the row at once: no transaction is left open behind the answer.
-    other_connection = connections.create_connection(DEFAULT_DB_ALIAS)
-    try:
-        with other_connection.cursor() as other:
-            other.execute(
-                f"SELECT identity, seq, state FROM {Entry._meta.db_table} WHERE queue_id = %s",  # noqa: S608
-                [queue.pk],
-            )
-            assert other.fetchall() == [("user:1", waiting.seq, "waiting")]
-    finally:
-        other_connection.close()
+    assert committed_entries(queue, "identity", "seq", "state") == [
+        ("user:1", waiting.seq, "waiting")
+    ]
     assert queue.entries.get().joined_at == datetime.fromtimestamp(T0, UTC)
 
 

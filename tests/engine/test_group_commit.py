@@ -5,11 +5,13 @@ import threading
 import time
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 
 from ticketqueue import services
 from ticketqueue.core import GroupCommit
-from ticketqueue.models import Entry, Queue
+from ticketqueue.models import Queue
+
+from .conftest import committed_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,17 +45,7 @@ class HeldFirstWrite:
 
 
 def committed_identities(queue):
-    """The rows another connection sees: what is committed, nothing in flight."""
-    other = connections.create_connection(DEFAULT_DB_ALIAS)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute(
-                f"SELECT identity FROM {Entry._meta.db_table} WHERE queue_id = %s",  # noqa: S608
-                [queue.pk],
-            )
-            return {identity for (identity,) in cursor.fetchall()}
-    finally:
-        other.close()
+    return {identity for (identity,) in committed_entries(queue, "identity")}
 
 
 def join_all(queue, identities, held):
