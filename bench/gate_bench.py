@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -127,7 +128,16 @@ def free_port() -> int:
 
 
 def _gunicorn(workers: int, threads: int = 0) -> Any:
-    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads else []
+    # A gthread worker keeps every keep-alive connection it accepted, and wrk's few long-lived
+    # connections often all land on one worker (16 of 16 in some rounds: one core serves, the
+    # other idles, req/s drops 2.5x). Many clients, or a proxy without upstream keep-alive,
+    # spread out; --keep-alive 0 measures that case: every request on a new connection, as a
+    # sync worker serves them anyway.
+    threaded = (
+        ["--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "0"]
+        if threads
+        else []
+    )
     return lambda port: [
         str(BIN / "gunicorn"),
         *threaded,
@@ -211,20 +221,32 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by the server and its worker processes."""
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by the server and its workers, PostgreSQL's
+        processes, Redis, this script's finished children (the load generator runs) and the
+        whole machine, from /proc."""
         assert self.proc is not None
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
+        used = dict.fromkeys(("server", "postgres", "redis"), 0)
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                head, tail = stat.read_text().rsplit(")", 1)
             except OSError:
                 continue
+            fields = tail.split()
             pid, ppid = int(stat.parent.name), int(fields[1])
+            ticks = int(fields[11]) + int(fields[12])  # utime, stime
+            name = head.partition("(")[2]
             if self.proc.pid in (pid, ppid):
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+                used["server"] += ticks
+            elif name == "postgres":
+                used["postgres"] += ticks
+            elif name.startswith("redis-server"):
+                used["redis"] += ticks
+        seconds = {key: value / os.sysconf("SC_CLK_TCK") for key, value in used.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds["loadgen"] = children.ru_utime + children.ru_stime
+        seconds["machine"] = machine_cpu_seconds()
+        return seconds
 
     def probe(self, path: str, method: str, headers: dict[str, str]) -> str:
         request = urllib.request.Request(
@@ -323,6 +345,20 @@ def run_python(url: str, method: str, headers: dict[str, str], conns: int, secs:
 # -- the measurements -----------------------------------------------------------------------
 
 
+#: Where the machine's time goes per request: the server, PostgreSQL, Redis, the load
+#: generator, everything else (kernel threads, this script, other tenants) and idle cores.
+PARTS = ("server", "postgres", "redis", "loadgen", "other", "idle")
+
+
+def machine_split(before: dict, after: dict, wall: float, requests: int) -> dict[str, float]:
+    """Microseconds per request of each of PARTS between two ``Server.cpu_seconds``."""
+    used = {key: after[key] - before[key] for key in after}
+    split = {key: used[key] for key in ("server", "postgres", "redis", "loadgen")}
+    split["other"] = max(0.0, used["machine"] - sum(split.values()))
+    split["idle"] = max(0.0, (os.cpu_count() or 1) * wall - used["machine"])
+    return {key: value / requests * 1e6 for key, value in split.items()}
+
+
 class Bench:
     def __init__(self, loadgen: str, conns: int, secs: float, rounds: int) -> None:
         self.load = run_wrk if loadgen == "wrk" else run_python
@@ -332,7 +368,7 @@ class Bench:
     def measure(self, server: Server, cases: dict[str, tuple[str, str, dict[str, str]]]) -> dict:
         """Each case ``rounds`` times, alternating the order, so drift hits all alike."""
         samples: dict[str, list[float]] = {name: [] for name in cases}
-        cpu: dict[str, list[float]] = {name: [] for name in cases}
+        split: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
         names = list(cases)
         for name in names:  # warm-up: imports, connections, the pass confirmed
             path, method, headers = cases[name]
@@ -340,22 +376,25 @@ class Bench:
         for r in range(self.rounds):
             for name in names if r % 2 == 0 else reversed(names):
                 path, method, headers = cases[name]
-                cpu_before = server.cpu_seconds()
+                before, started = server.cpu_seconds(), time.monotonic()
                 result = self.load(server.base + path, method, headers, self.conns, self.secs)
-                cpu_used = server.cpu_seconds() - cpu_before
+                after, wall = server.cpu_seconds(), time.monotonic() - started
                 if result["non_2xx"] or not result["requests"]:
                     raise SystemExit(
                         f"{server.kind} {name}: {result} (refusals or no answers); one more "
                         f"request answers {server.probe(path, method, headers)}"
                     )
                 samples[name].append(result["rps"])
-                cpu[name].append(cpu_used / result["requests"] * 1e6)
+                split[name].append(machine_split(before, after, wall, result["requests"]))
         return {
             name: {
                 "rps": statistics.median(values),
                 "samples": [round(v, 1) for v in values],
-                "server_cpu_us": statistics.median(cpu[name]),
-                "server_cpu_us_samples": [round(v) for v in cpu[name]],
+                "server_cpu_us": statistics.median(s["server"] for s in split[name]),
+                "server_cpu_us_samples": [round(s["server"]) for s in split[name]],
+                "machine_us": {
+                    part: statistics.median(s[part] for s in split[name]) for part in PARTS
+                },
             }
             for name, values in samples.items()
         }
@@ -450,6 +489,7 @@ def in_process(rounds: int, requests: int) -> dict:
         "protected": ("GET", "/purchase/", {**cookie, "HTTP_AUTHORIZATION": f"QueuePass {token}"}),
         "bare_drf": ("POST", "/bare/", {}),
         "join_returning": ("POST", "/queue/api/queues/bench-line/join/", cookie),
+        "join_new": ("POST", "/queue/api/queues/bench-line/join/", {}),
     }
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
@@ -484,6 +524,7 @@ def in_process(rounds: int, requests: int) -> dict:
     paired = {
         "protected_over_unprotected": ("protected", "unprotected"),
         "join_returning_over_bare": ("join_returning", "bare_drf"),
+        "join_new_over_bare": ("join_new", "bare_drf"),
     }
     return {
         "requests_per_round": requests,
@@ -653,6 +694,63 @@ def burst_markdown(burst: dict) -> str:
     )
 
 
+CASES = {"bare_drf": "bare DRF", "join_returning": "join, returning", "join_new": "join, new"}
+
+
+def ceiling(run: dict, case: str) -> float:
+    """The join / bare ratio ``case`` could reach if its view cost the server no more than the
+    bare view and no core ever idled: what Redis and PostgreSQL spend on it, on the same
+    cores, is then all it takes from the bare view's throughput."""
+    bare, join = run["rest"]["bare_drf"]["machine_us"], run["rest"][case]["machine_us"]
+    stores = sum(join[k] - bare[k] for k in ("postgres", "redis"))
+    total = sum(bare.values())
+    return total / (total + max(0.0, stores))
+
+
+def split_markdown(report: dict) -> str:
+    rows = []
+    for run in report["runs"]:
+        for case, label in CASES.items():
+            figures = run["rest"][case]
+            parts = " | ".join(f"{figures['machine_us'][part]:,.0f}" for part in PARTS)
+            total = sum(figures["machine_us"].values())
+            rows.append(
+                f"| {run['server']} | {label} | {figures['rps']:,.0f} | {total:,.0f} | {parts} |"
+            )
+    ceilings = "; ".join(
+        f"{run['server']} {ceiling(run, 'join_returning'):.2f} and {ceiling(run, 'join_new'):.2f}"
+        for run in report["runs"]
+    )
+    return "\n".join(
+        [
+            "**Where the machine's time goes.** Redis and PostgreSQL run on the same "
+            f"{os.cpu_count()} cores as the servers and the load generator, so what they spend "
+            "on a join is taken from the servers. Per request (microseconds, medians of the "
+            "rounds): the machine's time (cores x the round's length / requests), then the "
+            "server and its workers, PostgreSQL's processes, Redis, the load generator, "
+            "everything else (kernel threads, this script, other tenants) and idle cores, from "
+            "/proc:",
+            "",
+            "| server | request | req/s | machine us | server | PostgreSQL | Redis "
+            "| load generator | other | idle |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "A returning visitor's join is the bare view plus one store round trip (one Lua "
+            "script: its place and the line's counts); a new visitor's adds its cookie and one "
+            "SQL statement, its entry's row: a single INSERT in autocommit that is its own "
+            "commit, because an acknowledged join is never lost (docs/design.md). Even if the "
+            "join view cost its server nothing more than the bare view and no core ever idled, "
+            "the Redis and PostgreSQL time above would cap the join / bare ratio at (returning "
+            f"and new visitor): {ceilings}. A sync worker sits idle while Redis or PostgreSQL "
+            "answers (the idle column); gunicorn's documented worker count fills that time "
+            "with other requests, and gthread workers also share the commits of new visitors "
+            "that wait at the same moment (the PostgreSQL column; group commit, above). Under "
+            "one ASGI process the framework's own cost dominates, so the ratios are higher.",
+        ]
+    )
+
+
 def markdown(report: dict) -> str:
     rows = []
     for run in report["runs"]:
@@ -722,15 +820,18 @@ def markdown(report: dict) -> str:
             f"{report['rounds']} alternating rounds, median of the rounds' ratios):",
             "",
             "| unprotected us | protected us | ratio | bare DRF (POST) us | join (returning) us "
-            "| ratio |",
-            "|---:|---:|---:|---:|---:|---:|",
-            "| {u:,.1f} | {p:,.1f} | **{g:.2f}** | {b:,.1f} | {j:,.1f} | {r:.2f} |".format(
+            "| ratio | join (new visitor) us | ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| {u:,.1f} | {p:,.1f} | **{g:.2f}** | {b:,.1f} | {j:,.1f} | {r:.2f} | {n:,.1f} "
+            "| {nr:.2f} |".format(
                 u=report["in_process"]["cpu_us"]["unprotected"],
                 p=report["in_process"]["cpu_us"]["protected"],
                 g=report["in_process"]["ratios"]["protected_over_unprotected"],
                 b=report["in_process"]["cpu_us"]["bare_drf"],
                 j=report["in_process"]["cpu_us"]["join_returning"],
                 r=report["in_process"]["ratios"]["join_returning_over_bare"],
+                n=report["in_process"]["cpu_us"]["join_new"],
+                nr=report["in_process"]["ratios"]["join_new_over_bare"],
             ),
             "",
             "The gate costs one JWT verification (cached per token after the first), one "
@@ -742,33 +843,7 @@ def markdown(report: dict) -> str:
             "",
             burst_markdown(report["burst"]),
             "",
-            "A join is not a bare view plus a little Python: the returning visitor's costs one "
-            "store round trip (its place and the line's counts from one Lua script, packed in "
-            "two strings, with the two flow samples the ETA needs rather than all 64), and a "
-            "new visitor's adds its cookie and one SQL statement: its entry's row, a single "
-            "INSERT in autocommit that is its own commit (an acknowledged join is never lost; "
-            "the join script itself publishes the `joined` broadcast and the joins counter is "
-            "read from the store, so neither costs a round trip). That durable commit per new "
-            "visitor is the floor the guarantee sets, and here PostgreSQL's share of it runs on "
-            "the same two cores as the servers and wrk. Against a bare view that touches "
-            "nothing those round trips are the whole difference, so the ratio follows the "
-            "latency of Redis and PostgreSQL on the same two cores. Measured in one process, "
-            "the join view's own "
-            "code costs about as much as the bare view; `services.join` adds about 110 us of "
-            "CPU, nearly all of it redis-py (with hiredis) sending the one EVALSHA and reading "
-            "its reply: a bare PING from the same process costs 75-80 us of CPU here, the "
-            "system calls included. Add the time Redis takes to answer, which on this shared "
-            "machine grows with the other tenants' load. Under one ASGI process the "
-            "framework's own cost dominates and the ratios are higher. A sync worker sits idle "
-            "while Redis or PostgreSQL answers: with 2 workers on 2 cores that wait is lost "
-            "throughput for the join and not for a bare view; with gunicorn's documented count "
-            "(2 x cores + 1) other workers use the cores meanwhile. With gthread workers the "
-            "new visitors of one worker that wait for their commit at the same moment share "
-            "it (group commit, above), which saves PostgreSQL's work rather than the "
-            "workers': sampled with py-spy under the new-visitor load, about 30% of a "
-            "sync worker's CPU samples go to sending to and reading from Redis and PostgreSQL "
-            "(the loopback's system calls), and the parsing and closing of gunicorn's "
-            "connections (no keep-alive in a sync worker) weigh on the bare view alike.",
+            split_markdown(report),
             "",
             "Raw figures: `bench/results/gate.json`.",
             "",
