@@ -557,7 +557,8 @@ def verify(run: Run) -> list[tuple[str, bool, str]]:
             rose == 0 or not run.args.strict_positions,
             f"{rose} rises seen by {len(risers)} buyers, the largest +"
             f"{max((b.largest_rise for b in risers), default=0)}"
-            " (the live layer's estimate corrected by an exact resync)" * bool(rose),
+            + " (the live layer's estimate corrected by an exact resync)"
+            * bool(rose),
         )
     )
 
