@@ -158,8 +158,11 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                 # would be killed mid-purchase.
                 "--timeout",
                 "120",
+                # nginx keeps upstream connections open; a gthread worker serves every
+                # request of the connections it accepted, so a few pooled connections could
+                # all sit on one worker: close after each response (sync workers always do).
                 "--keep-alive",
-                "65",
+                "0" if args.gunicorn_threads else "65",
                 "--log-level",
                 "warning",
             ],
