@@ -1,8 +1,10 @@
 """Purchase gate benchmark: req/s of one purchase view with HasQueuePass against the same view
 without it, and of the REST join against a bare DRF view, on the same server in the same run,
 under gunicorn (WSGI: 2 sync workers, gunicorn's documented 2 x cores + 1, and 2 gthread workers
-of 8 threads) and one uvicorn (ASGI) process; PostgreSQL + RedisStore. Then, in this process,
-new visitors joining from many threads with the group commit and with one commit per join.
+of 8 threads) and one uvicorn (ASGI) process; PostgreSQL + RedisStore. For the REST requests,
+where the machine's time goes (server, PostgreSQL, Redis, load generator, idle) and so the best
+ratio Redis and PostgreSQL leave a join on these cores. Then, in this process, new visitors
+joining from many threads with the group commit and with one commit per join.
 
 Writes bench/results/gate.json and the "Purchase gate and REST API (issue 4)" section of
 docs/benchmarks.md (``--quick``: a short smoke run for CI that writes neither).
@@ -221,7 +223,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def cpu_seconds(self) -> dict[str, float]:
+    def cpu_parts(self) -> dict[str, float]:
         """CPU seconds (user + system) used so far by the server and its workers, PostgreSQL's
         processes, Redis, this script's finished children (the load generator runs) and the
         whole machine, from /proc."""
@@ -351,7 +353,7 @@ PARTS = ("server", "postgres", "redis", "loadgen", "other", "idle")
 
 
 def machine_split(before: dict, after: dict, wall: float, requests: int) -> dict[str, float]:
-    """Microseconds per request of each of PARTS between two ``Server.cpu_seconds``."""
+    """Microseconds per request of each of PARTS between two ``Server.cpu_parts``."""
     used = {key: after[key] - before[key] for key in after}
     split = {key: used[key] for key in ("server", "postgres", "redis", "loadgen")}
     split["other"] = max(0.0, used["machine"] - sum(split.values()))
@@ -376,9 +378,9 @@ class Bench:
         for r in range(self.rounds):
             for name in names if r % 2 == 0 else reversed(names):
                 path, method, headers = cases[name]
-                before, started = server.cpu_seconds(), time.monotonic()
+                before, started = server.cpu_parts(), time.monotonic()
                 result = self.load(server.base + path, method, headers, self.conns, self.secs)
-                after, wall = server.cpu_seconds(), time.monotonic() - started
+                after, wall = server.cpu_parts(), time.monotonic() - started
                 if result["non_2xx"] or not result["requests"]:
                     raise SystemExit(
                         f"{server.kind} {name}: {result} (refusals or no answers); one more "
