@@ -1,6 +1,8 @@
 """The queue socket against the real store and database: joining, positions moved by ticks,
 one entry shared by several sockets, grace on disconnect, the truth on reconnect, closing."""
 
+import asyncio
+import threading
 import time
 
 import pytest
@@ -172,6 +174,32 @@ async def test_leaving_tells_every_socket_of_the_identity(make_queue, hub, visit
     assert await two.next() == {"type": "left", "reason": "left"}
     assert (await in_thread(services.status)(queue, me.identity)).state is None
     await one.disconnect(), await two.disconnect()
+
+
+async def test_a_leave_is_answered_while_a_burst_holds_the_thread_pool(make_queue, hub, visitor):
+    """In a burst the pool holds thousands of joins and reads; whoever gives up a place hears
+    so at once, not after them."""
+    queue = await in_thread(make_queue)()
+    me = visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    await sock.next()
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, release.wait) for _ in range(64)]  # every thread, queued
+    # Let them go after a while whatever happens: a leave queued behind them would then be
+    # answered late (and fail below) rather than never.
+    loop.call_later(TIMEOUT / 2, release.set)
+    try:
+        await sock.send(type="leave")
+        assert await sock.next() == {"type": "left", "reason": "left"}
+        assert not release.is_set(), "the leave waited for the pool"
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+    assert (await in_thread(services.status)(queue, me.identity)).state is None
+    await sock.disconnect()
 
 
 async def test_a_disconnect_within_the_grace_keeps_the_place(make_queue, hub, visitor, broadcast):

@@ -10,7 +10,9 @@ ASGI ``send``, so the per-socket state is this one small object and its seat.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -38,10 +40,24 @@ log = logging.getLogger("ticketqueue.live")
 Send = Any  # the ASGI send callable
 
 
-def in_thread(func: Any) -> Any:
+def in_thread(func: Any, *, ahead: bool = False) -> Any:
     """Store and row work runs in the thread pool, not the one thread Django's sync code
-    shares: thousands of sockets reconnecting at once must not queue behind each other."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    shares: thousands of sockets reconnecting at once must not queue behind each other.
+    ``ahead``: on threads of its own, so it never waits behind a burst's joins in the pool."""
+    executor = _ahead_pool() if ahead else None
+    return database_sync_to_async(func, thread_sensitive=False, executor=executor)
+
+
+_ahead: ThreadPoolExecutor | None = None
+_ahead_lock = threading.Lock()
+
+
+def _ahead_pool() -> ThreadPoolExecutor:
+    global _ahead
+    with _ahead_lock:
+        if _ahead is None:  # made in the serving process: its threads start on first use
+            _ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ticketqueue-ahead")
+        return _ahead
 
 
 def scope_cookies(scope: dict[str, Any]) -> dict[str, str]:
@@ -152,7 +168,8 @@ class QueueSocket:
         self._apply(status)
 
     async def client_leave(self, message: dict[str, Any]) -> None:
-        change = await in_thread(services.leave)(self.queue, self.identity)
+        # Ahead of the joins: whoever gives up a place hears so at once, and the place is free.
+        change = await in_thread(services.leave, ahead=True)(self.queue, self.identity)
         seat = self.seat
         if seat is not None and seat.seq == change.seq:
             # Said at once here; the broadcast tells the identity's other sockets.
