@@ -185,7 +185,7 @@ SERVERS = {
 SERVER_LABELS = {
     "gunicorn": "gunicorn, 2 sync workers (WSGI)",
     "gunicorn-documented": f"gunicorn, {GUNICORN_DOCUMENTED} sync workers (WSGI, 2 x cores + 1)",
-    "gunicorn-gthread": "gunicorn, 2 gthread workers x 8 threads (WSGI)",
+    "gunicorn-gthread": "gunicorn, 2 gthread workers x 8 threads (WSGI, --keep-alive 0)",
     "uvicorn": "uvicorn, 1 process (ASGI)",
 }
 
