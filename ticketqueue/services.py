@@ -295,7 +295,8 @@ def _entry_insert(vendor: str, names: tuple[str, ...], rows: int) -> str:
 #: same moment in one process share one INSERT and one commit: the disk flush and most of
 #: PostgreSQL's work are paid once per batch instead of once per visitor. A join alone (a
 #: sync worker) writes alone, as before. 100 rows of 9 fields stay under SQLite's oldest
-#: limit of 999 parameters per statement.
+#: limit of 999 parameters per statement. (The lambda looks ``_insert_entries`` up at each
+#: write, so a test that replaces it reaches the grouped joins too.)
 _new_rows: GroupCommit[dict[str, Any]] = GroupCommit(lambda rows: _insert_entries(rows), limit=100)
 
 
