@@ -269,6 +269,9 @@ def _insert_entries(rows: Sequence[dict[str, Any]]) -> None:
     trips), and its SQL is built once per database vendor and row count rather than compiled
     per call.
     """
+    # In seq order, as a journal sync inserts them: two transactions that insert the same
+    # keys in different orders can each wait for the other's uncommitted row (a deadlock).
+    rows = sorted(rows, key=lambda row: row["seq"])
     sql = _entry_insert(connection.vendor, tuple(rows[0]), len(rows))
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for row in rows for value in row.values()])
@@ -536,7 +539,8 @@ def _sync(queue: Queue, changes: Iterable[Change]) -> None:
     with transaction.atomic():
         _lock_rows_of(queue)
         existing = _existing_seqs(queue, [c.seq for c in changes])
-        missing = [c for c in changes if c.seq not in existing]
+        # In seq order, as a group commit inserts them (see _insert_entries).
+        missing = sorted((c for c in changes if c.seq not in existing), key=lambda c: c.seq)
         Entry.objects.bulk_create(
             [
                 Entry(

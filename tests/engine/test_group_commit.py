@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from ticketqueue import services
 from ticketqueue.core import GroupCommit
@@ -132,3 +132,79 @@ def test_a_join_inside_the_callers_transaction_writes_in_that_transaction(queue,
         assert queue.entries.filter(identity="user:1").exists()
         assert committed_identities(queue) == set()  # the caller's commit decides
     assert committed_identities(queue) == {"user:1"}
+
+
+def waiting_for_a_lock():
+    """How many of the test database's connections wait for a lock, seen from another one
+    (a fresh statistics snapshot for each look)."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+    finally:
+        other.close()
+
+
+def entry_row(queue, change):
+    """The row a join's group commit writes for this change."""
+    return {
+        "queue": queue.pk,
+        "identity": change.identity,
+        "seq": change.seq,
+        "order": change.order,
+        "state": change.state.value,
+        "joined_at": connection.ops.adapt_datetimefield_value(services._dt(change.at)),
+        "admitted_at": None,
+        "pass_expires_at": None,
+        "admission_number": None,
+    }
+
+
+@pytest.mark.parametrize("waiter", ["group commit", "journal sync"])
+def test_a_group_commit_and_a_journal_sync_of_the_same_rows_do_not_deadlock(
+    queue, live_store, waiter
+):
+    # Two joins whose rows are not written yet: a tick's journal sync may write them while
+    # their group commit does. Each writer below is handed them last seq first.
+    for identity in ("user:1", "user:2"):
+        live_store.join(queue.store_id, identity, T0)
+    first, second = sorted(live_store.journal(queue.store_id, limit=10), key=lambda c: c.seq)
+    errors = []
+
+    def write_both():
+        try:
+            if waiter == "group commit":
+                services._insert_entries([entry_row(queue, second), entry_row(queue, first)])
+            else:
+                services._sync(queue, [second, first])
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # The other writer holds the first row uncommitted, then writes the second once this one
+    # waits: had this one written the second row before waiting on the first, each would now
+    # wait for the other's transaction.
+    with transaction.atomic():
+        if waiter == "group commit":
+            services._sync(queue, [first])
+        else:
+            services._insert_entries([entry_row(queue, first)])
+        thread = threading.Thread(target=write_both)
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while not waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the second writer never waited"
+            time.sleep(0.01)
+        if waiter == "group commit":
+            services._sync(queue, [second])
+        else:
+            services._insert_entries([entry_row(queue, second)])
+    thread.join(WAIT)
+
+    assert errors == []
+    assert committed_entries(queue, "seq", "identity") == [(1, "user:1"), (2, "user:2")]
