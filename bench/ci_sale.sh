@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The end-to-end sale in CI: start the production-like topology (deploy/run_production.py:
-# nginx, gunicorn, 2 daphne, Celery worker and beat, over PostgreSQL and Redis), run
-# bench/loadtest.py with N buyers against it, stop everything, and exit with the harness's
-# code (non-zero on any broken invariant or error).
+# nginx, gunicorn, 2 uvicorn socket processes, Celery worker and beat, over PostgreSQL and
+# Redis), run bench/loadtest.py with N buyers against it, stop everything, and exit with the
+# harness's code (non-zero on any broken invariant or error).
 #
 #   bash bench/ci_sale.sh            # N=300
 #   N=1000 bash bench/ci_sale.sh -- --capacity 100   # extra arguments go to loadtest.py
+#   TOPOLOGY="--sockets daphne" bash bench/ci_sale.sh  # arguments for run_production.py
 set -uo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-300}"
@@ -16,7 +17,8 @@ ready="var/run/ci_sale.ready"
 log="var/log/ci_sale_topology.log"
 rm -f "$ready"
 
-.venv/bin/python deploy/run_production.py --reset --ready-file "$ready" >"$log" 2>&1 &
+# shellcheck disable=SC2086 # TOPOLOGY is a list of arguments
+.venv/bin/python deploy/run_production.py --reset --ready-file "$ready" ${TOPOLOGY:-} >"$log" 2>&1 &
 topology=$!
 stop_topology() {
   if kill -0 "$topology" 2>/dev/null; then

@@ -134,12 +134,22 @@ class Run:
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.done = asyncio.Event()
-        self.http: aiohttp.ClientSession | None = None
+        #: Logins and purchases each have their own pool of connections: in the wild they
+        #: come from different machines, and a purchase queued in our client behind a burst
+        #: of other buyers' logins would be measured as the shop's latency.
+        self.logins: aiohttp.ClientSession | None = None
+        self.purchases: aiohttp.ClientSession | None = None
 
     # -- http -----------------------------------------------------------------------------
-    async def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
-        assert self.http is not None
-        async with self.http.post(self.base + path, json=body, headers=headers) as response:
+    async def post_json(
+        self,
+        http: aiohttp.ClientSession | None,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+    ) -> Any:
+        assert http is not None
+        async with http.post(self.base + path, json=body, headers=headers) as response:
             text = await response.text()
             try:
                 data = json.loads(text) if text else {}
@@ -150,10 +160,15 @@ class Run:
     async def log_in(self, buyer: Buyer) -> None:
         if buyer.kind == "login":
             status, data = await self.post_json(
-                TOKEN_PATH, {"username": buyer.username, "password": self.setup["password"]}, {}
+                self.logins,
+                TOKEN_PATH,
+                {"username": buyer.username, "password": self.setup["password"]},
+                {},
             )
         else:
-            status, data = await self.post_json(REFRESH_PATH, {"refresh": buyer.refresh}, {})
+            status, data = await self.post_json(
+                self.logins, REFRESH_PATH, {"refresh": buyer.refresh}, {}
+            )
         if status != 200 or "access" not in data:
             raise RuntimeError(f"login {status}: {str(data)[:120]}")
         buyer.access = data["access"]
@@ -168,7 +183,7 @@ class Run:
         headers = {PASS_HEADER: buyer.pass_token, **self.identity_headers(buyer)}
         t0 = now()
         status, data = await self.post_json(
-            PURCHASE_PATH.format(slug=self.slug), {"quantity": 1}, headers
+            self.purchases, PURCHASE_PATH.format(slug=self.slug), {"quantity": 1}, headers
         )
         buyer.purchase_latency = now() - t0
         if status == 201:
@@ -340,11 +355,15 @@ class Run:
     async def main(self) -> None:
         rng = random.Random(self.args.seed)
         self.buyers = make_buyers(self.args, self.setup, rng)
-        connector = aiohttp.TCPConnector(limit=self.args.http_connections, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=self.args.timeout)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
-        ) as self.http:
+
+        def session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.args.http_connections),
+                timeout=aiohttp.ClientTimeout(total=self.args.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+
+        async with session() as self.logins, session() as self.purchases:
             self.started = now()
             ramp = self.args.ramp
             starts = [self.started + (rng.random() * ramp if ramp else 0) for _ in self.buyers]
@@ -761,7 +780,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vanish", type=float, default=0.005, help="Share gone for good.")
     parser.add_argument("--patience", type=float, default=8.0, help="Seconds before leaving.")
     parser.add_argument("--ramp", type=float, default=0.0, help="Spread arrivals over seconds.")
-    parser.add_argument("--http-connections", type=int, default=64)
+    parser.add_argument(
+        "--http-connections", type=int, default=64, help="Per pool: logins, purchases."
+    )
     parser.add_argument("--timeout", type=float, default=None, help="Whole run, seconds.")
     parser.add_argument("--sample-every", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=6)

@@ -39,7 +39,7 @@ TICKETQUEUE = {
     "EMBEDDED_TICKER": False,  # Celery beat (or manage.py ticketqueue_ticker) ticks
     # Admit in 2 rounds a second: a slot freed by a purchase is refilled within 500 ms. More
     # rounds refill faster but send more broadcasts, and each one visits every socket of
-    # every daphne process: at 10 rounds and 10,000 sockets that starved the purchases of
+    # every socket process: at 10 rounds and 10,000 sockets that starved the purchases of
     # CPU on this 2-core machine (docs/benchmarks.md, "End-to-end sale").
     "TICK_BATCHES": 2,
 }

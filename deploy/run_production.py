@@ -7,9 +7,11 @@ PostgreSQL and Redis must be running (127.0.0.1:5432 and :6379 unless PG*/REDIS_
 otherwise). It prepares the database (create, migrate, collectstatic, demo data and admin
 login), then starts and watches:
 
-    nginx        :8080, the one public port: /ws/ to daphne, /static/ from disk, / to gunicorn
+    nginx        :8080, the one public port: /ws/ to the socket processes, /static/ from
+                 disk, / to gunicorn
     gunicorn     127.0.0.1:8101, WSGI workers for pages, the REST API and purchases
-    daphne x2    127.0.0.1:8201 and :8202, ASGI processes holding the queue's WebSockets
+    uvicorn x2   127.0.0.1:8201 and :8202, ASGI processes holding the queue's WebSockets
+                 (--sockets daphne: daphne instead)
     celery       a worker running the queue ticks (admission, expiry, broadcasts)
     celery beat  the schedule that sends a tick every second
 
@@ -41,7 +43,7 @@ VAR = Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var"))
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 PUBLIC_URL = "http://127.0.0.1:8080/"
 GUNICORN_PORT = 8101
-DAPHNE_PORTS = (8201, 8202)
+SOCKET_PORTS = (8201, 8202)
 SETTINGS = "demo_project.settings_production"
 STOP_TIMEOUT = 15.0
 
@@ -133,6 +135,62 @@ def prepare(env: dict[str, str], reset: bool, demo_data: bool) -> None:
         manage(env, "load_demo_data")
 
 
+def uvicorn(port: int) -> list[str]:
+    """The recommended socket server (docs/protocol.md, "Serving"): the lean protocol class,
+    no per-message compression, nothing larger than a client message read."""
+    return [
+        str(VENV_BIN / "uvicorn"),
+        "demo_project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        # The default listen backlog (2048) is enough; a sale's opening is a burst of
+        # handshakes, so keep it as deep as nginx's.
+        "--backlog",
+        "4096",
+        "--ws",
+        "ticketqueue.live.uvicorn:WebSocketProtocol",
+        "--ws-per-message-deflate",
+        "false",
+        "--ws-max-size",
+        "4096",
+        "--proxy-headers",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def daphne(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "daphne"),
+        # Twisted's default listen backlog is 50: a burst of handshakes overflows it.
+        "-e",
+        f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
+        # Thousands of handshakes at once queue up; the default 5 s drops them.
+        "--websocket_connect_timeout",
+        "60",
+        "--proxy-headers",
+        "--ping-interval",
+        "30",
+        # Client messages are at most WS_MAX_MESSAGE (2048) bytes: read nothing
+        # larger (daphne's default is 1 MiB). docs/protocol.md, "Serving".
+        "--websocket-max-message-size",
+        "4096",
+        "--websocket-max-frame-size",
+        "4096",
+        "-v",
+        "0",  # warnings only: no line per socket
+        "demo_project.asgi:application",
+    ]
+
+
+SOCKET_SERVERS = {"uvicorn": uvicorn, "daphne": daphne}
+
+
 def processes(args: argparse.Namespace) -> list[Proc]:
     bin_ = VENV_BIN
     procs = [
@@ -168,31 +226,8 @@ def processes(args: argparse.Namespace) -> list[Proc]:
             ],
         ),
         *[
-            Proc(
-                f"daphne:{port}",
-                [
-                    str(bin_ / "daphne"),
-                    # Twisted's default listen backlog is 50: a burst of handshakes overflows it.
-                    "-e",
-                    f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-                    # Thousands of handshakes at once queue up; the default 5 s drops them.
-                    "--websocket_connect_timeout",
-                    "60",
-                    "--proxy-headers",
-                    "--ping-interval",
-                    "30",
-                    # Client messages are at most WS_MAX_MESSAGE (2048) bytes: read nothing
-                    # larger (daphne's default is 1 MiB). docs/protocol.md, "Serving".
-                    "--websocket-max-message-size",
-                    "4096",
-                    "--websocket-max-frame-size",
-                    "4096",
-                    "-v",
-                    "0",  # warnings only: no line per socket
-                    "demo_project.asgi:application",
-                ],
-            )
-            for port in DAPHNE_PORTS
+            Proc(f"{args.sockets}:{port}", SOCKET_SERVERS[args.sockets](port))
+            for port in SOCKET_PORTS
         ],
         Proc(
             "celery worker",
@@ -246,7 +281,7 @@ def wait_ready(procs: list[Proc], timeout: float) -> bool:
     while time.monotonic() < deadline:
         if not all(p.running() for p in procs):
             return False
-        if all(reachable("127.0.0.1", port) for port in DAPHNE_PORTS):
+        if all(reachable("127.0.0.1", port) for port in SOCKET_PORTS):
             try:
                 with urllib.request.urlopen(PUBLIC_URL, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
@@ -289,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gunicorn-threads", type=int, default=0, help="gthread workers of N threads (0: sync)"
     )
+    parser.add_argument(
+        "--sockets",
+        choices=sorted(SOCKET_SERVERS),
+        default="uvicorn",
+        help="The ASGI server of the socket processes.",
+    )
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument(
@@ -320,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.nginx).exists():
         say("nginx is not installed: apt-get install nginx")
         return 2
-    busy = [p for p in (8080, GUNICORN_PORT, *DAPHNE_PORTS) if reachable("127.0.0.1", p, 0.3)]
+    busy = [p for p in (8080, GUNICORN_PORT, *SOCKET_PORTS) if reachable("127.0.0.1", p, 0.3)]
     if busy:
         say(f"ports already in use: {busy} (another run still up?)")
         return 2

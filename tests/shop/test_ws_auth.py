@@ -10,6 +10,9 @@ from django.db import connections
 from rest_framework_simplejwt.tokens import AccessToken
 
 from demo_project.shop.ws_auth import JWTAuthMiddleware
+from ticketqueue import services
+
+from ..live.conftest import TIMEOUT, hub, in_thread, live_settings, make_queue  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -55,3 +58,35 @@ async def test_no_token_leaves_the_scope_alone():
     assert connected
     assert await ws.receive_from() == "None"
     await ws.disconnect()
+
+
+def demo_socket(queue, headers):
+    """A socket on the demo's own ASGI application (demo_project/asgi.py)."""
+    from demo_project.asgi import application
+
+    return WebsocketCommunicator(application, f"/ws/queue/{queue.slug}/", headers=headers)
+
+
+async def test_the_demo_queue_socket_knows_an_app_by_its_token(make_queue, hub):
+    queue = await in_thread(make_queue)()
+    user = await database_sync_to_async(get_user_model().objects.create_user)("app")
+    token = str(AccessToken.for_user(user))
+    ws = demo_socket(
+        queue, [(b"authorization", f"Bearer {token}".encode()), (b"origin", b"http://testserver")]
+    )
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+    await ws.receive_json_from(timeout=TIMEOUT)
+    await ws.send_json_to({"type": "join"})
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["position"] == 1
+    # In line as the token's user, not as an anonymous visitor.
+    assert (await in_thread(services.status)(queue, f"user:{user.pk}")).state == "waiting"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("origin", [b"https://evil.example", None])
+async def test_the_demo_queue_socket_refuses_a_foreign_or_missing_origin(make_queue, hub, origin):
+    queue = await in_thread(make_queue)()
+    ws = demo_socket(queue, [(b"origin", origin)] if origin else [])
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert not connected
