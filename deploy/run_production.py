@@ -145,8 +145,8 @@ def uvicorn(port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
-        # The default listen backlog (2048) is enough; a sale's opening is a burst of
-        # handshakes, so keep it as deep as nginx's.
+        # A sale opens with a burst of handshakes: listen as deep as nginx does (the
+        # default is 2048).
         "--backlog",
         "4096",
         "--ws",

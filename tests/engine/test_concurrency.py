@@ -55,6 +55,7 @@ def test_fifo_capacity_and_exactly_once_under_concurrency(live_store):
     stop.clear()
     samples = []
     acks = {}
+    retried = set()  # the seqs whose retry is done: their buyers may finish
 
     def joiner(i):
         def run():
@@ -65,6 +66,7 @@ def test_fifo_capacity_and_exactly_once_under_concurrency(live_store):
             again = services.join(queue, f"user:{i}")
             assert again.seq == status.seq
             acks[i] = status.seq
+            retried.add(status.seq)
 
         return run
 
@@ -75,7 +77,6 @@ def test_fifo_capacity_and_exactly_once_under_concurrency(live_store):
             admitted += [admission.seq for admission in services.tick(queue).admitted]
             # Buyers finish quickly, so every slot turns over many times; but not before their
             # retry, which after the release would rightly be a new entry at the back.
-            retried = set(acks.values())
             for seq in [seq for seq in admitted if seq in retried]:
                 services.release_entry(queue, seq)
                 admitted.remove(seq)

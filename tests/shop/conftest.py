@@ -11,6 +11,7 @@ from ticketqueue.identity import new_visitor_cookie
 from ticketqueue.store import get_store, reset_store
 
 from ..conftest import drop_store
+from ..live.conftest import hub, live_settings, make_queue  # noqa: F401 - the demo socket's tests
 
 _numbers = itertools.count(1)
 

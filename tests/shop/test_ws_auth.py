@@ -12,7 +12,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from demo_project.shop.ws_auth import JWTAuthMiddleware
 from ticketqueue import services
 
-from ..live.conftest import TIMEOUT, hub, in_thread, live_settings, make_queue  # noqa: F401
+from ..live.conftest import TIMEOUT, in_thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
