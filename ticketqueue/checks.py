@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, GRACE_HEARTBEATS
 
 ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
 
@@ -20,6 +20,7 @@ class Codes:
     ALGORITHM = "ticketqueue.E004"
     SIGNING_KEYS = "ticketqueue.E005"
     STORE_FAILURE = "ticketqueue.E006"
+    HEARTBEAT = "ticketqueue.E007"
     LIVE_BROADCAST = "ticketqueue.E020"
     UNUSABLE_KEYS = "ticketqueue.E040"
     GATED_URLS = "ticketqueue.E041"
@@ -41,6 +42,10 @@ class Messages:
     ALGORITHM = "TICKETQUEUE['PASS_ALGORITHM'] must be one of {choices}, not {value!r}."
     SIGNING_KEYS = "PASS_ALGORITHM {value!r} needs PASS_PRIVATE_KEYS: [{{'kid': ..., 'pem': ...}}]."
     STORE_FAILURE = "TICKETQUEUE['STORE_FAILURE'] must be 'closed' or 'open', not {value!r}."
+    HEARTBEAT = (
+        "TICKETQUEUE[{key!r}] = {value!r} is shorter than {times} heartbeats "
+        "(HEARTBEAT_INTERVAL = {interval!r}): people whose page is open would count as gone."
+    )
     LIVE_BROADCAST = "TICKETQUEUE['LIVE_BROADCAST'] must be one of {choices}, not {value!r}."
     UNUSABLE_KEYS = "The pass keys are unusable: {error}"
     GATED_URLS = "TICKETQUEUE['GATED_URLS'] must be [(regex, queue slug or None)]: {error}"
@@ -117,6 +122,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not _positive(merged[key]):
             errors.append(
                 Error(Messages.POSITIVE.format(key=key, value=merged[key]), id=Codes.POSITIVE)
+            )
+    interval = merged["HEARTBEAT_INTERVAL"]
+    # A grace or presence shorter than a few heartbeats lapses while the page is open.
+    for key, times in (("DISCONNECT_GRACE", GRACE_HEARTBEATS), ("PRESENCE_TIMEOUT", 2)):
+        value = merged[key]
+        if _positive(value) and _positive(interval) and value < times * interval:
+            errors.append(
+                Error(
+                    Messages.HEARTBEAT.format(key=key, value=value, times=times, interval=interval),
+                    id=Codes.HEARTBEAT,
+                )
             )
     if not (isinstance(merged["UPDATE_INTERVAL"], int | float) and merged["UPDATE_INTERVAL"] >= 0):
         errors.append(

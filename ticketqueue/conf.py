@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "HELP", "QueueSettings", "queue_settings"]
+__all__ = ["DEFAULTS", "HELP", "QueueSettings", "min_disconnect_grace", "queue_settings"]
 
 DEFAULTS: dict[str, Any] = {
     "STORE": "ticketqueue.store.memory.MemoryStore",
@@ -69,7 +69,9 @@ HELP: dict[str, str] = {
     "REDIS_URL": "Redis URL the RedisStore connects to.",
     "KEY_PREFIX": "Prefix of every Redis key (keys are PREFIX:{queue id}:...).",
     "PURCHASE_WINDOW": "Default seconds a pass stays valid, for queues that do not set one.",
-    "DISCONNECT_GRACE": "Default seconds a waiting entry may go unseen before it is abandoned.",
+    "DISCONNECT_GRACE": (
+        "Default seconds a waiting entry may go unseen before it is abandoned (>= 3 heartbeats)."
+    ),
     "TICK_INTERVAL": "Seconds between ticks of the tick loop (Celery beat ticks each second).",
     "TICK_BATCHES": "Admission batches inside one tick (10 = a batch every 100 ms of a 1 s tick).",
     "EMBEDDED_TICKER": "Run the tick loop in a thread of the web process (embedded default only).",
@@ -175,6 +177,16 @@ class QueueSettings:
 
 
 queue_settings = QueueSettings()
+
+#: Heartbeats a connected client may miss (late, throttled in a background tab, lost on a
+#: flaky network) before its waiting entry counts as unseen.
+GRACE_HEARTBEATS = 3
+
+
+def min_disconnect_grace() -> float:
+    """The shortest disconnect grace a queue may have: a grace shorter than a few heartbeats
+    would abandon people whose sockets are open (three heartbeats: 75 s at the defaults)."""
+    return GRACE_HEARTBEATS * float(queue_settings.HEARTBEAT_INTERVAL)
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:

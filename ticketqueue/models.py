@@ -5,6 +5,8 @@ Redis (or the in-process store) holds the hot state; these rows are what it is r
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -13,6 +15,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .conf import min_disconnect_grace
 from .core import EntryState, OutflowPolicy, QueueMode, QueueState
 from .querysets import EntryQuerySet, QueueQuerySet
 
@@ -159,6 +162,19 @@ class Queue(models.Model):
     def clean(self) -> None:
         if self.state == self.State.SCHEDULED and self.opens_at is None:
             raise ValidationError({"opens_at": _("A scheduled queue needs an opening time.")})
+        floor = min_disconnect_grace()
+        if self.disconnect_grace is not None and self.disconnect_grace < floor:
+            raise ValidationError(
+                {
+                    "disconnect_grace": _(
+                        "The disconnect grace must be at least %(floor)d seconds: three "
+                        "heartbeats of an open page (HEARTBEAT_INTERVAL), or people whose page "
+                        "is open would lose their place."
+                    )
+                    % {"floor": math.ceil(floor)}
+                },
+                code="grace_below_heartbeat",
+            )
 
 
 class Entry(models.Model):

@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Max, Value, When
 from django.db.models.constants import OnConflict
 
-from . import passes, signals
+from . import passes, presence, signals
+from .conf import min_disconnect_grace
 from .core import (
     EntryNotFound,
     EntryState,
@@ -58,6 +59,9 @@ __all__ = [
     "clock",
     "close",
     "configure",
+    "connect",
+    "disconnect",
+    "disconnect_grace",
     "get_queue",
     "heartbeat",
     "join",
@@ -154,11 +158,19 @@ def _config(queue: Queue) -> QueueConfig:
         rate_per_minute=queue.rate_per_minute,
         max_size=queue.max_size,
         purchase_window=float(queue.purchase_window),
+        disconnect_grace=disconnect_grace(queue),
     )
 
 
-def _call(queue: Queue, op: Callable[[QueueStore], T]) -> T:
-    """Run one store operation; a queue the store lost is rebuilt from the rows, then retried."""
+def disconnect_grace(queue: Queue) -> float:
+    """The queue's grace, never below the floor: a row saved before the floor existed (or
+    written past validation) must not abandon people whose sockets are open."""
+    return max(float(queue.disconnect_grace), min_disconnect_grace())
+
+
+def _call(queue: Queue, op: Callable[[QueueStore], T], now: float | None = None) -> T:
+    """Run one store operation at ``now``; a queue the store lost is rebuilt from the rows
+    (its waiting entries seen at ``now``), then retried."""
     store = get_store()
     try:
         return op(store)
@@ -167,7 +179,7 @@ def _call(queue: Queue, op: Callable[[QueueStore], T]) -> T:
     except QueueUnavailable:
         if store.is_loaded(queue.store_id):
             raise
-        rebuild(queue)
+        rebuild(queue, now)
         return op(store)
 
 
@@ -190,7 +202,7 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
     A new entry's row is committed before this returns: an acknowledged join is never lost.
     """
     now = _now(now)
-    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now))
+    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now), now)
     placement = joined.placement
     if placement.created:
         try:
@@ -306,20 +318,47 @@ _new_rows: GroupCommit[dict[str, Any]] = GroupCommit(lambda rows: _insert_entrie
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:
     """The current truth for ``identity``: its position, or its pass if it was admitted."""
     now = _now(now)
-    located = _call(queue, lambda s: s.locate(queue.store_id, identity, now))
+    located = _call(queue, lambda s: s.locate(queue.store_id, identity, now), now)
     return _status(queue, located.placement, located.counts, now)
 
 
-def heartbeat(queue: Queue, identity: str, now: float | None = None) -> bool:
-    """Mark the identity present; False when it has no waiting entry."""
+# -- presence -----------------------------------------------------------------------------
+# One definition: an identity is *present* while one of its connections (a socket, on any
+# server) is open and heartbeating: the notifier passes over it. Each connection event also
+# marks a waiting entry *seen*; an entry unseen for longer than its grace is abandoned, by the
+# cleanup or by the admission that reaches it. The grace floor (three heartbeats) keeps every
+# present identity seen.
+
+
+def connect(queue: Queue, identity: str, now: float | None = None) -> bool:
+    """One more open connection of ``identity``; False when it has no live entry (yet)."""
     now = _now(now)
-    return _call(queue, lambda s: s.touch(queue.store_id, identity, now))
+    presence.mark_connected(queue.store_id, identity, now)
+    return heartbeat(queue, identity, now)
+
+
+def disconnect(queue: Queue, identity: str, now: float | None = None) -> None:
+    """One connection of ``identity`` closed; a waiting entry's grace counts from now."""
+    now = _now(now)
+    presence.mark_disconnected(queue.store_id, identity)
+    heartbeat(queue, identity, now)
+
+
+def heartbeat(
+    queue: Queue, identity: str, now: float | None = None, *, connected: bool = False
+) -> bool:
+    """Mark the identity's waiting entry seen (and, from an open ``connected`` connection, the
+    identity present); False when it has no live entry."""
+    now = _now(now)
+    if connected:
+        presence.refresh(queue.store_id, identity, now)
+    return _call(queue, lambda s: s.touch(queue.store_id, identity, now), now)
 
 
 def leave(queue: Queue, identity: str, now: float | None = None) -> Change:
     """Take the identity out of line. Raises EntryNotFound when it is not waiting."""
     now = _now(now)
-    change = _call(queue, lambda s: s.leave(queue.store_id, identity, now))
+    change = _call(queue, lambda s: s.leave(queue.store_id, identity, now), now)
     if change is None:
         raise EntryNotFound()
     _sync(queue, [change])
@@ -420,7 +459,7 @@ def release(
 
 def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
     now = _now(now)
-    change = _call(queue, lambda s: s.release(queue.store_id, seq, now))
+    change = _call(queue, lambda s: s.release(queue.store_id, seq, now), now)
     if change is None:
         raise PassNotActive()
     _sync(queue, [change])
@@ -433,7 +472,7 @@ def revoke(
     queue: Queue, seqs: Sequence[int], reason: str = "operator", now: float | None = None
 ) -> list[Change]:
     now = _now(now)
-    changes = _call(queue, lambda s: s.revoke(queue.store_id, list(seqs), now))
+    changes = _call(queue, lambda s: s.revoke(queue.store_id, list(seqs), now), now)
     _sync(queue, changes)
     if changes:
         signals.entries_revoked.send(sender=Queue, queue=queue, changes=changes, reason=reason)
@@ -456,9 +495,10 @@ def tick(
         _open_when_due(queue, now)
     store = get_store()
     qid = queue.store_id
-    expired = _call(queue, lambda s: s.expire(qid, now))
+    expired = _call(queue, lambda s: s.expire(qid, now), now)
     admitted = store.admit(qid, now, limit=limit, use_rate=use_rate)
-    sync_journal(queue)
+    # The admission abandons heads unseen past their grace: they hear it like the cleanup's.
+    abandoned = [c for c in sync_journal(queue) if c.state is EntryState.ABANDONED]
     departed = store.drain_departures(qid)
     counts = store.counts(qid, now)
     signed = list(zip(admitted, issue_passes(queue, admitted), strict=True))
@@ -475,6 +515,8 @@ def tick(
     )
     if expired:
         signals.passes_expired.send(sender=Queue, queue=queue, changes=expired)
+    if abandoned:
+        signals.entries_departed.send(sender=Queue, queue=queue, changes=abandoned)
     if admitted:
         log.info(
             "entries admitted",
@@ -504,7 +546,9 @@ def _open_when_due(queue: Queue, now: float) -> None:
 def abandon_unseen(queue: Queue, now: float | None = None) -> list[Change]:
     """Waiting entries unseen for longer than the queue's disconnect grace become abandoned."""
     now = _now(now)
-    changes = _call(queue, lambda s: s.abandon(queue.store_id, now - queue.disconnect_grace, now))
+    changes = _call(
+        queue, lambda s: s.abandon(queue.store_id, now - disconnect_grace(queue), now), now
+    )
     _sync(queue, changes)
     if changes:
         signals.entries_departed.send(sender=Queue, queue=queue, changes=changes)
@@ -514,21 +558,22 @@ def abandon_unseen(queue: Queue, now: float | None = None) -> list[Change]:
 # -- journal -> rows ---------------------------------------------------------------------
 
 
-def sync_journal(queue: Queue, batch: int = 10_000) -> int:
-    """Copy the store's unacknowledged changes into the rows, then acknowledge them.
+def sync_journal(queue: Queue, batch: int = 10_000) -> list[Change]:
+    """Copy the store's unacknowledged changes into the rows, acknowledge them, and return
+    them.
 
     Also finishes the work of a process that died between a store change and its rows.
     """
     store = get_store()
-    total = 0
+    synced: list[Change] = []
     while True:
         changes = store.journal(queue.store_id, limit=batch)
         if not changes:
-            return total
+            return synced
         _sync(queue, changes)
-        total += len(changes)
+        synced.extend(changes)
         if len(changes) < batch:
-            return total
+            return synced
 
 
 def _sync(queue: Queue, changes: Iterable[Change]) -> None:
@@ -847,7 +892,7 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
 def queue_info(queue: Queue, now: float | None = None) -> Status:
     """The line as anyone sees it before joining: its counts and the wait of a join now."""
     now = _now(now)
-    counts = _call(queue, lambda s: s.counts(queue.store_id, now))
+    counts = _call(queue, lambda s: s.counts(queue.store_id, now), now)
     return Status(
         queue=queue.slug,
         queue_state=counts.state.value,

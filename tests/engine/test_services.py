@@ -2,7 +2,7 @@
 
 import pytest
 
-from ticketqueue import passes, services
+from ticketqueue import passes, services, signals
 from ticketqueue.core import (
     EntryNotFound,
     InvalidTransition,
@@ -201,13 +201,49 @@ def test_revoke_by_operator(make_queue):
 
 
 def test_abandon_unseen_after_grace(make_queue):
-    queue = make_queue(mode="always", disconnect_grace=30)
+    queue = make_queue(mode="always", disconnect_grace=100)
     services.join(queue, "user:1", T0)
     services.join(queue, "user:2", T0)
     services.heartbeat(queue, "user:2", T0 + 25)
-    gone = services.abandon_unseen(queue, T0 + 40)
+    gone = services.abandon_unseen(queue, T0 + 110)
     assert [c.seq for c in gone] == [1]
     assert rows(queue) == [(1, "abandoned"), (2, "waiting")]
+
+
+def test_a_grace_below_the_floor_counts_as_the_floor(make_queue):
+    # Three heartbeats (75 s at the defaults): a row's 15 s must not abandon open sockets.
+    queue = make_queue(mode="always", disconnect_grace=15)
+    services.join(queue, "user:1", T0)
+    assert services.abandon_unseen(queue, T0 + 70) == []
+    assert [c.seq for c in services.abandon_unseen(queue, T0 + 76)] == [1]
+
+
+def test_admission_abandons_a_head_unseen_past_its_grace(make_queue):
+    queue = make_queue(mode="always", capacity=1, disconnect_grace=100)
+    departed = []
+    signals.entries_departed.connect(
+        lambda sender, changes, **kw: departed.extend(changes), weak=False, dispatch_uid="t"
+    )
+    try:
+        services.join(queue, "user:gone", T0)
+        services.join(queue, "user:here", T0)
+        services.heartbeat(queue, "user:here", T0 + 90)
+        # No cleanup ran: the tick itself passes over the one who left long ago.
+        result = services.tick(queue, T0 + 150)
+    finally:
+        signals.entries_departed.disconnect(dispatch_uid="t")
+    assert [a.identity for a in result.admitted] == ["user:here"]
+    assert [(c.seq, c.state.value) for c in departed] == [(1, "abandoned")]
+    assert result.departed_total is not None and len(result.departed) == 1
+    assert rows(queue) == [(1, "abandoned"), (2, "admitted")]
+
+
+def test_a_heartbeat_that_crosses_its_admission_is_still_seen(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    services.join(queue, "user:1", T0)
+    services.tick(queue, T0 + 1)
+    assert services.heartbeat(queue, "user:1", T0 + 2) is True
+    assert services.heartbeat(queue, "user:nobody", T0 + 2) is False
 
 
 def test_a_scheduled_queue_opens_on_the_first_tick_after_its_time(make_queue):

@@ -389,3 +389,65 @@ async def test_a_logged_in_user_is_the_socket_identity(make_queue, hub, visitor)
     await sock.next()
     assert (await in_thread(services.status)(queue, me.identity)).state == "waiting"
     await sock.disconnect()
+
+
+async def test_an_open_socket_makes_its_identity_present_until_it_closes(
+    make_queue, hub, visitor, broadcast
+):
+    from ticketqueue import notifications, presence
+
+    queue = await in_thread(make_queue)(capacity=5)
+    watching, two_tabs, away = visitor(), visitor(), visitor()
+    sock = await watching.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next())["position"] == 1
+    tabs = [await two_tabs.socket(queue).open() for _ in range(2)]
+    for tab in tabs:
+        await tab.next()
+    await tabs[0].send(type="join")
+    assert (await tabs[0].next())["position"] == 2
+    await in_thread(services.join)(queue, away.identity)  # joined over REST, no socket
+
+    admitted = (await tick(queue)).admitted
+    assert len(admitted) == 3
+    # Only the one with no open socket is told by a notifier.
+    targets = await in_thread(notifications.absent)(queue, admitted)
+    assert [identity for _seq, identity, _expires in targets] == [away.identity]
+
+    await tabs[0].disconnect()  # the other tab is still open
+    assert await in_thread(presence.is_connected)(queue.store_id, two_tabs.identity)
+    await tabs[1].disconnect(), await sock.disconnect()
+    gone = await in_thread(presence.connected)(
+        queue.store_id, [watching.identity, two_tabs.identity]
+    )
+    assert gone == set()
+
+
+async def test_a_heartbeat_from_an_admitted_socket_is_no_error(
+    make_queue, hub, visitor, broadcast, monkeypatch, live_settings
+):
+    from ticketqueue import presence
+    from ticketqueue.live.connection import QueueSocket
+
+    clock = [1000.0]
+    monkeypatch.setattr(QueueSocket, "clock", staticmethod(lambda: clock[0]))
+    queue = await in_thread(make_queue)(capacity=1)
+    me = visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next())["state"] == "waiting"
+    await tick(queue)
+    assert (await sock.next())["type"] == "granted"
+    # The heartbeat of an admitted socket keeps it present (for the notifier), and is no
+    # "entry not found": 100 s later by the services' clock, it refreshes the presence.
+    monkeypatch.setattr(services, "clock", lambda: time.time() + 100)
+    clock[0] += 3600
+    await sock.send(type="heartbeat")
+    await sock.send(type="status")
+    reply = await sock.next()
+    assert reply["type"] != "error", reply
+    later = time.time() + 100 + live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120) - 5
+    assert await in_thread(presence.is_connected)(queue.store_id, me.identity, later)
+    await sock.disconnect()

@@ -205,6 +205,22 @@ def test_outflow_edited_while_the_sale_runs_acts_on_the_next_tick(
     assert len(audit(queue)) == 1 and Queue.objects.get(pk=queue.pk).state == "open"
 
 
+def test_the_admin_refuses_a_grace_shorter_than_three_heartbeats(client, operator, make_queue):
+    queue = make_queue(mode="always", disconnect_grace=1800)
+    url = f"/admin/ticketqueue/queue/{queue.pk}/change/"
+    response = client.post(url, form_data(queue, disconnect_grace=15))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["disconnect_grace"]
+    assert errors == [
+        "The disconnect grace must be at least 75 seconds: three heartbeats of an open page "
+        "(HEARTBEAT_INTERVAL), or people whose page is open would lose their place."
+    ]
+    queue.refresh_from_db()
+    assert queue.disconnect_grace == 1800 and audit(queue) == []
+    response = client.post(url, form_data(queue, disconnect_grace=75))
+    assert response.status_code == 302
+
+
 def test_a_queue_added_in_the_admin_is_ready_in_the_store(client, operator, live_store, now):
     response = client.post(
         "/admin/ticketqueue/queue/add/",

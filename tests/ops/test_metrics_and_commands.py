@@ -199,6 +199,8 @@ def test_run_loop_ticks_until_told_to_stop(make_queue):
         ("METRICS_TOKEN", "", Codes.METRICS_AUTH),
         ("PRESENCE_TIMEOUT", 0, Codes.POSITIVE),
         ("SAMPLE_RETENTION", "week", Codes.POSITIVE),
+        ("DISCONNECT_GRACE", 15, Codes.HEARTBEAT),
+        ("PRESENCE_TIMEOUT", 40, Codes.HEARTBEAT),
     ],
 )
 def test_nonsense_operations_settings_are_reported(settings, key, value, code):
@@ -208,7 +210,13 @@ def test_nonsense_operations_settings_are_reported(settings, key, value, code):
 
 def test_the_operations_defaults_pass_the_checks():
     ids = {e.id for e in run_checks()}
-    assert not ids & {Codes.NOTIFIERS, Codes.IMPORTABLE, Codes.RETENTION, Codes.METRICS_AUTH}
+    assert not ids & {
+        Codes.NOTIFIERS,
+        Codes.IMPORTABLE,
+        Codes.RETENTION,
+        Codes.METRICS_AUTH,
+        Codes.HEARTBEAT,
+    }
 
 
 @pytest.mark.parametrize(

@@ -194,11 +194,11 @@ def archive(rows):
 
 
 def test_cleanup_abandons_entries_unseen_past_the_grace(make_queue, now):
-    queue = make_queue(mode="always", capacity=1, disconnect_grace=60)
+    queue = make_queue(mode="always", capacity=1, disconnect_grace=100)
     seqs = join_many(queue, 3)
-    now.advance(30)
+    now.advance(50)
     services.heartbeat(queue, "anon:2")
-    now.advance(31)
+    now.advance(51)
     report = ticker.cleanup()
     assert report.abandoned == 2
     assert states(queue) == {seqs[0]: "abandoned", seqs[1]: "abandoned", seqs[2]: "waiting"}

@@ -169,6 +169,51 @@ def test_admit_is_fifo_and_never_past_capacity(store):
     assert store.position(Q, 5) == 1
 
 
+def test_admit_abandons_heads_unseen_past_the_grace_in_the_same_step(store):
+    setup(store, capacity=2, disconnect_grace=100)
+    join_many(store, 5)  # all seen at T0
+    for identity in ("u1", "u3"):
+        assert store.touch(Q, identity, T0 + 60)
+    # At T0 + 150: u0, u2 and u4 are unseen for 150 s; u1 and u3 were seen 90 s ago.
+    admitted = store.admit(Q, T0 + 150)
+    assert [(a.seq, a.number) for a in admitted] == [(2, 1), (4, 2)]
+    # u0 and u2 stood ahead of an admission: abandoned, journalled, numbered departures.
+    assert {c.seq: c.state for c in store.journal(Q) if c.seq < 5} == {
+        1: EntryState.ABANDONED,
+        2: EntryState.ADMITTED,
+        3: EntryState.ABANDONED,
+        4: EntryState.ADMITTED,
+    }
+    departures = store.drain_departures(Q)
+    assert len(departures.orders) == 2
+    assert store.counts(Q, T0 + 150).departed_total == departures.departed_total
+    # u4 was not reached (capacity): it stays in line until the next admission or cleanup.
+    assert line(store) == [5]
+    assert store.locate(Q, "u0", T0 + 150).placement is None
+
+
+def test_admit_without_a_grace_never_abandons(store):
+    setup(store, capacity=2)
+    join_many(store, 3)
+    assert [a.seq for a in store.admit(Q, T0 + 10**6)] == [1, 2]
+    assert store.drain_departures(Q).orders == ()
+
+
+def test_a_configured_grace_survives_a_rebuild(store):
+    config = QueueConfig(mode=QueueMode.ALWAYS, capacity=1, disconnect_grace=100)
+    store.rebuild(
+        Q,
+        config,
+        waiting=[WaitingRecord(1, "old", 1.0, T0), WaitingRecord(2, "new", 2.0, T0 + 90)],
+        active=[],
+        next_seq=2,
+        admitted_total=0,
+        now=T0,
+    )
+    assert store.dump(Q).config == config
+    assert [a.identity for a in store.admit(Q, T0 + 150)] == ["new"]
+
+
 def test_admit_limit_and_operator_override(store):
     setup(store, rate_per_minute=60)  # one a second, a bucket of two
     join_many(store, 10)

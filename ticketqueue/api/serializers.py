@@ -92,4 +92,4 @@ class LeaveSerializer(serializers.Serializer):
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    seen = serializers.BooleanField(help_text="False when the identity has no waiting entry.")
+    seen = serializers.BooleanField(help_text="False when the identity has no live entry.")

@@ -114,7 +114,7 @@ class QueueSocket:
         # Subscribed before the status read: no broadcast after the read can be missed.
         self.room = await hub.attach(queue, seat)
         self.seat = seat
-        await self._status(touch=True)
+        await self._status(opening=True)
 
     @property
     def queue(self) -> Any:
@@ -122,16 +122,16 @@ class QueueSocket:
         return self.room.queue
 
     async def close(self) -> None:
-        """The socket is gone: leave the room; a waiting entry's grace counts from now."""
+        """The socket is gone: leave the room and stop counting as present; a waiting entry's
+        grace counts from now."""
         seat, self.seat = self.seat, None
         if seat is None:
             return
         get_hub().detach(seat)
-        if seat.state == "waiting":
-            try:
-                await in_thread(services.heartbeat)(self.queue, self.identity)
-            except Exception:
-                log.warning("live: last heartbeat failed", exc_info=True)
+        try:
+            await in_thread(services.disconnect)(self.queue, self.identity)
+        except Exception:
+            log.warning("live: recording the disconnect failed", exc_info=True)
 
     # -- client messages --------------------------------------------------------------------
     async def receive(self, text: str | None, data: bytes | None) -> None:
@@ -178,27 +178,29 @@ class QueueSocket:
     async def client_heartbeat(self, message: dict[str, Any]) -> None:
         seat = self.seat
         now = self.clock()
-        if seat is None or seat.state != "waiting":
+        if seat is None:
             return
         if now - seat.touched >= float(queue_settings.HEARTBEAT_INTERVAL) / 2:
             seat.touched = now
-            if not await in_thread(services.heartbeat)(self.queue, self.identity):
+            live = await in_thread(services.heartbeat)(self.queue, self.identity, connected=True)
+            # An admitted seat whose pass ended meanwhile hears so by its own message.
+            if not live and seat.state == "waiting":
                 raise EntryNotFound()
 
     async def client_status(self, message: dict[str, Any]) -> None:
         await self._status()
 
-    async def _status(self, *, touch: bool = False) -> None:
+    async def _status(self, *, opening: bool = False) -> None:
         """Send the current truth: the position, or the pass if it was granted meanwhile."""
         try:
-            status = await in_thread(_read_status)(self.queue, self.identity, touch)
+            status = await in_thread(_read_status)(self.queue, self.identity, opening)
         except TicketQueueError as exc:
             if self.seat is not None:
                 self.seat.send_text(error_frame(exc))
                 # Not answered now (the store is being rebuilt or unreachable): read again soon.
                 self.room.schedule_resync(self.seat, get_hub().clock(), follow_up=True)
             return
-        if touch and self.seat is not None:
+        if opening and self.seat is not None:
             self.seat.touched = self.clock()
         self._apply(status)
 
@@ -213,8 +215,7 @@ async def refuse(send: Send, exc: TicketQueueError, code: int) -> None:
     await send({"type": "websocket.close", "code": code})
 
 
-def _read_status(queue: Any, identity: str, touch: bool) -> services.Status:
-    status = services.status(queue, identity)
-    if touch and status.state == "waiting":
-        services.heartbeat(queue, identity)
-    return status
+def _read_status(queue: Any, identity: str, opening: bool) -> services.Status:
+    if opening:  # present from now on, and a waiting entry is seen now
+        services.connect(queue, identity)
+    return services.status(queue, identity)

@@ -45,6 +45,9 @@ class QueueConfig:
     max_size: int | None = None
     #: Seconds a pass stays valid after admission.
     purchase_window: float = 900.0
+    #: Seconds a waiting entry may go unseen (``touch``) before it is abandoned; admission
+    #: abandons such entries at the head instead of admitting them. None: never.
+    disconnect_grace: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,11 @@ class StoreDump:
     active: list[ActiveRecord]
 
 
+#: Most stale entries one ``admit`` call abandons on its way down the line: a long-gone
+#: crowd at the head is cleared over several ticks rather than in one long step.
+STALE_SKIP_LIMIT = 1_000
+
+
 def departed_total_after_loss(now: float) -> int:
     """Where a lost queue's departed total starts again: ``now`` in microseconds, higher than
     any total it had (that would take a million departures a second since its last start)."""
@@ -263,7 +271,8 @@ class QueueStore(abc.ABC):
 
     @abc.abstractmethod
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
-        """Mark the identity's waiting entry as seen now; False if it has none."""
+        """Mark the identity's waiting entry as seen now; False if it has no live entry (an
+        admitted one is live: its heartbeat may cross its own admission)."""
 
     @abc.abstractmethod
     def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
@@ -281,7 +290,10 @@ class QueueStore(abc.ABC):
         """Admit from the head of the line, as many as the outflow policy allows.
 
         Never past capacity; only while the queue is OPEN. ``use_rate=False`` (an operator's
-        "admit N now") ignores the rate bucket but never capacity.
+        "admit N now") ignores the rate bucket but never capacity. A waiting entry unseen for
+        longer than the queue's ``disconnect_grace`` is never admitted: the same atomic step
+        abandons it (journalled, a departure) and admits the next one instead, skipping at most
+        ``STALE_SKIP_LIMIT`` per call (the next call goes on).
         """
 
     @abc.abstractmethod

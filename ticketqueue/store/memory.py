@@ -30,6 +30,7 @@ from ..core import (
     shuffle_order,
 )
 from .base import (
+    STALE_SKIP_LIMIT,
     ActiveRecord,
     Admission,
     Change,
@@ -273,9 +274,10 @@ class MemoryStore(QueueStore):
         with self._mutex:
             q = self._get(queue_id)
             seq = q.seq_of.get(identity)
-            if seq is None or seq not in q.waiting:
+            if seq is None:
                 return False
-            q.waiting[seq] = replace(q.waiting[seq], seen_at=now)
+            if seq in q.waiting:
+                q.waiting[seq] = replace(q.waiting[seq], seen_at=now)
             return True
 
     def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
@@ -305,13 +307,23 @@ class MemoryStore(QueueStore):
             n = q.policy.allowance(
                 active=len(q.active), waiting=len(q.waiting), tokens=tokens, limit=limit
             )
-            admitted = []
-            for order, seq in list(q.line.islice(0, n)):
+            grace = q.config.disconnect_grace
+            seen_before = -math.inf if grace is None else now - grace
+            admitted: list[Admission] = []
+            stale: list[int] = []
+            # Stale heads stay in line until the end, so the next candidate is at len(stale).
+            while len(admitted) < n and len(stale) < min(STALE_SKIP_LIMIT, len(q.line)):
+                order, seq = q.line[len(stale)]
+                if q.waiting[seq].seen_at < seen_before:
+                    stale.append(seq)
+                    continue
                 rec = self._unwait(q, seq)
                 admitted.append(self._admit_one(q, seq, rec.identity, order, now))
-            if use_rate and n:
-                q.bucket = Bucket(q.bucket.tokens - n, q.bucket.at)
-            if n:
+            for seq in sorted(stale):
+                self._end_waiting(q, seq, EntryState.ABANDONED, now)
+            if use_rate and admitted:
+                q.bucket = Bucket(q.bucket.tokens - len(admitted), q.bucket.at)
+            if admitted:
                 self._sample_flow(q, now)
             return admitted
 

@@ -30,6 +30,7 @@ from ..core import (
     shuffle_order,
 )
 from .base import (
+    STALE_SKIP_LIMIT,
     ActiveRecord,
     Admission,
     Change,
@@ -71,7 +72,7 @@ STAGING_TTL = 3600
 
 #: Key names of one queue, in the order every per-queue script receives them in KEYS.
 QUEUE_KEYS = (
-    "meta",  # hash: state, mode, cap, rate, max, win, seq, total, dep, tok, tat, jv, ep
+    "meta",  # hash: state, mode, cap, rate, max, win, grace, seq, total, dep, tok, tat, jv, ep
     "line",  # zset: waiting member -> order
     "seen",  # zset: waiting member -> last seen
     "who",  # hash: live member -> identity
@@ -133,6 +134,10 @@ def _config_args(config: QueueConfig) -> list[str]:
         _opt(config.max_size),
         _num(config.purchase_window),
     ]
+
+
+def _grace(config: QueueConfig) -> str:
+    return "" if config.disconnect_grace is None else _num(config.disconnect_grace)
 
 
 def _list(payload: Any) -> list[str]:
@@ -253,6 +258,7 @@ class RedisStore(QueueStore):
             f"local FLOW_WINDOW = {FLOW_WINDOW!r}\n"
             f"local FLOW_SAMPLES_KEPT = {FLOW_SAMPLES_KEPT}\n"
             f"local LIMIT_SLACK = {LIMIT_SLACK!r}\n"
+            f"local STALE_SKIP_LIMIT = {STALE_SKIP_LIMIT}\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
         scripts = {}
@@ -291,7 +297,8 @@ class RedisStore(QueueStore):
 
     # -- set-up -------------------------------------------------------------------------
     def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
-        self._run("configure", queue_id, [*_config_args(config), _num(now), secrets.token_hex(4)])
+        args = [*_config_args(config), _num(now), secrets.token_hex(4), _grace(config)]
+        self._run("configure", queue_id, args)
 
     def rebuild(
         self,
@@ -336,6 +343,7 @@ class RedisStore(QueueStore):
             str(int(next_seq)),
             str(int(admitted_total)),
             str(departed_total_after_loss(now)),
+            _grace(config),
         ]
         self._run("rebuild", queue_id, args, keys=staged_keys)
 
@@ -497,6 +505,7 @@ class RedisStore(QueueStore):
             rate_per_minute=int(meta["rate"]) if meta["rate"] else None,
             max_size=int(meta["max"]) if meta["max"] else None,
             purchase_window=float(meta["win"]),
+            disconnect_grace=float(meta["grace"]) if meta.get("grace") else None,
         )
         waiting = [
             WaitingRecord(int(m), who[m], order, seen_at[m])

@@ -57,11 +57,11 @@ end
 -- The queue's knobs and token bucket; nil when the queue is not loaded.
 local function load_meta()
   local m = redis.call('HMGET', K_META, 'state', 'mode', 'cap', 'rate', 'max', 'win', 'tok', 'tat',
-    'ep')
+    'ep', 'grace')
   if not m[1] then return nil end
   return {
     state = m[1], mode = m[2], cap = opt(m[3]), rate = opt(m[4]), max = opt(m[5]),
-    win = num(m[6]), tok = num(m[7]), tat = num(m[8]), ep = m[9],
+    win = num(m[6]), tok = num(m[7]), tat = num(m[8]), ep = m[9], grace = opt(m[10]),
   }
 end
 

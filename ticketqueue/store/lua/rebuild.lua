@@ -1,7 +1,7 @@
 -- rebuild (last step): swap the staged line and passes in and write the queue's meta, so the
 -- queue appears loaded, complete, in one step. KEYS[12..17]: staged line, seen, who, ids,
 -- active, admitted_at. ARGV: state, mode, capacity, rate, max_size, purchase_window, now,
--- epoch, next_seq, admitted_total, departed total if the queue was lost
+-- epoch, next_seq, admitted_total, departed total if the queue was lost, disconnect_grace
 -- The departed total and the departures not yet drained carry over while the queue is held, so
 -- departure numbers go on; a lost queue's start above any it handed out (base.py).
 local departed = ARGV[11]
@@ -23,6 +23,6 @@ for i, target in ipairs(targets) do
 end
 local q = {rate = opt(ARGV[4])}
 redis.call('HSET', K_META, 'state', ARGV[1], 'mode', ARGV[2], 'cap', ARGV[3], 'rate', ARGV[4],
-  'max', ARGV[5], 'win', ARGV[6], 'seq', ARGV[9], 'total', ARGV[10], 'dep', departed, 'jv', 0,
+  'max', ARGV[5], 'win', ARGV[6], 'grace', ARGV[12], 'seq', ARGV[9], 'total', ARGV[10], 'dep', departed, 'jv', 0,
   'ep', ARGV[8], 'tok', fmt(bucket_size(q)), 'tat', ARGV[7])
 return {'ok'}
