@@ -295,6 +295,8 @@ def _redis_factory() -> Callable[[], Any]:
         # its confirmations. Health checks find a half-open connection within seconds.
         return redis.Redis.from_url(
             url,
+            # Named, so an operator (or a test) can find this process's subscriber in CLIENT LIST.
+            client_name=f"ticketqueue-passes-{os.getpid()}",
             decode_responses=True,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=5,
