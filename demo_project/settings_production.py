@@ -42,6 +42,9 @@ TICKETQUEUE = {
     # every socket process: at 10 rounds and 10,000 sockets that starved the purchases of
     # CPU on this 2-core machine (docs/benchmarks.md, "End-to-end sale").
     "TICK_BATCHES": 2,
+    # nginx (deploy/nginx.conf) appends the address it saw to X-Forwarded-For: the per-address
+    # limits count that one, never what a client wrote before it.
+    "TRUSTED_PROXIES": 1,
 }
 
 CACHES = {

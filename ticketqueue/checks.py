@@ -221,6 +221,12 @@ def check_gate_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(
                 Error(Messages.GATE_NUMBER.format(key=key, value=value), id=Codes.GATE_NUMBER)
             )
+    for key in ("TRUSTED_PROXIES",):  # a count of proxies: a whole number
+        value = merged[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            errors.append(
+                Error(Messages.GATE_NUMBER.format(key=key, value=value), id=Codes.GATE_NUMBER)
+            )
     return errors
 
 

@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "GATED_URLS": [],
     "WAITING_URL": None,
     "VISITOR_COOKIE_AGE": 30 * 24 * 3600,
+    "TRUSTED_PROXIES": 0,
     "THROTTLE_RATES": {
         "join_ip": "120/min",
         "join_identity": "20/min",
@@ -115,6 +116,9 @@ HELP: dict[str, str] = {
         "for the 'ticketqueue:waiting' URL."
     ),
     "VISITOR_COOKIE_AGE": "Seconds the anonymous visitor cookie (tq_visitor) lives.",
+    "TRUSTED_PROXIES": (
+        "Proxies in front of the site that append to X-Forwarded-For (nginx: 1); 0 trusts none."
+    ),
     "THROTTLE_RATES": (
         "REST throttles, e.g. '20/min', for join_ip, join_identity, status_ip, status_identity."
     ),

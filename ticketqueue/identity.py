@@ -6,12 +6,14 @@ The same identity string is used by the WebSocket consumer, the REST API and the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.core import signing
 
 __all__ = [
     "VISITOR_COOKIE",
+    "client_address",
     "identity_for",
     "new_visitor_cookie",
     "user_identity",
@@ -52,3 +54,21 @@ def identity_for(user: Any, cookies: dict[str, str]) -> str | None:
         if (visitor := visitor_id_from_cookie(cookies.get(VISITOR_COOKIE)))
         else None
     )
+
+
+def client_address(meta: Mapping[str, Any]) -> str:
+    """The client's address, for per-address limits: ``REMOTE_ADDR``, or behind
+    ``TRUSTED_PROXIES`` proxies the address the outermost of them saw (that many entries from
+    the right of X-Forwarded-For). Entries further left are whatever the client wrote and are
+    never trusted: with ``TRUSTED_PROXIES = 0`` (the default) the header is ignored."""
+    from .conf import queue_settings
+
+    remote = str(meta.get("REMOTE_ADDR") or "")
+    proxies = int(queue_settings.TRUSTED_PROXIES)
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+    if proxies <= 0 or not forwarded:
+        return remote
+    hops = [hop.strip() for hop in str(forwarded).split(",")]
+    if len(hops) < proxies:  # shorter than our own proxies write it: not theirs
+        return remote
+    return hops[-proxies] or remote

@@ -20,6 +20,7 @@ from rest_framework.throttling import BaseThrottle
 from .. import gate
 from ..conf import DEFAULTS, queue_settings
 from ..core import QueueNotFound, StoreUnreachable
+from ..identity import client_address
 from ..store import LimitHit, get_store
 from .rows import queue_row
 
@@ -73,6 +74,9 @@ def _fail_open(exc: Exception) -> None:
 class QueueThrottle(BaseThrottle):
     """Both scopes of one endpoint (``ip_scope``, ``identity_scope``) in one store call.
 
+    The address is ``identity.client_address`` (``TRUSTED_PROXIES``), not DRF's ``get_ident``,
+    which believes any X-Forwarded-For unless ``NUM_PROXIES`` is set.
+
     The request's queue comes from the view's ``queue`` URL kwarg (the API's cached row); an
     unknown slug is not throttled, the view answers 404. An unreachable store lets the request
     through (logged at most once a minute): the endpoint itself then answers
@@ -92,7 +96,8 @@ class QueueThrottle(BaseThrottle):
             return True
         hits = []
         if ip_rate is not None:
-            hits.append(LimitHit(_name(self.ip_scope, self.get_ident(request) or ""), *ip_rate))
+            address = client_address(request.META)
+            hits.append(LimitHit(_name(self.ip_scope, address), *ip_rate))
         if identity_rate is not None:
             identities = gate.request_identities(request)
             if identities:  # a first visit has none: the IP scope is the limit
