@@ -88,6 +88,14 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # ticketqueue's: a body nested too deep is a 400, not a RecursionError's 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "ticketqueue.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Errors as {code, message}; a database that is away is 503 database_unavailable.
+    "EXCEPTION_HANDLER": "ticketqueue.api.exceptions.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=30),
@@ -108,5 +116,8 @@ LOGGING = {
     "loggers": {
         "ticketqueue": {"handlers": ["console"], "level": LOG_LEVEL},
         "demo_project": {"handlers": ["console"], "level": LOG_LEVEL},
+        # Every 500 with its traceback, DEBUG or not (Django's own console handler speaks
+        # only with DEBUG on; 4xx are warnings, left out: a sale refuses many on purpose).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -22,6 +22,9 @@ DATABASES = {
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
         "CONN_MAX_AGE": 60,
+        # A kept connection the database dropped (a restart, a failover) is replaced at the
+        # next request instead of failing it.
+        "CONN_HEALTH_CHECKS": True,
     }
 }
 

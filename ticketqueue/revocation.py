@@ -20,7 +20,7 @@ from django.dispatch import receiver
 
 from . import passes, signals
 from .conf import queue_settings
-from .core import PassClaims, PassNotActive, QueueUnavailable, pass_jti
+from .core import PassClaims, PassNotActive, QueueUnavailable, StoreUnreachable, pass_jti
 from .store import QueueStore, get_store
 from .store.memory import MemoryStore
 
@@ -353,7 +353,7 @@ def check_active(claims: PassClaims, now: float) -> None:
         if queue_settings.STORE_FAILURE == "open":
             log.warning("store unreachable; pass accepted on its signature (STORE_FAILURE=open)")
             return
-        raise (exc if isinstance(exc, QueueUnavailable) else QueueUnavailable()) from exc
+        raise (exc if isinstance(exc, QueueUnavailable) else StoreUnreachable()) from exc
     if not active:
         raise PassNotActive()
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import BigIntegerField, Case, Max, Value, When
 from django.db.models.constants import OnConflict
 
@@ -361,7 +361,7 @@ def leave(queue: Queue, identity: str, now: float | None = None) -> Change:
     change = _call(queue, lambda s: s.leave(queue.store_id, identity, now), now)
     if change is None:
         raise EntryNotFound()
-    _sync(queue, [change])
+    _write_rows(queue, [change])
     signals.entries_departed.send(sender=Queue, queue=queue, changes=[change])
     return change
 
@@ -462,7 +462,7 @@ def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
     change = _call(queue, lambda s: s.release(queue.store_id, seq, now), now)
     if change is None:
         raise PassNotActive()
-    _sync(queue, [change])
+    _write_rows(queue, [change])
     log.info("pass released", extra={"queue": queue.slug, "seq": seq})
     signals.pass_released.send(sender=Queue, queue=queue, change=change)
     return change
@@ -473,7 +473,7 @@ def revoke(
 ) -> list[Change]:
     now = _now(now)
     changes = _call(queue, lambda s: s.revoke(queue.store_id, list(seqs), now), now)
-    _sync(queue, changes)
+    _write_rows(queue, changes)
     if changes:
         signals.entries_revoked.send(sender=Queue, queue=queue, changes=changes, reason=reason)
     return changes
@@ -574,6 +574,26 @@ def sync_journal(queue: Queue, batch: int = 10_000) -> list[Change]:
         synced.extend(changes)
         if len(changes) < batch:
             return synced
+
+
+def _write_rows(queue: Queue, changes: Sequence[Change]) -> None:
+    """Write what the store just did into the rows, now if the database lets us.
+
+    The store's change is made and stands (a released pass is released, whatever happens to
+    the rows): if the database is away, the change stays in the store's journal and the next
+    tick's journal sync writes it, so the caller is answered, and told others, as done. Inside
+    the caller's transaction a database error is the caller's: its transaction is lost anyway.
+    """
+    try:
+        _sync(queue, changes)
+    except DatabaseError:
+        if connection.in_atomic_block:
+            raise
+        log.warning(
+            "rows not written, left to the next journal sync",
+            exc_info=True,
+            extra={"queue": queue.slug, "seqs": [c.seq for c in changes]},
+        )
 
 
 def _sync(queue: Queue, changes: Iterable[Change]) -> None:
@@ -901,5 +921,8 @@ def queue_info(queue: Queue, now: float | None = None) -> Status:
         position=None,
         waiting=counts.waiting,
         active=counts.active,
-        eta_seconds=eta(queue, counts.waiting + 1, counts, now),
+        # A closed queue takes no joins: no wait to promise.
+        eta_seconds=None
+        if counts.state is QueueState.CLOSED
+        else eta(queue, counts.waiting + 1, counts, now),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from ticketqueue import services
 from ticketqueue.core import InvalidTransition, PassClaims, TicketQueueError
@@ -103,9 +103,15 @@ def purchase(event: Event, *, claims: PassClaims, user: Any = None, quantity: in
         "order completed",
         extra={"event": event.slug, "order": order.pk, "seq": claims.seq, "left": locked.stock},
     )
+    # The order is committed: from here on nothing may turn it into an error for the buyer.
     _release(event, claims)
     if locked.stock == 0:
-        close_if_sold_out(event)
+        try:
+            close_if_sold_out(event)
+        except DatabaseError:
+            log.warning(
+                "sold out, queue not closed yet", exc_info=True, extra={"event": event.slug}
+            )
     return order
 
 

@@ -25,6 +25,14 @@ def test_queue_info_is_public(make_queue):
     assert body["eta_seconds"] is not None
 
 
+def test_a_closed_queue_promises_no_wait(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    services.join(queue, "user:1")
+    services.close(queue)
+    body = Client().get(f"{API}/sale/").json()
+    assert (body["queue_state"], body["eta_seconds"]) == ("closed", None)
+
+
 def test_join_sets_the_visitor_cookie_and_header(make_queue):
     make_queue(mode="always")
     client = Client()
@@ -184,6 +192,47 @@ def test_unknown_queue_and_wrong_method(queue):
     assert code_of(Client().post(f"{API}/nope/join/")) == (404, "queue_not_found")
     assert code_of(Client().get(f"{API}/nope/")) == (404, "queue_not_found")
     assert code_of(Client().get(f"{API}/sale/join/")) == (405, "method_not_allowed")
+
+
+def test_unknown_api_urls_answer_the_documented_json(queue):
+    for url in ("/queue/api/nope/", f"{API}/sale/nope/", "/queue/api/"):
+        response = Client().get(url)
+        assert code_of(response) == (404, "not_found"), url
+        assert response["Content-Type"] == "application/json"
+
+
+def test_a_body_nested_too_deep_is_a_parse_error_and_changes_nothing(admitted, queue):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = admitted.client.post(f"{API}/sale/release/", deep, content_type="application/json")
+    assert code_of(response) == (400, "parse_error")
+    assert admitted.buy().status_code == 200  # the pass is still active
+
+
+def test_a_dead_database_connection_is_503_with_retry_after_and_keeps_no_place(
+    make_queue, monkeypatch
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    import psycopg
+
+    queue = make_queue(mode="always")
+    real_insert = services._insert_entries
+
+    def insert_on_a_dead_connection(rows):
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return real_insert(rows)
+
+    monkeypatch.setattr(services, "_insert_entries", insert_on_a_dead_connection)
+    response = Client().post(f"{API}/sale/join/")
+    connection.close()  # what Django does with a broken connection when a request ends
+    assert code_of(response) == (503, "database_unavailable")
+    assert response["Retry-After"] == "5"
+    monkeypatch.undo()
+    assert services.queue_info(queue).waiting == 0  # the unacknowledged join kept no place
 
 
 def test_a_queue_deleted_while_an_api_process_keeps_its_row_is_not_found(make_queue):

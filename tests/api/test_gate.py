@@ -208,7 +208,7 @@ def test_fail_closed_when_the_store_is_unreachable(admitted, monkeypatch):
     monkeypatch.setattr(get_store(), "pass_active", down)
     revocation.reset_tracker()  # nothing confirmed: the gate must ask
     response = admitted.buy()
-    assert code_of(response) == (503, "queue_unavailable")
+    assert code_of(response) == (503, "store_unreachable")
     assert response["Retry-After"] == "5"
 
 

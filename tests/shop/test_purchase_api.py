@@ -171,3 +171,95 @@ def test_concurrent_buyers_never_oversell(make_event, buyer):
     assert event.stock == 0
     assert Order.objects.filter(event=event).count() == 5
     assert len(set(Order.objects.values_list("pass_jti", flat=True))) == 5
+
+
+@pytest.fixture
+def database_dies_during_the_release(monkeypatch):
+    """The database connection is killed (pg_terminate_backend, from a second connection)
+    right after the order's commit, as the release starts writing its row."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL backend")
+    import psycopg
+
+    real_sync = services._sync
+    killed = []
+
+    def sync_on_a_dead_connection(queue, changes):
+        if not killed:
+            pid = connection.connection.info.backend_pid
+            params = connection.get_connection_params()
+            with psycopg.connect(**params, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            killed.append(pid)
+        return real_sync(queue, changes)
+
+    monkeypatch.setattr(services, "_sync", sync_on_a_dead_connection)
+    return killed
+
+
+def test_a_committed_purchase_is_done_though_the_database_dies_in_the_release(
+    make_event, buyer, database_dies_during_the_release
+):
+    from ticketqueue import revocation
+
+    event = make_event(stock=1)  # the last ticket: the sold-out close meets the dead connection
+    client = buyer()
+    token = pass_for(event, client.identity)
+    ended = []
+    monkeypatch_mark = revocation.get_tracker().mark_ended
+    revocation.get_tracker().mark_ended = lambda items, publish=True: (
+        ended.extend(items),
+        monkeypatch_mark(items, publish),
+    )
+    try:
+        response = buy(client, event, token)
+    finally:
+        revocation.get_tracker().mark_ended = monkeypatch_mark
+        connection.close()  # what Django does with a broken connection when a request ends
+    assert database_dies_during_the_release, "the connection was not killed"
+    assert response.status_code == 201, response.content
+    assert Order.objects.count() == 1
+    # The pass ended in the store and was published as ended, though its row sync failed.
+    claims = services.passes.verify(token)
+    assert [jti for jti, _exp in ended] == [claims.jti]
+    assert services.status(event.queue, client.identity).state is None
+    # The row is written by whoever syncs the journal next (here: the next tick at the latest).
+    services.tick(event.queue)
+    assert Entry.objects.get(queue=event.queue, seq=claims.seq).state == "completed"
+
+
+def test_the_demo_settings_answer_a_deep_body_400_and_log_every_500(
+    make_event, buyer, settings, capsys, monkeypatch
+):
+    import logging.config
+
+    from django.utils.log import configure_logging
+
+    from demo_project import settings as demo_settings
+
+    settings.REST_FRAMEWORK = demo_settings.REST_FRAMEWORK
+    event = make_event(stock=3)
+    client = buyer()
+    token = pass_for(event, client.identity)
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post(
+        f"/api/events/{event.slug}/purchase/",
+        deep,
+        content_type="application/json",
+        HTTP_X_QUEUE_PASS=token,
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "parse_error")
+    assert Order.objects.count() == 0
+
+    # With DEBUG off (as in production), a 500 still reaches the console with its traceback.
+    logging.config.dictConfig(demo_settings.LOGGING)
+    try:
+        monkeypatch.setattr(sales, "purchase", lambda *a, **kw: 1 / 0)
+        client.raise_request_exception = False
+        response = buy(client, event, token)
+        assert response.status_code == 500
+        logged = capsys.readouterr().err
+        assert "Internal Server Error: /api/events/" in logged
+        assert "ZeroDivisionError" in logged
+    finally:
+        configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)

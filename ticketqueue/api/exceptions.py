@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from ..conf import queue_settings
-from ..core import InvalidInput, PassMissing, TicketQueueError
+from ..core import DatabaseUnavailable, InvalidInput, PassMissing, TicketQueueError
 
-__all__ = ["QueueAPIError", "exception_handler"]
+__all__ = ["QueueAPIError", "exception_handler", "not_found"]
+
+log = logging.getLogger("ticketqueue.api")
 
 
 class QueueAPIError(exceptions.APIException):
@@ -44,6 +48,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database is away (down, restarting, the connection cut): worth a retry, and
+        # nothing the client did. Logged with its traceback for the operator.
+        log.warning("database unavailable", exc_info=exc)
+        exc = QueueAPIError(DatabaseUnavailable())
     if not isinstance(exc, exceptions.APIException):
         return None  # a bug: let Django answer 500 and log it
     headers: dict[str, str] = {}
@@ -67,3 +76,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         }
     set_rollback()
     return Response(data, status=exc.status_code or status.HTTP_400_BAD_REQUEST, headers=headers)
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any URL under the API that names nothing: the documented JSON ``not_found``."""
+    error = exceptions.NotFound()
+    return JsonResponse({"code": error.default_code, "message": str(error.detail)}, status=404)

@@ -1,8 +1,9 @@
 """The API's URLs, included by ticketqueue.urls under ``api/`` (names: ``ticketqueue:api:*``)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
+from .exceptions import not_found
 
 app_name = "api"
 
@@ -15,4 +16,6 @@ urlpatterns = [
     path("queues/<slug:queue>/release/", views.ReleaseView.as_view(), name="release"),
     path("jwks.json", views.JWKSView.as_view(), name="jwks"),
     path("schema/", views.QueueSchemaView.as_view(), name="schema"),
+    # Last: whatever else is asked under the API is JSON not_found, not Django's HTML 404.
+    re_path(r"", not_found),
 ]

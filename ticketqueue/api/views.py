@@ -12,7 +12,7 @@ from typing import Any
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from ..core import EntryNotFound, PassMissing, PassWrongIdentity
 from ..identity import VISITOR_COOKIE, new_visitor_cookie
 from ..models import Queue
 from .exceptions import exception_handler
+from .parsers import JSONParser
 from .rows import queue_row
 from .serializers import (
     ErrorSerializer,

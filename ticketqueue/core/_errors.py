@@ -6,7 +6,8 @@
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
     │   ├── QueueUnavailable     queue_unavailable
-    │   │   └── StoreUnreachable store_unreachable
+    │   │   ├── StoreUnreachable store_unreachable
+    │   │   └── DatabaseUnavailable database_unavailable
     │   └── InvalidTransition    invalid_transition
     ├── EntryNotFound            entry_not_found
     ├── PassError
@@ -25,6 +26,7 @@ Codes never change once published; docs/errors.md is the table users read.
 from __future__ import annotations
 
 __all__ = [
+    "DatabaseUnavailable",
     "EntryNotFound",
     "InvalidInput",
     "InvalidTransition",
@@ -93,6 +95,11 @@ class QueueUnavailable(QueueError):
 class StoreUnreachable(QueueUnavailable):
     code = "store_unreachable"
     default_message = "The waiting room's store cannot be reached; try again in a moment."
+
+
+class DatabaseUnavailable(QueueUnavailable):
+    code = "database_unavailable"
+    default_message = "The waiting room's database cannot be reached; try again in a moment."
 
 
 class InvalidTransition(QueueError):

@@ -16,11 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import InterfaceError, OperationalError
 from django.http.cookie import parse_cookie
 
 from .. import services
 from ..conf import queue_settings
-from ..core import EntryNotFound, QueueNotFound, QueueUnavailable, TicketQueueError
+from ..core import (
+    DatabaseUnavailable,
+    EntryNotFound,
+    QueueNotFound,
+    QueueUnavailable,
+    TicketQueueError,
+)
 from .hub import Seat, get_hub
 from .protocol import (
     CLOSE_IDENTITY_REQUIRED,
@@ -153,6 +160,9 @@ class QueueSocket:
             await getattr(self, f"client_{message['type']}")(message)
         except TicketQueueError as exc:
             seat.send_text(error_frame(exc))
+        except (OperationalError, InterfaceError):
+            log.warning("live: database unavailable", exc_info=True)
+            seat.send_text(error_frame(DatabaseUnavailable()))
         except Exception:
             log.exception("live: client message failed", extra={"queue": self.room.queue_id})
             seat.send_text(error_frame(QueueUnavailable()))
