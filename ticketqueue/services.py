@@ -73,6 +73,7 @@ __all__ = [
     "release_entry",
     "resume",
     "revoke",
+    "settle_closed",
     "status",
     "sync_journal",
     "tick",
@@ -851,6 +852,23 @@ def close(queue: Queue, now: float | None = None) -> int:
     )
     signals.queue_closed.send(sender=Queue, queue=queue, revoked=turned_away)
     return turned_away
+
+
+def settle_closed(queue: Queue, now: float | None = None) -> int:
+    """Revoke the rows of a closed queue still marked waiting; returns how many.
+
+    A join whose store step came before the close but whose row was committed after the
+    close's UPDATE leaves such a row (the store turned the entry away with the rest, and its
+    client hears ``closed``). The cleanup settles them: a closed queue has nobody waiting.
+    """
+    if queue.state != QueueState.CLOSED.value:
+        return 0
+    settled = Entry.objects.filter(queue=queue, state=EntryState.WAITING.value).update(
+        state=EntryState.REVOKED.value, ended_at=_dt(_now(now))
+    )
+    if settled:
+        log.info("closed queue settled", extra={"queue": queue.slug, "revoked": settled})
+    return settled
 
 
 def rebuild(queue: Queue, now: float | None = None) -> int:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -425,6 +425,8 @@ def forget_queue(queue_id: str) -> None:
 @dataclass
 class CleanupReport:
     abandoned: int = 0
+    #: Rows of closed queues still marked waiting (a join that raced the close), revoked.
+    settled: int = 0
     deleted: int = 0
     samples_deleted: int = 0
     skipped: bool = False
@@ -434,8 +436,9 @@ class CleanupReport:
 
 
 def cleanup(now: float | None = None, batch: int = 5_000) -> CleanupReport:
-    """Abandon entries unseen past their queue's grace, delete ended entries older than
-    ``ENTRY_RETENTION`` (after ``ENTRY_ARCHIVER`` saw them) and old chart samples.
+    """Abandon entries unseen past their queue's grace, revoke rows a closed queue still has
+    waiting, delete ended entries older than ``ENTRY_RETENTION`` (after ``ENTRY_ARCHIVER``
+    saw them) and old chart samples.
 
     One cleanup at a time (a store lock); a second one running at once does nothing.
     """
@@ -457,6 +460,12 @@ def cleanup(now: float | None = None, batch: int = 5_000) -> CleanupReport:
                 report.abandoned += len(services.abandon_unseen(queue, now))
             except Exception:
                 log.exception("cleanup: abandoning failed", extra={"queue": queue.slug})
+        waiting_rows = Entry.objects.filter(queue=OuterRef("pk"), state=EntryState.WAITING.value)
+        closed_with_waiting = Queue.objects.filter(
+            Exists(waiting_rows), state=QueueState.CLOSED.value
+        )
+        for queue in closed_with_waiting.order_by("pk"):
+            report.settled += services.settle_closed(queue, now)
         retention = queue_settings.ENTRY_RETENTION
         if retention:
             archiver = queue_settings.ENTRY_ARCHIVER
@@ -466,7 +475,7 @@ def cleanup(now: float | None = None, batch: int = 5_000) -> CleanupReport:
         report.samples_deleted, _ = QueueSample.objects.filter(at__lt=cutoff).delete()
     finally:
         store.release_lock("cleanup", owner)
-    if report.abandoned or report.deleted:
+    if report.abandoned or report.settled or report.deleted:
         log.info("cleanup done", extra={"event": "cleanup", **report.as_dict()})
     return report
 

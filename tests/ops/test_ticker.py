@@ -282,3 +282,57 @@ def test_a_backstop_tick_takes_only_the_queues_nobody_took_from_its_round(make_q
     assert (done.slug, done.batches, done.admitted) == ("free", 3, 3)
     assert fake_pacing["timer"]() - T0 == 0.75
     lease.release(taken.store_id, "its-own-task")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_join_whose_row_lands_after_the_close_is_settled_by_the_cleanup(make_queue, monkeypatch):
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("threads share no in-memory SQLite database")
+    import threading
+
+    queue = make_queue(mode="always")
+    join_many(queue, 2)
+    # The one order that strands a row: the close copies the journal, the late join takes
+    # its place in the store, the close turns the line away, then the join writes its row.
+    synced, store_done, close_done = threading.Event(), threading.Event(), threading.Event()
+    real_sync_journal, real_create_row = services.sync_journal, services._create_row
+
+    def sync_then_let_the_join_in(queue):
+        changes = real_sync_journal(queue)
+        if not synced.is_set():
+            synced.set()
+            assert store_done.wait(10)
+        return changes
+
+    def row_after_the_close(*args):
+        store_done.set()
+        assert close_done.wait(10)
+        return real_create_row(*args)
+
+    monkeypatch.setattr(services, "sync_journal", sync_then_let_the_join_in)
+    monkeypatch.setattr(services, "_create_row", row_after_the_close)
+    answers = []
+
+    def join_late():
+        try:
+            assert synced.wait(10)
+            answers.append(services.join(Queue.objects.get(pk=queue.pk), "anon:late"))
+        finally:
+            connection.close()
+
+    joiner = threading.Thread(target=join_late)
+    joiner.start()
+    services.close(queue)
+    close_done.set()
+    joiner.join(10)
+    late = answers[0]
+    # The close came between the store step and the row: the row says waiting, the store
+    # holds nothing for it (it was turned away with the rest).
+    assert states(queue)[late.seq] == "waiting"
+    assert services.status(queue, "anon:late").state is None
+    report = ticker.cleanup()
+    assert report.settled == 1
+    assert set(states(queue).values()) == {"revoked"}
+    assert ticker.cleanup().settled == 0
