@@ -69,7 +69,21 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "demo.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "demo.sqlite3",
+        # Concurrent purchases on SQLite (docs/design.md, "The embedded default"): readers
+        # never wait for the writer (WAL), a transaction takes the write lock when it starts
+        # (IMMEDIATE: no deadlock when a reader upgrades), and a writer waits its turn for up
+        # to 20 s instead of failing at once with "database is locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
