@@ -47,11 +47,11 @@ def main(rounds: int, buyers: int) -> None:
             clients.append(client)
         start = threading.Barrier(buyers)
 
-        def buy(client: APIClient) -> None:
+        def buy(client: APIClient, url: str, start: threading.Barrier) -> None:
             start.wait()
             try:
                 response = client.post(
-                    f"/api/events/{event.slug}/purchase/",
+                    url,
                     {},
                     format="json",
                     HTTP_X_QUEUE_PASS=client.token,
@@ -62,7 +62,8 @@ def main(rounds: int, buyers: int) -> None:
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=buy, args=(c,)) for c in clients]
+        url = f"/api/events/{event.slug}/purchase/"
+        threads = [threading.Thread(target=buy, args=(c, url, start)) for c in clients]
         for t in threads:
             t.start()
         for t in threads:
