@@ -451,3 +451,47 @@ async def test_a_heartbeat_from_an_admitted_socket_is_no_error(
     later = time.time() + 100 + live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120) - 5
     assert await in_thread(presence.is_connected)(queue.store_id, me.identity, later)
     await sock.disconnect()
+
+
+async def test_after_the_draw_every_socket_first_hears_its_drawn_place(
+    make_queue, hub, visitor, broadcast, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from ticketqueue.live import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "DRAW_RESYNC_WINDOW", 0.5)  # the reads come sooner
+    opens_at = datetime.now(UTC) + timedelta(hours=1)
+    queue = await in_thread(make_queue)(state="scheduled", opens_at=opens_at, capacity=3)
+    people = [visitor() for _ in range(8)]
+    sockets = []
+    for person in people:
+        sock = await person.socket(queue).open()
+        await sock.next()
+        await sock.send(type="join")
+        assert (await sock.next())["state"] == "waiting"
+        sockets.append(sock)
+
+    # The opening tick draws the pre-queue and admits the first three of the drawn line.
+    queue.opens_at = datetime.now(UTC) - timedelta(seconds=1)
+    await in_thread(queue.save)(update_fields=["opens_at"])
+    await tick(queue)
+    for person, sock in zip(people, sockets, strict=True):
+        truth = await in_thread(services.status)(queue, person.identity)
+        places = []  # every place this socket is shown after the draw, in order
+        while True:
+            message = await sock.next()
+            if message["type"] == "granted":
+                assert truth.state == "admitted"
+                break
+            if message["type"] == "queue_update" and message["queue_state"] == "open":
+                places.append(message["position"])
+                if message["position"] is not None:
+                    break
+        if truth.state == "waiting":
+            # The first place shown after the draw is the drawn one (no pre-draw place moved
+            # by the opening admissions, which a socket would later lose).
+            assert places[-1] == truth.position, (places, truth.position)
+            assert all(place is None for place in places[:-1]), places
+    for sock in sockets:
+        await sock.disconnect()

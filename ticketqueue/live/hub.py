@@ -209,6 +209,9 @@ class Room:
         self.by_identity: dict[str, set[Seat]] = {}
         self.dirty: set[Seat] = set()
         self.queue_state: str = queue.state
+        #: The pre-queue draw was seen (scheduled -> open): every waiting seat's place is
+        #: unknown until its own read after the draw.
+        self.drawn = False
         self.waiting = 0
         self.active = 0
         self.rate: float | None = None
@@ -318,6 +321,9 @@ class Room:
     def apply_status(self, seat: Seat, status: services.Status, *, reply: bool = False) -> None:
         """Set the seat from an exact status read; ``reply`` answers even if nothing changed."""
         now = self.hub.clock()
+        if self._read_before_the_draw(status):
+            self.schedule_resync(seat, now, follow_up=True)
+            return
         self.queue_state = status.queue_state
         self.waiting, self.active = status.waiting, status.active
         if status.state == "admitted":
@@ -335,6 +341,10 @@ class Room:
         if status.queue_state == "closed" and seat.state != "admitted":
             self.tell_closed(seat)
         self.schedule_resync(seat, now, follow_up=True)
+
+    def _read_before_the_draw(self, status: services.Status) -> bool:
+        """A read that was in flight when the draw was seen: its place is the old one."""
+        return self.drawn and status.queue_state == "scheduled" and status.state == "waiting"
 
     def schedule_resync(self, seat: Seat, now: float, *, follow_up: bool = False) -> None:
         interval = float(queue_settings.RESYNC_INTERVAL)
@@ -396,10 +406,12 @@ class Room:
         if departed_total is not None:
             first = departed_total - len(departed) + 1
             ahead = sorted(departed)  # once per tick, for a bisect per seat
+        now = self.hub.clock()
+        if message["s"] == "open" and self.queue_state == "scheduled":
+            self._draw_seen(now)  # this tick's publisher got here before the state message
         self.waiting, self.active = message["w"], message["a"]
         self.queue_state = message["s"]
         self.rate = message["r"]
-        now = self.hub.clock()
         interval = float(queue_settings.UPDATE_INTERVAL)
         rate = self.rate
         head = self.frame_head()
@@ -409,6 +421,8 @@ class Room:
             if state == "admitted" or seat.closed:
                 continue  # a pass holder: the line's figures are no news to it
             position = seat.position
+            if state == "waiting" and position is None and self.drawn:
+                continue  # its place after the draw is on its way: no old place moved
             if state == "waiting" and position is not None:
                 # Count admissions against the total the position already reflects, so a
                 # tick that an exact read already saw (or that arrives late) moves nobody twice.
@@ -484,15 +498,27 @@ class Room:
             self.tell_closed(seat)
 
     def _on_state(self, message: dict[str, Any]) -> None:
-        self.queue_state = message["state"]
-        self.queue_stale = True
         now = self.hub.clock()
         if message.get("previous") == "scheduled" and message["state"] == "open":
-            # The pre-queue was drawn: every place changed. Read them again, spread out.
-            for seat in self.seats:
-                seat.resync_at = now + random.uniform(0, DRAW_RESYNC_WINDOW)  # noqa: S311
+            self._draw_seen(now)
+        self.queue_state = message["state"]
+        self.queue_stale = True
         for seat in list(self.seats):
             self.offer_update(seat, now=now)
+
+    def _draw_seen(self, now: float) -> None:
+        """The pre-queue was drawn: every waiting place changed. A seat forgets its old place
+        (it would otherwise be moved by the first admissions, and some told "you're next"
+        would fall back) and shows none until its read after the draw, spread over a few
+        seconds; ticks meanwhile move nobody whose place is unknown."""
+        if self.drawn:
+            return  # the state message and a tick both say so: once
+        self.drawn = True
+        for seat in self.seats:
+            if seat.state == "waiting":
+                seat.position = seat.eta = None
+                seat.admitted_seen = seat.departed_seen = None
+            seat.resync_at = min(seat.resync_at, now + random.uniform(0, DRAW_RESYNC_WINDOW))  # noqa: S311
 
     def resync_all(self) -> None:
         """Broadcasts may have been lost (the subscription dropped): read every seat again."""
@@ -540,6 +566,9 @@ class Room:
 
     def _apply_resync(self, seat: Seat, status: services.Status) -> None:
         now = self.hub.clock()
+        if self._read_before_the_draw(status):
+            self.schedule_resync(seat, now, follow_up=True)
+            return
         if status.state == "admitted":
             self.grant(seat, status.seq, status.pass_token, status.pass_expires_at)
         elif status.state == "waiting":

@@ -43,6 +43,7 @@ def catalog() -> dict[str, str]:
         "scheduled": gettext(
             "The sale has not opened yet. At opening, everyone already here gets a random place."
         ),
+        "drawing": gettext("The sale has opened: your random place is being drawn…"),
         "eta_unknown": gettext("unknown"),
         "eta_now": gettext("any moment now"),
         "eta_under_minute": gettext("less than a minute"),

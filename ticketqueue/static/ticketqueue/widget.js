@@ -233,14 +233,17 @@
     this.state = message.state;
     this.position = message.position;
     this.eta = message.eta_seconds;
+    var placed = this.state === 'waiting' && typeof this.position === 'number';
     if (this.state === 'waiting') {
       this.clearError();
-      this.rememberStart();
+      if (placed) {
+        this.rememberStart();
+      }
     } else if (this.wantsPlace && !this.joinSent && this.queueState !== 'closed') {
       this.send({ type: 'join' });
     }
     this.render();
-    if (this.state === 'waiting') {
+    if (placed) {
       this.announce(this.t('position', {
         position: this.number(this.position),
         eta: this.formatEta(this.eta)
@@ -379,6 +382,8 @@
   };
 
   Widget.prototype.render = function () {
+    // Right after the pre-queue draw the server sends no place until it has read the drawn one.
+    var placed = this.state === 'waiting' && this.position !== null && this.position !== undefined;
     var waiting = this.state === 'waiting';
     var status;
     if (this.granted) {
@@ -389,6 +394,8 @@
       status = this.t('paused');
     } else if (waiting && this.queueState === 'scheduled') {
       status = this.t('scheduled');
+    } else if (waiting && !placed) {
+      status = this.t('drawing');
     } else if (waiting) {
       status = this.t('waiting');
     } else if (this.ended) {
@@ -397,11 +404,11 @@
       status = this.t('not_joined');
     }
     this.setStatus(status);
-    this.setText('position', waiting ? this.number(this.position) : '–');
-    this.setText('ahead', waiting ? this.number(this.position - 1) : '–');
-    this.setText('behind', waiting && this.waiting !== undefined ?
+    this.setText('position', placed ? this.number(this.position) : '–');
+    this.setText('ahead', placed ? this.number(this.position - 1) : '–');
+    this.setText('behind', placed && this.waiting !== undefined ?
       this.number(Math.max(0, this.waiting - this.position)) : '–');
-    this.setText('eta', waiting ? this.formatEta(this.eta) : '–');
+    this.setText('eta', placed ? this.formatEta(this.eta) : '–');
     if (this.el.progress) {
       this.el.progress.value = this.progress();
     }
