@@ -15,14 +15,16 @@ login), then starts and watches:
     celery       a worker running the queue ticks (admission, expiry, broadcasts)
     celery beat  the schedule that sends a tick every second
 
-Ctrl-C (or SIGTERM) stops everything; if any process dies, the rest are stopped and the exit
-code is 1. The ports are fixed by deploy/nginx.conf.
+Ctrl-C (or SIGTERM) stops everything. A process that dies is restarted, after 1 s and then
+doubling delays up to 30 s while it keeps dying, and each restart is logged: the state lives
+in Redis and PostgreSQL, so the sale goes on. The ports are fixed by deploy/nginx.conf.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import os
 import resource
 import shutil
@@ -36,6 +38,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -63,8 +66,15 @@ class Proc:
     popen: subprocess.Popen | None = None
     color: str = "0"
     reader: threading.Thread | None = field(default=None, repr=False)
+    #: When it was last started (monotonic), how often it was restarted, and when its next
+    #: restart is due (None: it is not waiting for one).
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+    backoff: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
         self.popen = subprocess.Popen(  # noqa: S603 - our own argv
             self.argv,
             cwd=ROOT,
@@ -77,15 +87,17 @@ class Proc:
             text=True,
             errors="replace",
         )
-        self.reader = threading.Thread(target=self._relay, daemon=True)
+        self.reader = threading.Thread(target=self._relay, args=(self.popen,), daemon=True)
         self.reader.start()
 
-    def _relay(self) -> None:
-        assert self.popen and self.popen.stdout
+    def _relay(self, popen: subprocess.Popen) -> None:
+        """Copy this run's output (a restart has a reader of its own) until it ends."""
+        assert popen.stdout
         prefix = f"\033[{self.color}m{self.name:>14} |\033[0m "
-        for line in self.popen.stdout:
-            sys.stdout.write(prefix + line)
-            sys.stdout.flush()
+        with popen.stdout:
+            for line in popen.stdout:
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -267,6 +279,10 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                 str(NGINX_CONF),
                 "-e",
                 str(VAR / "log" / "nginx-error.log"),
+                # Started by root, nginx's workers would run as "nobody", who may not read a
+                # checkout or write the request-body buffers under var/ (bodies over 16 KB
+                # then failed with 500): they run as whoever started the topology.
+                *(["-g", f"user {getpass.getuser()};"] if os.geteuid() == 0 else []),
             ],
             stop_signal=signal.SIGQUIT,  # graceful: finish the requests in flight
         ),
@@ -274,6 +290,57 @@ def processes(args: argparse.Namespace) -> list[Proc]:
     for i, proc in enumerate(procs):
         proc.color = COLORS[i % len(COLORS)]
     return procs
+
+
+class Supervisor:
+    """Restarts a process that died, with backoff, instead of stopping the sale: the state
+    lives in Redis and PostgreSQL, so a restarted worker, beat or server picks up where the
+    dead one was (a tick's journal, a lost socket's reconnect). Every restart is logged.
+
+    The delay doubles from ``first_backoff`` up to ``max_backoff`` while a process keeps
+    dying soon after its start; one that ran ``stable_after`` seconds starts over from the
+    first delay.
+    """
+
+    def __init__(
+        self,
+        procs: list[Proc],
+        env: dict[str, str],
+        *,
+        first_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        stable_after: float = 60.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.procs, self.env, self.clock = procs, env, clock
+        self.first_backoff, self.max_backoff = first_backoff, max_backoff
+        self.stable_after = stable_after
+
+    def check(self) -> None:
+        """One look at every process: schedule the restart of the dead, start the due."""
+        now = self.clock()
+        for proc in self.procs:
+            if proc.restart_at is None:
+                if proc.running():
+                    continue
+                code = proc.popen.returncode if proc.popen is not None else None
+                proc.kill_group()  # whatever the dead main process left behind
+                if now - proc.started_at >= self.stable_after or not proc.backoff:
+                    proc.backoff = self.first_backoff
+                else:
+                    proc.backoff = min(proc.backoff * 2, self.max_backoff)
+                proc.restart_at = now + proc.backoff
+                say(
+                    f"{proc.name} exited (code {code}); restarting it in {proc.backoff:g}s "
+                    f"(restart {proc.restarts + 1})"
+                )
+            elif now >= proc.restart_at:
+                if proc.reader is not None:
+                    proc.reader.join(timeout=1)
+                proc.restart_at = None
+                proc.restarts += 1
+                proc.start(self.env)
+                say(f"{proc.name} restarted (pid {proc.popen.pid if proc.popen else '?'})")
 
 
 def wait_ready(procs: list[Proc], timeout: float) -> bool:
@@ -388,19 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_file:
         args.ready_file.write_text(PUBLIC_URL)
 
-    code = 0
+    supervisor = Supervisor(procs, env)
     while not stop.wait(0.5):
-        dead = [p for p in procs if not p.running()]
-        if dead:
-            say(f"{', '.join(p.name for p in dead)} exited; stopping the rest")
-            code = 1
-            break
+        supervisor.check()
     say("stopping")
     stop_all(procs)
     if args.ready_file:
         args.ready_file.unlink(missing_ok=True)
     say("stopped")
-    return code
+    return 0
 
 
 if __name__ == "__main__":
