@@ -13,6 +13,7 @@ WebSocket, waits, gets its pass and buys one ticket through the purchase API. So
 line, some go away and come back (the same place), a few vanish for good.
 
 Reported: joins per second, time in queue, delay of 'granted' and queue updates (p50/p99),
+the first wait estimate each buyer saw against its actual wait (shown / actual),
 purchase latency, errors. Checked: no oversell, every order backed by exactly one pass,
 admissions in FIFO order (the Admission log's numbers against the entries' seqs), capacity
 never exceeded (sampled from the store during the run, and swept over the rows afterwards).
@@ -81,6 +82,10 @@ def fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def pass_claims(token: str) -> dict[str, Any]:
     """The pass's claims, unverified: the buyer only reads its own seq from them."""
     payload = token.split(".")[1]
@@ -118,6 +123,8 @@ class Buyer:
     error: str | None = None
     #: (received at, position) of every update that changed the position
     seen: list[tuple[float, int]] = field(default_factory=list)
+    #: (received at, seconds) of the first wait estimate the buyer was shown
+    first_eta: tuple[float, float] | None = None
 
 
 class Run:
@@ -265,6 +272,9 @@ class Run:
 
     def on_position(self, buyer: Buyer, message: dict[str, Any], received: float) -> None:
         position = message.get("position")
+        eta = message.get("eta_seconds")
+        if buyer.first_eta is None and isinstance(eta, int | float):
+            buyer.first_eta = (received, float(eta))
         if buyer.seq is None and isinstance(message.get("seq"), int):
             buyer.seq = message["seq"]
         if not isinstance(position, int):
@@ -696,6 +706,24 @@ def update_delays(run: Run) -> tuple[list[float], int]:
 # -- report ---------------------------------------------------------------------------------
 
 
+#: Waits shorter than this are left out of the estimate's accuracy: a second's rounding or a
+#: tick's timing would dominate the ratio.
+ETA_MIN_WAIT = 5.0
+
+
+def eta_accuracy(run: Run) -> list[float]:
+    """Shown / actual for the first wait estimate each buyer saw, over the buyers who then
+    waited at least ETA_MIN_WAIT seconds for their pass."""
+    ratios = []
+    for b in run.buyers:
+        if b.first_eta is None or b.granted_at is None:
+            continue
+        actual = b.granted_at - b.first_eta[0]
+        if actual >= ETA_MIN_WAIT:
+            ratios.append(b.first_eta[1] / actual)
+    return ratios
+
+
 def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[str, Any]:
     buyers = run.buyers
     joined = sorted(b.joined_at for b in buyers if b.joined_at)
@@ -705,6 +733,7 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
     update_delay, early = update_delays(run)
     purchase = [b.purchase_latency for b in buyers if b.purchase_latency is not None]
     leave = [b.leave_latency for b in buyers if b.leave_latency is not None]
+    eta_ratio = eta_accuracy(run)
     result = {
         "buyers": len(buyers),
         "capacity": run.setup["capacity"],
@@ -725,6 +754,12 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         "updates_per_buyer": statistics.mean([b.updates for b in buyers]) if buyers else 0,
         "purchase_latency_s": {"p50": pct(purchase, 50), "p99": pct(purchase, 99)},
         "leave_latency_s": {"p50": pct(leave, 50), "p99": pct(leave, 99)},
+        "first_eta_shown_over_actual": {
+            "buyers": len(eta_ratio),
+            "p10": pct(eta_ratio, 10),
+            "p50": pct(eta_ratio, 50),
+            "p90": pct(eta_ratio, 90),
+        },
         "errors": dict(run.errors),
         "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
     }
@@ -746,6 +781,9 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         f"  purchase         p50 {fmt_ms(pct(purchase, 50))}, p99 {fmt_ms(pct(purchase, 99))}",
         f"  leave            p50 {fmt_ms(pct(leave, 50))}, p99 {fmt_ms(pct(leave, 99))}"
         " (leave sent -> acknowledged)",
+        f"  first ETA        shown / actual p10 {fmt_ratio(pct(eta_ratio, 10))}, "
+        f"p50 {fmt_ratio(pct(eta_ratio, 50))}, p90 {fmt_ratio(pct(eta_ratio, 90))} "
+        f"({len(eta_ratio)} buyers who then waited {ETA_MIN_WAIT:.0f} s or more)",
         f"  errors           {sum(run.errors.values())}"
         + (
             f" ({', '.join(f'{k} x{v}' for k, v in run.errors.most_common(5))})"

@@ -102,12 +102,6 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # ticketqueue's: a body nested too deep is a 400, not a RecursionError's 500.
-    "DEFAULT_PARSER_CLASSES": [
-        "ticketqueue.api.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
     # Errors as {code, message}; a database that is away is 503 database_unavailable.
     "EXCEPTION_HANDLER": "ticketqueue.api.exceptions.exception_handler",
 }

@@ -21,7 +21,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 
 from . import signals
-from .core import QueueState, QueueUnavailable, estimate_eta, expected_rate, measured_rate
+from .core import QueueState, QueueUnavailable, estimate_eta, line_rate, measured_rate
 from .models import Entry, Queue
 from .store import StoreCompanion
 
@@ -104,7 +104,7 @@ def live_numbers(
     except QueueUnavailable:
         return LiveNumbers(loaded=False, **common)
     measured = measured_rate(counts.flow, now)
-    rate = measured or expected_rate(queue.policy, float(queue.purchase_window))
+    rate = line_rate(queue.policy, counts.passes_ended, counts.hold_exposure, measured)
     return LiveNumbers(
         loaded=True,
         waiting=counts.waiting,

@@ -36,7 +36,7 @@ from .core import (
     StoreUnreachable,
     check_queue_transition,
     estimate_eta,
-    expected_rate,
+    line_rate,
     measured_rate,
 )
 from .models import Admission as AdmissionRow
@@ -407,10 +407,10 @@ def _status(queue: Queue, placement: Placement | None, counts: Counts, now: floa
 
 
 def outflow_rate(queue: Queue, counts: Counts, now: float) -> float | None:
-    """Admissions per second: as measured lately, else as the policy promises."""
-    return measured_rate(counts.flow, now) or expected_rate(
-        queue.policy, float(queue.purchase_window)
-    )
+    """Admissions per second while people wait (``core.line_rate``): as measured lately, else
+    the rate limit and capacity over the mean time a pass is held; None while unknown."""
+    measured = measured_rate(counts.flow, now)
+    return line_rate(queue.policy, counts.passes_ended, counts.hold_exposure, measured)
 
 
 def eta(queue: Queue, position: int, counts: Counts, now: float) -> int | None:

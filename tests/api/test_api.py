@@ -15,14 +15,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 API = "/queue/api/queues"
 
 
-def test_queue_info_is_public(make_queue):
-    make_queue(mode="always", capacity=1)
+def test_queue_info_is_public(make_queue, clock):
+    queue = make_queue(mode="always", capacity=1)
     for i in range(3):
-        services.join(services.get_queue("sale"), f"user:{i}")
+        services.join(queue, f"user:{i}")
     body = Client().get(f"{API}/sale/").json()
     assert body["queue"] == "sale" and body["queue_state"] == "open"
     assert (body["waiting"], body["active"]) == (3, 0)
-    assert body["eta_seconds"] is not None
+    assert body["eta_seconds"] is None  # no pass has ended yet: how fast it moves is unknown
+    services.tick(queue)
+    clock.advance(30)
+    services.release_entry(queue, 1)  # one slot, held 30 s: one admission per 30 s
+    assert Client().get(f"{API}/sale/").json()["eta_seconds"] == 3 * 30
 
 
 def test_a_closed_queue_promises_no_wait(make_queue):

@@ -16,8 +16,9 @@ from ticketqueue.core import (
     QueueState,
     check_queue_transition,
     estimate_eta,
-    expected_rate,
     flow_in_window,
+    line_rate,
+    mean_hold,
     measured_rate,
     shuffle_order,
 )
@@ -71,11 +72,20 @@ def test_the_rate_of_the_flow_in_the_window_is_the_rate_of_the_whole_history(tim
     assert measured_rate(picked, now, window) == measured_rate(samples, now, window)
 
 
-def test_expected_rate_is_the_slower_of_rate_and_capacity_over_window():
-    assert expected_rate(OutflowPolicy(capacity=100), 100.0) == 1.0
-    assert expected_rate(OutflowPolicy(rate_per_minute=30), 100.0) == 0.5
-    assert expected_rate(OutflowPolicy(capacity=100, rate_per_minute=600), 100.0) == 1.0
-    assert expected_rate(OutflowPolicy(), 100.0) is None
+def test_the_mean_hold_counts_the_passes_still_held():
+    # Two passes ended after 10 s and 30 s; two more are 60 s into their hold: the ended
+    # ones alone say 20 s, counting the exposure of all says (10 + 30 + 60 + 60) / 2 = 80 s.
+    assert mean_hold(2, 10 + 30 + 60 + 60) == 80
+    assert mean_hold(0, 500) is None  # nothing ended yet: unknown, not the window
+
+
+def test_the_line_rate_is_the_slower_of_rate_and_capacity_over_the_mean_hold():
+    assert line_rate(OutflowPolicy(capacity=100), 4, 400.0) == 1.0  # 100 slots of 100 s
+    assert line_rate(OutflowPolicy(rate_per_minute=30)) == 0.5
+    assert line_rate(OutflowPolicy(capacity=100, rate_per_minute=30), 4, 400.0) == 0.5
+    assert line_rate(OutflowPolicy(capacity=100)) is None  # no pass ended yet: unknown
+    assert line_rate(OutflowPolicy(capacity=100, rate_per_minute=30)) is None
+    assert line_rate(OutflowPolicy()) is None
 
 
 def test_eta_divides_position_by_rate():

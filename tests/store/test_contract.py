@@ -396,6 +396,7 @@ def test_join_and_locate_read_the_counts_with_the_placement(store):
         flow=((T0 + 1, 2),),
         departed_total=1,
         joined_total=7,
+        hold_exposure=4.0,  # two passes held for 2 s so far
     )
     assert joined.counts == expected == store.counts(Q, T0 + 3)
     located = store.locate(Q, "u4", T0 + 3)
@@ -405,6 +406,36 @@ def test_join_and_locate_read_the_counts_with_the_placement(store):
     assert store.join(Q, "u3", T0 + 3).counts == expected
     nobody = store.locate(Q, "nobody", T0 + 3)
     assert nobody.placement is None and nobody.counts == expected
+
+
+def test_the_counts_measure_how_long_passes_are_held(store):
+    setup(store, capacity=3, purchase_window=60, mode=QueueMode.AUTO)
+    store.join(Q, "a", T0)  # admitted at once (auto mode)
+    join_many(store, 4, T0)  # u0, u1 admitted at once; u2, u3 wait
+    counts = store.counts(Q, T0 + 5)
+    assert (counts.passes_ended, counts.hold_exposure) == (0, 15.0)  # 3 passes, 5 s each
+    store.release(Q, 1, T0 + 10)  # a: held 10 s
+    store.revoke(Q, [2], T0 + 20)  # u0: 20 s
+    store.admit(Q, T0 + 20)  # u2 and u3 take the slots
+    store.expire(Q, T0 + 100)  # ended by this late expiry: u1 after 100 s, u2 and u3 after 80
+    counts = store.counts(Q, T0 + 100)
+    assert counts.passes_ended == 5
+    assert counts.hold_exposure == pytest.approx(10 + 20 + 100 + 80 + 80)
+    # A rebuild of a queue the store still holds keeps measuring from there.
+    store.join(Q, "b", T0 + 100)  # admitted at once: 0 s so far
+    dump = store.dump(Q)
+    store.rebuild(
+        Q,
+        dump.config,
+        waiting=dump.waiting,
+        active=dump.active,
+        next_seq=dump.next_seq,
+        admitted_total=dump.admitted_total,
+        now=T0 + 100,
+    )
+    counts = store.counts(Q, T0 + 110)
+    assert counts.passes_ended == 5
+    assert counts.hold_exposure == pytest.approx(290 + 10)
 
 
 def test_a_position_agrees_with_the_admitted_total_read_with_it(store):

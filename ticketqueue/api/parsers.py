@@ -1,8 +1,9 @@
 """JSON bodies that cannot crash a view: nesting too deep for Python's decoder is a 400.
 
 DRF's JSONParser turns a ValueError into ``parse_error`` but lets the RecursionError of a body
-like ``[[[[...]]]]`` through as a 500. Sites can use this parser for their own views too
-(``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]``), as the demo shop does.
+like ``[[[[...]]]]`` through as a 500. Sites can use this parser for their own views too (a
+view's ``parser_classes``, as the demo's purchase view does, or
+``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from ._eta import (
     FLOW_SAMPLE_EVERY,
     FLOW_WINDOW,
     estimate_eta,
-    expected_rate,
     flow_in_window,
+    line_rate,
+    mean_hold,
     measured_rate,
 )
 from ._group_commit import GroupCommit
@@ -37,7 +38,8 @@ __all__ = [
     "QueueState",
     "check_queue_transition",
     "estimate_eta",
-    "expected_rate",
+    "line_rate",
+    "mean_hold",
     "flow_in_window",
     "limit_check",
     "measured_rate",

@@ -111,6 +111,11 @@ class Counts:
     #: Entries that ever joined (each took the next ``seq``): the Prometheus joins counter,
     #: read here rather than counted by one more round trip on every join.
     joined_total: int = 0
+    #: Passes that ended (completed, expired, revoked) since the queue was loaded, and the
+    #: seconds every pass has been held so far: the ended ones whole, the active ones up to
+    #: ``now`` (``core.mean_hold``: how long a slot stays taken).
+    passes_ended: int = 0
+    hold_exposure: float = 0.0
 
 
 def live_channel(prefix: str, queue_id: str) -> str:

@@ -71,6 +71,11 @@ class _Queue:
     departures: list[float] = field(default_factory=list)  # orders, not yet drained
     departed_total: int = 0
     flow: list[tuple[float, int]] = field(default_factory=list)
+    # How long passes are held (Counts.passes_ended, hold_exposure): the ended ones' seconds,
+    # and the sum of the active ones' admission times (their seconds so far at any ``now``).
+    passes_ended: int = 0
+    held_seconds: float = 0.0
+    admitted_at_sum: float = 0.0
 
     @property
     def policy(self) -> OutflowPolicy:
@@ -118,6 +123,9 @@ class MemoryStore(QueueStore):
         rec = q.active.pop(seq)
         q.expiries.remove((rec.expires_at, seq))
         q.seq_of.pop(rec.identity, None)
+        q.passes_ended += 1
+        q.held_seconds += now - rec.admitted_at
+        q.admitted_at_sum -= rec.admitted_at
         return self._record(
             q,
             Change(
@@ -138,6 +146,7 @@ class MemoryStore(QueueStore):
         number = q.admitted_total
         q.active[seq] = ActiveRecord(seq, identity, now, expires_at, number)
         q.expiries.add((expires_at, seq))
+        q.admitted_at_sum += now
         self._record(
             q, Change(seq, identity, EntryState.ADMITTED, order, now, now, expires_at, number)
         )
@@ -157,6 +166,8 @@ class MemoryStore(QueueStore):
             flow_in_window(q.flow, now),
             q.departed_total,
             q.next_seq,
+            q.passes_ended,
+            q.held_seconds + len(q.active) * now - q.admitted_at_sum,
         )
 
     def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:
@@ -213,10 +224,12 @@ class MemoryStore(QueueStore):
             q.active[a.seq] = a
             q.expiries.add((a.expires_at, a.seq))
             q.seq_of[a.identity] = a.seq
+            q.admitted_at_sum += a.admitted_at
         with self._mutex:
             old = self._queues.get(queue_id)
-            if old is not None:  # departure numbers go on
+            if old is not None:  # departure numbers and the hold measurements go on
                 q.departures, q.departed_total = old.departures, old.departed_total
+                q.passes_ended, q.held_seconds = old.passes_ended, old.held_seconds
             else:
                 q.departed_total = departed_total_after_loss(now)
             self._queues[queue_id] = q

@@ -197,9 +197,10 @@ def _placement(packed: Any) -> Placement:
 
 
 def _counts(packed: Any) -> Counts:
-    """state|waiting|active|admitted_total|departed_total|joined_total[|time|admitted_total]..."""
+    """state|waiting|active|admitted_total|departed_total|joined_total|passes_ended|
+    hold_exposure[|time|admitted_total]..."""
     fields = _text(packed).split("|")
-    flow = fields[6:]
+    flow = fields[8:]
     return Counts(
         state=QueueState(fields[0]),
         waiting=int(fields[1]),
@@ -208,6 +209,8 @@ def _counts(packed: Any) -> Counts:
         flow=tuple((float(flow[i]), int(flow[i + 1])) for i in range(0, len(flow), 2)),
         departed_total=int(fields[4]),
         joined_total=int(fields[5]),
+        passes_ended=int(fields[6]),
+        hold_exposure=float(fields[7]),
     )
 
 
@@ -324,7 +327,9 @@ class RedisStore(QueueStore):
                 for x in (_member(w.seq), _num(w.order), _num(w.seen_at), w.identity)
             ]
             load(keys=staged_keys, args=["waiting", STAGING_TTL, _json(records)])
+        admitted_sum = 0.0  # the active passes' admission times: their hold so far, at any now
         for abatch in _chunks(active, BATCH):
+            admitted_sum += sum(a.admitted_at for a in abatch)
             records = [
                 x
                 for a in abatch
@@ -344,6 +349,7 @@ class RedisStore(QueueStore):
             str(int(admitted_total)),
             str(departed_total_after_loss(now)),
             _grace(config),
+            _num(admitted_sum),
         ]
         self._run("rebuild", queue_id, args, keys=staged_keys)
 

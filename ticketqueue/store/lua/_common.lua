@@ -170,11 +170,18 @@ local function end_active(members, state, now_s, recs, exps)
   if #members == 0 then return end
   local identities = hmget(K_WHO, members)
   local adms = hmget(K_ADM, members)
+  local now, admitted_sum = num(now_s), 0
   for i, member in ipairs(members) do
     local exp = exps and exps[i] or redis.call('ZSCORE', K_ACTIVE, member)
     local adm, number = split_adm(adms[i])
     recs[member] = {member, identities[i], state, '0', now_s, adm, exp, number}
+    admitted_sum = admitted_sum + num(adm)
   end
+  -- How long passes are held (counts: hn passes ended, hs their seconds, as the admission
+  -- times of the active ones, whose seconds so far any `now` can then tell).
+  redis.call('HINCRBY', K_META, 'hn', #members)
+  redis.call('HINCRBYFLOAT', K_META, 'hs', fmt(#members * now - admitted_sum))
+  redis.call('HINCRBYFLOAT', K_META, 'as', fmt(-admitted_sum))
   bulk('ZREM', K_ACTIVE, members)
   bulk('HDEL', K_ADM, members)
   bulk('HDEL', K_WHO, members)
@@ -210,9 +217,11 @@ end
 -- Samples are appended at least FLOW_SAMPLE_EVERY apart, so their times increase and the ones
 -- inside the window are the last ones: a binary search finds the first.
 local function counts(state, now)
-  local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq')
-  local out = {state, redis.call('ZCARD', K_LINE), redis.call('ZCARD', K_ACTIVE), totals[1],
-    totals[2] or '0', totals[3] or '0'}
+  local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq', 'hn', 'hs', 'as')
+  local active = redis.call('ZCARD', K_ACTIVE)
+  local exposure = num(totals[5] or '0') + active * now - num(totals[6] or '0')
+  local out = {state, redis.call('ZCARD', K_LINE), active, totals[1], totals[2] or '0',
+    totals[3] or '0', totals[4] or '0', fmt(exposure)}
   local flow = redis.call('LRANGE', K_FLOW, 0, -1)
   local n = #flow
   local lo, hi = 1, n + 1

@@ -73,6 +73,7 @@ if #members > 0 then
   end
   bulk('ZADD', K_ACTIVE, zargs)
   bulk('HSET', K_ADM, hargs)
+  redis.call('HINCRBYFLOAT', K_META, 'as', fmt(count * now))
   if use_rate then q.tok = q.tok - count end
 end
 if #stale > 0 or #members > 0 then jflush(q) end

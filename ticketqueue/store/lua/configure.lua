@@ -6,8 +6,8 @@ if redis.call('EXISTS', K_META) == 0 then
   redis.call('UNLINK', K_LINE, K_SEEN, K_WHO, K_IDS, K_ACTIVE, K_ADM, K_JREC, K_JVER, K_GONE, K_FLOW)
   local q = {rate = opt(ARGV[4])}
   redis.call('HSET', K_META, 'state', ARGV[1], 'mode', ARGV[2], 'cap', ARGV[3], 'rate', ARGV[4],
-    'max', ARGV[5], 'win', ARGV[6], 'grace', ARGV[9], 'seq', 0, 'total', 0, 'dep', 0, 'jv', 0, 'ep', ARGV[8],
-    'tok', fmt(bucket_size(q)), 'tat', now_s)
+    'max', ARGV[5], 'win', ARGV[6], 'grace', ARGV[9], 'seq', 0, 'total', 0, 'dep', 0, 'jv', 0,
+    'ep', ARGV[8], 'tok', fmt(bucket_size(q)), 'tat', now_s)
   return {'ok'}
 end
 local state = ARGV[1]

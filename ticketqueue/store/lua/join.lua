@@ -38,6 +38,7 @@ if q.state == 'open' and q.mode ~= 'always' then
     local number = redis.call('HINCRBY', K_META, 'total', 1)
     redis.call('ZADD', K_ACTIVE, exp, member)
     redis.call('HSET', K_ADM, member, now_s .. '|' .. number)
+    redis.call('HINCRBYFLOAT', K_META, 'as', now_s)
     jadd(member, identity, 'admitted', order, now_s, now_s, exp, number)
     jflush(q)
     sample_flow(now_s, now)
