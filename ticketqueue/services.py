@@ -73,7 +73,9 @@ __all__ = [
     "release_entry",
     "resume",
     "revoke",
+    "set_stock",
     "settle_closed",
+    "sold_out_likely",
     "status",
     "sync_journal",
     "tick",
@@ -120,6 +122,11 @@ class Status:
     #: position: live updates move a place only by the admissions and departures past them.
     admitted_total: int | None = None
     departed_total: int | None = None
+    #: The site's remaining stock (``set_stock``) is less than the buyers served before this
+    #: one (the pass holders and the people ahead): the tickets will likely run out first.
+    sold_out_likely: bool = False
+    #: That stock (None: unknown), for the live layer; the API does not show it.
+    stock: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -376,6 +383,7 @@ def _status(queue: Queue, placement: Placement | None, counts: Counts, now: floa
         "active": counts.active,
         "admitted_total": counts.admitted_total,
         "departed_total": counts.departed_total,
+        "stock": counts.stock,
     }
     if placement is None:
         return Status(state=None, seq=None, position=None, eta_seconds=None, **common)
@@ -402,8 +410,21 @@ def _status(queue: Queue, placement: Placement | None, counts: Counts, now: floa
         position=placement.position,
         order=placement.order,
         eta_seconds=eta(queue, placement.position, counts, now),
+        sold_out_likely=sold_out_likely(placement.position, counts.active, counts.stock),
         **common,
     )
+
+
+def sold_out_likely(position: int, active: int, stock: int | None) -> bool:
+    """Whether the stock will likely be gone before ``position``'s turn: the pass holders and
+    the people ahead are at least as many as the tickets left, and each buys one at least."""
+    return stock is not None and active + position - 1 >= stock
+
+
+def set_stock(queue: Queue, remaining: int | None) -> None:
+    """Tell the queue what is left to sell (tickets; None: unknown), after each order and at
+    the start of a sale: people far enough behind are told it will likely run out first."""
+    _call(queue, lambda s: s.set_stock(queue.store_id, remaining))
 
 
 def outflow_rate(queue: Queue, counts: Counts, now: float) -> float | None:
@@ -943,4 +964,5 @@ def queue_info(queue: Queue, now: float | None = None) -> Status:
         eta_seconds=None
         if counts.state is QueueState.CLOSED
         else eta(queue, counts.waiting + 1, counts, now),
+        sold_out_likely=sold_out_likely(counts.waiting + 1, counts.active, counts.stock),
     )

@@ -153,5 +153,6 @@ def open_sale(event: Event, **knobs: Any) -> Queue:
         **knobs,
     )
     services.rebuild(queue)
+    services.set_stock(queue, event.stock)  # people far behind hear it will likely sell out
     event.__dict__["queue"] = queue
     return queue

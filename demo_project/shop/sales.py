@@ -104,7 +104,7 @@ def purchase(event: Event, *, claims: PassClaims, user: Any = None, quantity: in
         extra={"event": event.slug, "order": order.pk, "seq": claims.seq, "left": locked.stock},
     )
     # The order is committed: from here on nothing may turn it into an error for the buyer.
-    _release(event, claims)
+    _release(event, claims, locked.stock)
     if locked.stock == 0:
         try:
             close_if_sold_out(event)
@@ -115,8 +115,9 @@ def purchase(event: Event, *, claims: PassClaims, user: Any = None, quantity: in
     return order
 
 
-def _release(event: Event, claims: PassClaims) -> None:
-    """The order is committed: free the pass's slot now rather than at its expiry.
+def _release(event: Event, claims: PassClaims, stock: int) -> None:
+    """The order is committed: free the pass's slot now rather than at its expiry, and tell
+    the queue what is left (people far behind hear when it will likely run out first).
 
     The gate verified the token already, so the entry is released by its seq (what
     ``ticketqueue.release(token)`` does after verifying).
@@ -126,6 +127,7 @@ def _release(event: Event, claims: PassClaims) -> None:
         return
     try:
         services.release_entry(queue, claims.seq)
+        services.set_stock(queue, stock)
     except TicketQueueError as exc:
         # Already released (a retried request) or the store is briefly away: the order
         # stands and the pass can never buy again; at worst its slot frees at expiry.

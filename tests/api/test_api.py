@@ -37,6 +37,28 @@ def test_a_closed_queue_promises_no_wait(make_queue):
     assert (body["queue_state"], body["eta_seconds"]) == ("closed", None)
 
 
+def test_people_far_behind_hear_the_tickets_will_likely_run_out_first(make_queue):
+    queue = make_queue(mode="always", capacity=2)
+    for i in range(5):
+        services.join(queue, f"user:{i}")
+    services.tick(queue)  # two passes active, three waiting
+    services.set_stock(queue, 4)  # four tickets left: for the two holders and two more
+    client = Client()
+    body = client.post(f"{API}/sale/join/").json()  # position 4: three ahead, two holders
+    assert (body["position"], body["sold_out_likely"]) == (4, True)
+    third = services.status(queue, "user:2")  # position 1: two holders ahead of it
+    fourth = services.status(queue, "user:3")  # position 2: 2 + 1 ahead = 3 < 4
+    fifth = services.status(queue, "user:4")  # position 3: 2 + 2 ahead = 4 tickets gone
+    assert [third.sold_out_likely, fourth.sold_out_likely, fifth.sold_out_likely] == [
+        False,
+        False,
+        True,
+    ]
+    assert Client().get(f"{API}/sale/").json()["sold_out_likely"] is True
+    services.set_stock(queue, None)  # the site no longer says: nobody is told
+    assert client.get(f"{API}/sale/status/").json()["sold_out_likely"] is False
+
+
 def test_join_sets_the_visitor_cookie_and_header(make_queue):
     make_queue(mode="always")
     client = Client()

@@ -54,8 +54,17 @@ def test_the_widget_walks_a_visitor_from_the_line_to_checkout(asgi_server, brows
     expect(position).to_have_text("3", timeout=WAIT)
     expect(widget.locator('[data-tq="ahead"]')).to_have_text("2")
     assert page.locator('[data-tq="progress"]').evaluate("p => p.value") == 50
+    # The site says one ticket is left: two pass holders and two people are ahead of it.
+    likely = widget.locator('[data-tq="likely"]')
+    expect(likely).to_be_hidden()
+    off_loop(services.set_stock, queue, 1)
+    off_loop(services.tick, queue, limit=0)
+    expect(likely).to_be_visible(timeout=WAIT)
+    expect(likely).to_contain_text("Tickets will likely run out before your turn")
+    off_loop(services.set_stock, queue, None)
     off_loop(services.tick, queue, limit=2)
     expect(position).to_have_text("1", timeout=WAIT)
+    expect(likely).to_be_hidden()  # the site no longer says
     # Screen readers were told (the polite live region holds the place).
     assert "5" in page.locator('[data-tq="announce"]').inner_text()
 

@@ -495,3 +495,26 @@ async def test_after_the_draw_every_socket_first_hears_its_drawn_place(
             assert all(place is None for place in places[:-1]), places
     for sock in sockets:
         await sock.disconnect()
+
+
+async def test_a_socket_far_behind_hears_the_tickets_will_likely_run_out(
+    make_queue, hub, visitor, broadcast
+):
+    queue = await in_thread(make_queue)(capacity=1)
+    people = [visitor() for _ in range(3)]
+    sockets = []
+    for person in people:
+        sock = await person.socket(queue).open()
+        await sock.next()
+        await sock.send(type="join")
+        assert (await sock.next())["state"] == "waiting"
+        sockets.append(sock)
+    await in_thread(services.set_stock)(queue, 2)  # one for the first pass holder, one more
+    await tick(queue)  # the first is admitted; the broadcast carries the stock
+    assert (await sockets[0].next_of("granted"))["type"] == "granted"
+    second = await sockets[1].next_of("queue_update")
+    third = await sockets[2].next_of("queue_update")
+    assert (second["position"], second.get("sold_out_likely", False)) == (1, False)
+    assert (third["position"], third["sold_out_likely"]) == (2, True)
+    for sock in sockets:
+        await sock.disconnect()

@@ -263,3 +263,23 @@ def test_the_demo_settings_answer_a_deep_body_400_and_log_every_500(
         assert "ZeroDivisionError" in logged
     finally:
         configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+
+
+def test_the_demo_tells_the_queue_its_stock_as_it_sells(make_event, buyer):
+    event = make_event(stock=3, capacity=1, mode="always")
+    buyers = [buyer() for _ in range(4)]
+    for client in buyers:
+        services.join(event.queue, client.identity)
+    # Three tickets for four people: the last one hears it will likely sell out first.
+    assert [services.status(event.queue, c.identity).sold_out_likely for c in buyers] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    services.tick(event.queue)
+    first = services.status(event.queue, buyers[0].identity)
+    assert buy(buyers[0], event, first.pass_token).status_code == 201
+    # Two left for three: still only the last.
+    assert services.status(event.queue, buyers[3].identity).sold_out_likely is True
+    assert services.status(event.queue, buyers[2].identity).sold_out_likely is False

@@ -438,6 +438,31 @@ def test_the_counts_measure_how_long_passes_are_held(store):
     assert counts.hold_exposure == pytest.approx(290 + 10)
 
 
+def test_the_stock_the_site_gives_is_read_back_with_the_counts(store):
+    setup(store)
+    assert store.counts(Q, T0).stock is None  # unknown until the site says
+    store.set_stock(Q, 40)
+    assert store.counts(Q, T0).stock == 40
+    assert store.join(Q, "u", T0).counts.stock == 40
+    store.set_stock(Q, -3)  # an oversold count is nothing left
+    assert store.counts(Q, T0).stock == 0
+    dump = store.dump(Q)
+    store.rebuild(
+        Q,
+        dump.config,
+        waiting=dump.waiting,
+        active=dump.active,
+        next_seq=dump.next_seq,
+        admitted_total=dump.admitted_total,
+        now=T0,
+    )
+    assert store.counts(Q, T0).stock == 0  # kept while the store holds the queue
+    store.set_stock(Q, None)
+    assert store.counts(Q, T0).stock is None
+    with pytest.raises(QueueUnavailable):
+        store.set_stock("404", 1)
+
+
 def test_a_position_agrees_with_the_admitted_total_read_with_it(store):
     """Admissions land while the last in line looks itself up: each answer's position plus
     the admitted total it came with is the same, as both come from one atomic step."""

@@ -34,6 +34,9 @@ class QueueInfoSerializer(serializers.Serializer):
     eta_seconds = serializers.IntegerField(
         allow_null=True, help_text="Estimated wait of someone joining now; null if unknown."
     )
+    sold_out_likely = serializers.BooleanField(
+        help_text="Someone joining now would likely find the tickets gone before their turn."
+    )
     opens_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -53,6 +56,9 @@ class StatusSerializer(serializers.Serializer):
     waiting = serializers.IntegerField()
     active = serializers.IntegerField()
     eta_seconds = serializers.IntegerField(allow_null=True)
+    sold_out_likely = serializers.BooleanField(
+        help_text="The tickets will likely run out before this place's turn (the site's stock)."
+    )
     pass_expires_at = serializers.FloatField(
         allow_null=True, help_text="End of the purchase window (Unix time) once admitted."
     )

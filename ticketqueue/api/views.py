@@ -117,6 +117,7 @@ def _status_data(status: services.Status) -> dict[str, Any]:
         "waiting": status.waiting,
         "active": status.active,
         "eta_seconds": status.eta_seconds,
+        "sold_out_likely": status.sold_out_likely,
         "pass": status.pass_token,
         "pass_expires_at": status.pass_expires_at,
     }
@@ -161,6 +162,7 @@ class QueueInfoView(QueueAPIView):
                 "waiting": info.waiting,
                 "active": info.active,
                 "eta_seconds": info.eta_seconds,
+                "sold_out_likely": info.sold_out_likely,
                 "opens_at": row.opens_at.isoformat() if row.opens_at else None,
             }
         )

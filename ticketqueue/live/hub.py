@@ -46,6 +46,8 @@ FOLLOW_UP = (0.02, 0.05)
 SPREAD = (0.75, 1.25)
 #: Seconds between two reads of the queue's row (its knobs, for the wait estimate).
 QUEUE_REFRESH = 60.0
+#: How a waiting seat's frame ends when the stock will likely run out before its turn.
+LIKELY_END = ',"sold_out_likely":true}'
 #: Seconds over which every seat reads its new place after the pre-queue draw.
 DRAW_RESYNC_WINDOW = 5.0
 
@@ -183,6 +185,7 @@ class Seat:
             state=self.state,
             position=self.position if waiting else None,
             eta_seconds=self.eta if waiting else None,
+            sold_out_likely=waiting and room.sold_out_likely(self.position),
         )
 
     def granted_frame(self) -> str:
@@ -215,6 +218,8 @@ class Room:
         self.waiting = 0
         self.active = 0
         self.rate: float | None = None
+        #: What the site said it can still sell (None: unknown), from ticks and reads.
+        self.stock: int | None = None
         self.queue_stale = False
         self._head_key: tuple[str, int, int] | None = None
         self._head = ""
@@ -287,6 +292,9 @@ class Room:
             self.dirty.add(seat)
         self._schedule_flush(due - now)
 
+    def sold_out_likely(self, position: int | None) -> bool:
+        return position is not None and services.sold_out_likely(position, self.active, self.stock)
+
     def frame_head(self) -> str:
         key = (self.queue_state, self.waiting, self.active)
         if key != self._head_key:
@@ -325,7 +333,7 @@ class Room:
             self.schedule_resync(seat, now, follow_up=True)
             return
         self.queue_state = status.queue_state
-        self.waiting, self.active = status.waiting, status.active
+        self.waiting, self.active, self.stock = status.waiting, status.active, status.stock
         if status.state == "admitted":
             self.grant(seat, status.seq, status.pass_token, status.pass_expires_at, force=reply)
         else:
@@ -412,6 +420,8 @@ class Room:
         self.waiting, self.active = message["w"], message["a"]
         self.queue_state = message["s"]
         self.rate = message["r"]
+        self.stock = stock = message.get("st")
+        active = self.active
         interval = float(queue_settings.UPDATE_INTERVAL)
         rate = self.rate
         head = self.frame_head()
@@ -446,9 +456,11 @@ class Room:
                     position = seat.position = max(1, position - gone)
                 eta = seat.eta = estimate_eta(position, rate, None) if rate else seat.eta
                 # The frame of a waiting seat, built inline: this loop runs once per socket.
+                # Likely sold out first: the pass holders and the people ahead outnumber it.
+                end = LIKELY_END if stock is not None and active + position > stock else "}"
                 frame = (
                     f'{head}"state":"waiting","position":{position},'
-                    f'"eta_seconds":{"null" if eta is None else eta}}}'
+                    f'"eta_seconds":{"null" if eta is None else eta}{end}'
                 )
             else:
                 frame = seat.update_frame(self)

@@ -113,10 +113,19 @@ def update_frame_head(*, queue_state: str, waiting: int, active: int) -> str:
     )
 
 
-def update_frame_tail(*, state: str | None, position: int | None, eta_seconds: int | None) -> str:
-    """The part of a ``queue_update`` that is the socket's own."""
+def update_frame_tail(
+    *,
+    state: str | None,
+    position: int | None,
+    eta_seconds: int | None,
+    sold_out_likely: bool = False,
+) -> str:
+    """The part of a ``queue_update`` that is the socket's own (``sold_out_likely`` only
+    when true: the frame sent at scale stays as short as it was)."""
+    flag = ',"sold_out_likely":true' if sold_out_likely else ""
     return (
-        f'"state":{_json(state)},"position":{_json(position)},"eta_seconds":{_json(eta_seconds)}}}'
+        f'"state":{_json(state)},"position":{_json(position)},'
+        f'"eta_seconds":{_json(eta_seconds)}{flag}}}'
     )
 
 

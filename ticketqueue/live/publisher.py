@@ -48,6 +48,7 @@ def _ticked(sender: Any, queue: Any, result: services.TickResult, **kwargs: Any)
             "a": counts.active,
             "s": counts.state.value,
             "r": result.eta_rate,
+            "st": counts.stock,
         },
     )
 

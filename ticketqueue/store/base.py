@@ -116,6 +116,8 @@ class Counts:
     #: ``now`` (``core.mean_hold``: how long a slot stays taken).
     passes_ended: int = 0
     hold_exposure: float = 0.0
+    #: What the site said it can still sell (``QueueStore.set_stock``), or None: unknown.
+    stock: int | None = None
 
 
 def live_channel(prefix: str, queue_id: str) -> str:
@@ -321,6 +323,12 @@ class QueueStore(abc.ABC):
         entries are not journalled one by one (there may be a million); the services update
         their rows in one statement.
         """
+
+    @abc.abstractmethod
+    def set_stock(self, queue_id: str, remaining: int | None) -> None:
+        """Remember what the site can still sell (None: unknown), read back in the counts:
+        people behind more buyers than that are told the tickets will likely run out first.
+        Kept while the store holds the queue; the site says it again after a rebuild."""
 
     @abc.abstractmethod
     def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:

@@ -76,6 +76,7 @@ class _Queue:
     passes_ended: int = 0
     held_seconds: float = 0.0
     admitted_at_sum: float = 0.0
+    stock: int | None = None
 
     @property
     def policy(self) -> OutflowPolicy:
@@ -168,6 +169,7 @@ class MemoryStore(QueueStore):
             q.next_seq,
             q.passes_ended,
             q.held_seconds + len(q.active) * now - q.admitted_at_sum,
+            q.stock,
         )
 
     def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:
@@ -230,6 +232,7 @@ class MemoryStore(QueueStore):
             if old is not None:  # departure numbers and the hold measurements go on
                 q.departures, q.departed_total = old.departures, old.departed_total
                 q.passes_ended, q.held_seconds = old.passes_ended, old.held_seconds
+                q.stock = old.stock
             else:
                 q.departed_total = departed_total_after_loss(now)
             self._queues[queue_id] = q
@@ -375,6 +378,10 @@ class MemoryStore(QueueStore):
             q.waiting.clear()
             q.line.clear()
             return count
+
+    def set_stock(self, queue_id: str, remaining: int | None) -> None:
+        with self._mutex:
+            self._get(queue_id).stock = None if remaining is None else max(0, int(remaining))
 
     def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
         with self._mutex:

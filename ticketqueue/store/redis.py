@@ -72,7 +72,8 @@ STAGING_TTL = 3600
 
 #: Key names of one queue, in the order every per-queue script receives them in KEYS.
 QUEUE_KEYS = (
-    "meta",  # hash: state, mode, cap, rate, max, win, grace, seq, total, dep, tok, tat, jv, ep
+    "meta",  # hash: state, mode, cap, rate, max, win, grace, seq, total, dep, tok, tat, jv, ep,
+    # hn, hs, as (how long passes are held), stock
     "line",  # zset: waiting member -> order
     "seen",  # zset: waiting member -> last seen
     "who",  # hash: live member -> identity
@@ -198,9 +199,9 @@ def _placement(packed: Any) -> Placement:
 
 def _counts(packed: Any) -> Counts:
     """state|waiting|active|admitted_total|departed_total|joined_total|passes_ended|
-    hold_exposure[|time|admitted_total]..."""
+    hold_exposure|stock[|time|admitted_total]..."""
     fields = _text(packed).split("|")
-    flow = fields[8:]
+    flow = fields[9:]
     return Counts(
         state=QueueState(fields[0]),
         waiting=int(fields[1]),
@@ -211,6 +212,7 @@ def _counts(packed: Any) -> Counts:
         joined_total=int(fields[5]),
         passes_ended=int(fields[6]),
         hold_exposure=float(fields[7]),
+        stock=int(fields[8]) if fields[8] else None,
     )
 
 
@@ -448,6 +450,9 @@ class RedisStore(QueueStore):
         while int(remaining):
             _, remaining, _ = self._run("close", queue_id, [str(BATCH), _text(epoch)])
         return int(count)
+
+    def set_stock(self, queue_id: str, remaining: int | None) -> None:
+        self._run("stock", queue_id, ["" if remaining is None else str(max(0, int(remaining)))])
 
     def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
         if not self.is_loaded(queue_id):

@@ -18,7 +18,7 @@
   // Screen readers hear a moving position at most this often; state changes at once.
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
-    'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert'];
+    'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely'];
 
   function interpolate(text, params) {
     return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
@@ -233,6 +233,8 @@
     this.state = message.state;
     this.position = message.position;
     this.eta = message.eta_seconds;
+    // The site's stock is smaller than the buyers ahead: sent (true) only then.
+    this.likelySoldOut = message.sold_out_likely === true;
     var placed = this.state === 'waiting' && typeof this.position === 'number';
     if (this.state === 'waiting') {
       this.clearError();
@@ -418,6 +420,9 @@
     }
     if (this.el.leave) {
       this.el.leave.hidden = !waiting;
+    }
+    if (this.el.likely) {
+      this.el.likely.hidden = !(placed && this.likelySoldOut && this.queueState !== 'closed');
     }
     if (this.el.granted) {
       this.el.granted.hidden = !this.granted;

@@ -217,11 +217,11 @@ end
 -- Samples are appended at least FLOW_SAMPLE_EVERY apart, so their times increase and the ones
 -- inside the window are the last ones: a binary search finds the first.
 local function counts(state, now)
-  local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq', 'hn', 'hs', 'as')
+  local totals = redis.call('HMGET', K_META, 'total', 'dep', 'seq', 'hn', 'hs', 'as', 'stock')
   local active = redis.call('ZCARD', K_ACTIVE)
   local exposure = num(totals[5] or '0') + active * now - num(totals[6] or '0')
   local out = {state, redis.call('ZCARD', K_LINE), active, totals[1], totals[2] or '0',
-    totals[3] or '0', totals[4] or '0', fmt(exposure)}
+    totals[3] or '0', totals[4] or '0', fmt(exposure), totals[7] or ''}
   local flow = redis.call('LRANGE', K_FLOW, 0, -1)
   local n = #flow
   local lo, hi = 1, n + 1

@@ -7,10 +7,12 @@
 -- departure numbers go on; a lost queue's start above any it handed out (base.py).
 local departed = ARGV[11]
 local held = {'0', '0'} -- passes ended and their seconds: measured on while the queue is held
+local stock = false -- what the site can still sell: kept while the queue is held
 if redis.call('EXISTS', K_META) == 1 then
   departed = redis.call('HGET', K_META, 'dep') or departed
-  local m = redis.call('HMGET', K_META, 'hn', 'hs')
+  local m = redis.call('HMGET', K_META, 'hn', 'hs', 'stock')
   held = {m[1] or '0', m[2] or '0'}
+  stock = m[3]
 else
   redis.call('UNLINK', K_GONE)
 end
@@ -27,7 +29,8 @@ for i, target in ipairs(targets) do
 end
 local q = {rate = opt(ARGV[4])}
 redis.call('HSET', K_META, 'state', ARGV[1], 'mode', ARGV[2], 'cap', ARGV[3], 'rate', ARGV[4],
-  'max', ARGV[5], 'win', ARGV[6], 'grace', ARGV[12], 'seq', ARGV[9], 'total', ARGV[10], 'dep', departed, 'jv', 0,
-  'ep', ARGV[8], 'tok', fmt(bucket_size(q)), 'tat', ARGV[7], 'hn', held[1], 'hs', held[2],
+  'max', ARGV[5], 'win', ARGV[6], 'grace', ARGV[12], 'seq', ARGV[9], 'total', ARGV[10],
+  'dep', departed, 'jv', 0, 'ep', ARGV[8], 'tok', fmt(bucket_size(q)), 'tat', ARGV[7], 'hn', held[1], 'hs', held[2],
   'as', ARGV[13])
+if stock then redis.call('HSET', K_META, 'stock', stock) end
 return {'ok'}
