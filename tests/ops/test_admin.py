@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
 
-from ticketqueue import presence, services, ticker
+from ticketqueue import services, ticker
 from ticketqueue.models import Entry, OperatorAction, Queue, QueueSample
 
 from .conftest import T0
@@ -146,7 +146,7 @@ def test_admit_now_tells_an_admitted_person_who_is_away(client, operator, make_q
     buyers = [staff(f"buyer{i}") for i in range(2)]
     for buyer in buyers:
         services.join(queue, f"user:{buyer.pk}")
-    presence.mark_connected(queue.store_id, f"user:{buyers[0].pk}")
+    services.connect(queue, f"user:{buyers[0].pk}")
     act(client, "admit_now", [queue], apply="1", count="2")
     assert [m.to for m in mail.outbox] == [["buyer1@example.com"]]
 

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import connection
 
-from ticketqueue import presence, services
+from ticketqueue import services
 from ticketqueue.core import PassNotActive
 from ticketqueue.models import Admission, Entry, Queue
 
@@ -74,7 +74,7 @@ def test_tasks_run_in_a_real_worker_on_the_redis_broker(celery_queue):
     services.join(queue, f"user:{away.pk}")
     services.join(queue, f"user:{here.pk}")
     services.join(queue, "anon:third")
-    presence.mark_connected(queue.store_id, f"user:{here.pk}")
+    services.connect(queue, f"user:{here.pk}")
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
         assert report["admitted"] == 2 and report["skipped"] == []
