@@ -42,6 +42,18 @@ async def join_ahead(queue, visitor, n):
     return people
 
 
+async def join_over_sockets(queue, people):
+    """Each person opens a socket and joins over it, in order; their sockets, waiting."""
+    sockets = []
+    for person in people:
+        sock = await person.socket(queue).open()
+        await sock.next()
+        await sock.send(type="join")
+        assert (await sock.next())["state"] == "waiting"
+        sockets.append(sock)
+    return sockets
+
+
 async def tick(queue, **kwargs):
     return await in_thread(services.tick)(queue, **kwargs)
 
@@ -464,13 +476,7 @@ async def test_after_the_draw_every_socket_first_hears_its_drawn_place(
     opens_at = datetime.now(UTC) + timedelta(hours=1)
     queue = await in_thread(make_queue)(state="scheduled", opens_at=opens_at, capacity=3)
     people = [visitor() for _ in range(8)]
-    sockets = []
-    for person in people:
-        sock = await person.socket(queue).open()
-        await sock.next()
-        await sock.send(type="join")
-        assert (await sock.next())["state"] == "waiting"
-        sockets.append(sock)
+    sockets = await join_over_sockets(queue, people)
 
     # The opening tick draws the pre-queue and admits the first three of the drawn line.
     queue.opens_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -501,14 +507,7 @@ async def test_a_socket_far_behind_hears_the_tickets_will_likely_run_out(
     make_queue, hub, visitor, broadcast
 ):
     queue = await in_thread(make_queue)(capacity=1)
-    people = [visitor() for _ in range(3)]
-    sockets = []
-    for person in people:
-        sock = await person.socket(queue).open()
-        await sock.next()
-        await sock.send(type="join")
-        assert (await sock.next())["state"] == "waiting"
-        sockets.append(sock)
+    sockets = await join_over_sockets(queue, [visitor() for _ in range(3)])
     await in_thread(services.set_stock)(queue, 2)  # one for the first pass holder, one more
     await tick(queue)  # the first is admitted; the broadcast carries the stock
     assert (await sockets[0].next_of("granted"))["type"] == "granted"

@@ -41,6 +41,20 @@ def line(store):
     return [w.seq for w in store.dump(Q).waiting]
 
 
+def rebuild_as_held(store, now):
+    """Rebuild the queue from what the store holds (an operator's rebuild with nothing lost)."""
+    dump = store.dump(Q)
+    store.rebuild(
+        Q,
+        dump.config,
+        waiting=dump.waiting,
+        active=dump.active,
+        next_seq=dump.next_seq,
+        admitted_total=dump.admitted_total,
+        now=now,
+    )
+
+
 # -- joining -----------------------------------------------------------------------------
 
 
@@ -423,16 +437,7 @@ def test_the_counts_measure_how_long_passes_are_held(store):
     assert counts.hold_exposure == pytest.approx(10 + 20 + 100 + 80 + 80)
     # A rebuild of a queue the store still holds keeps measuring from there.
     store.join(Q, "b", T0 + 100)  # admitted at once: 0 s so far
-    dump = store.dump(Q)
-    store.rebuild(
-        Q,
-        dump.config,
-        waiting=dump.waiting,
-        active=dump.active,
-        next_seq=dump.next_seq,
-        admitted_total=dump.admitted_total,
-        now=T0 + 100,
-    )
+    rebuild_as_held(store, T0 + 100)
     counts = store.counts(Q, T0 + 110)
     assert counts.passes_ended == 5
     assert counts.hold_exposure == pytest.approx(290 + 10)
@@ -446,16 +451,7 @@ def test_the_stock_the_site_gives_is_read_back_with_the_counts(store):
     assert store.join(Q, "u", T0).counts.stock == 40
     store.set_stock(Q, -3)  # an oversold count is nothing left
     assert store.counts(Q, T0).stock == 0
-    dump = store.dump(Q)
-    store.rebuild(
-        Q,
-        dump.config,
-        waiting=dump.waiting,
-        active=dump.active,
-        next_seq=dump.next_seq,
-        admitted_total=dump.admitted_total,
-        now=T0,
-    )
+    rebuild_as_held(store, T0)
     assert store.counts(Q, T0).stock == 0  # kept while the store holds the queue
     store.set_stock(Q, None)
     assert store.counts(Q, T0).stock is None
