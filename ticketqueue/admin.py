@@ -5,6 +5,7 @@ for every one of them. Acting needs the ``operate_queue`` / ``revoke_pass`` perm
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -28,6 +30,8 @@ from django.utils.translation import ngettext
 from . import metrics, notifications, services
 from .core import QueueState, TicketQueueError
 from .models import Admission, Entry, OperatorAction, Queue, QueueSample
+
+log = logging.getLogger("ticketqueue")
 
 #: The knobs an operator may change while a sale runs; each save pushes them to the store.
 KNOBS = ("mode", "capacity", "rate_per_minute", "purchase_window", "disconnect_grace", "max_size")
@@ -542,6 +546,26 @@ def chart(queue: Queue, now: float | None = None) -> dict[str, Any]:
 # -- entries, admissions, audit ---------------------------------------------------------------
 
 
+class _EntryChangeList(ChangeList):
+    """Entries with whether their identity is connected now: one presence read per queue on
+    the page, not one per row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        by_queue: dict[Queue, list[Entry]] = defaultdict(list)
+        for entry in self.result_list:
+            if entry.state in (Entry.State.WAITING, Entry.State.ADMITTED):
+                by_queue[entry.queue].append(entry)
+        for queue, entries in by_queue.items():
+            try:
+                here = services.connected(queue, [e.identity for e in entries])
+            except Exception:  # the store is away: say nothing rather than fail the page
+                log.warning("admin: presence unreadable", extra={"queue": queue.slug})
+                continue
+            for entry in entries:
+                entry.tq_connected = entry.identity in here
+
+
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
     list_display = [
@@ -549,6 +573,7 @@ class EntryAdmin(admin.ModelAdmin):
         "queue",
         "identity",
         "state",
+        "connected",
         "joined_at",
         "admitted_at",
         "pass_expires_at",
@@ -562,6 +587,15 @@ class EntryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Entry]:
         return super().get_queryset(request).select_related("queue")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return _EntryChangeList
+
+    @admin.display(description=_("connected"), boolean=True)
+    def connected(self, obj: Entry) -> bool | None:
+        """A live entry's identity has a socket open now (the same presence that spares it a
+        "your turn" notification); blank for ended entries."""
+        return getattr(obj, "tq_connected", None)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # entries come from joins

@@ -26,7 +26,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from . import presence
+from . import services
 
 if TYPE_CHECKING:
     from .models import Queue
@@ -279,7 +279,7 @@ def absent(queue: Queue, admissions: Sequence[Admission], now: float | None = No
     """The admissions whose identity has no live connection: the ones to notify."""
     if not admissions:
         return []
-    live = presence.connected(queue.store_id, [a.identity for a in admissions], now)
+    live = services.connected(queue, [a.identity for a in admissions], now)
     return [(a.seq, a.identity, a.expires_at) for a in admissions if a.identity not in live]
 
 
@@ -299,7 +299,6 @@ def deliver(
     claims back, and with ``retry`` (the Celery task) NotificationFailed is raised once the
     other notifiers are done, so the task retries the released ones only.
     """
-    from . import services
     from .conf import queue_settings
 
     now = services.clock() if now is None else now
@@ -385,7 +384,6 @@ def _claim(queue_id: str, channel: str, seqs: list[int], ttl: float) -> set[int]
         for seq in seqs:
             pipe.set(_claim_key(prefix, queue_id, channel, seq), "1", nx=True, ex=ttl_s)
         return {seq for seq, ok in zip(seqs, pipe.execute(), strict=True) if ok}
-    from . import services
 
     now = services.clock()
     with _cache_lock:

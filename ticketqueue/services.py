@@ -60,6 +60,7 @@ __all__ = [
     "close",
     "configure",
     "connect",
+    "connected",
     "disconnect",
     "disconnect_grace",
     "get_queue",
@@ -343,6 +344,11 @@ def connect(queue: Queue, identity: str, now: float | None = None) -> bool:
     now = _now(now)
     presence.mark_connected(queue.store_id, identity, now)
     return heartbeat(queue, identity, now)
+
+
+def connected(queue: Queue, identities: Iterable[str], now: float | None = None) -> set[str]:
+    """The identities among these that are present: one of their connections is open."""
+    return presence.connected(queue.store_id, identities, now)
 
 
 def disconnect(queue: Queue, identity: str, now: float | None = None) -> None:

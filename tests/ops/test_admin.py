@@ -240,6 +240,11 @@ def test_entries_are_filtered_searched_and_revoked(client, operator, make_queue)
     assert [e.seq for e in response.context["cl"].result_list] == seqs[2:]
     response = client.get(ENTRIES, {"q": "anon:1"})
     assert [e.identity for e in response.context["cl"].result_list] == ["anon:1"]
+    # Whether each live entry's identity has a socket open now (what the notifier goes by).
+    services.connect(queue, "anon:2")
+    response = client.get(ENTRIES, {"queue__id__exact": queue.pk})
+    shown = {e.identity: e.tq_connected for e in response.context["cl"].result_list}
+    assert shown == {"anon:0": False, "anon:1": False, "anon:2": True, "anon:3": False}
     picked = Entry.objects.filter(queue=queue, seq__in=[seqs[0], seqs[3]])
     response = client.post(
         ENTRIES,
