@@ -1,7 +1,8 @@
-"""Who has a live connection to a queue: the WebSocket consumer reports connections, the tick
-asks before sending a "your turn" notification. Kept in Redis with RedisStore, else in memory.
+"""Who has a live connection to a queue: every queue socket reports its connections (through
+``services.connect``, ``heartbeat(connected=True)`` and ``disconnect``), the notifier and the
+admin ask. Kept in Redis with RedisStore, else in memory.
 
-The consumer's side (cheap, synchronous, one Redis round trip each)::
+The sockets' side (cheap, synchronous, one Redis round trip each)::
 
     presence.mark_connected(queue_id, identity)      # on connect; every tab counts once
     presence.refresh(queue_id, identity)             # on each heartbeat of that connection
