@@ -149,7 +149,7 @@ HELP: dict[str, str] = {
     ),
     "SAMPLE_RETENTION": "Seconds the per-minute queue samples behind the admin chart are kept.",
     "METRICS_TOKEN": (
-        "Bearer token the Prometheus endpoint requires; None serves it to anyone who reaches it."
+        "Bearer token the Prometheus endpoint requires; None: only logged-in staff may read it."
     ),
 }
 

@@ -289,7 +289,9 @@ class QueueCollector:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus text exposition of every shown queue (``METRICS_TOKEN`` guards it)."""
+    """The Prometheus text exposition of every shown queue: for ``Authorization: Bearer
+    <METRICS_TOKEN>``, or without a token set for logged-in staff only (never for anyone who
+    reaches the URL: the numbers of a sale are the site's business)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     from .conf import queue_settings
@@ -297,8 +299,11 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     token = queue_settings.METRICS_TOKEN
     if token:
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return HttpResponse("metrics_forbidden", status=403, content_type="text/plain")
+        allowed = hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    else:
+        allowed = bool(getattr(getattr(request, "user", None), "is_staff", False))
+    if not allowed:
+        return HttpResponse("metrics_forbidden", status=403, content_type="text/plain")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector())  # type: ignore[arg-type]
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

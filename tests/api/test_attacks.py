@@ -78,6 +78,14 @@ def test_no_pass_at_all(admitted):
     assert response["Retry-After"] == "5"
 
 
+def test_every_refusal_of_the_drf_gate_says_when_to_retry(admitted):
+    # docs/errors.md: every refusal of the purchase gate carries Retry-After, 403s too.
+    forged = admitted.token[:-4] + ("AAAA" if not admitted.token.endswith("AAAA") else "BBBB")
+    response = admitted.client.get("/buy/sale/", HTTP_AUTHORIZATION=f"QueuePass {forged}")
+    assert code_of(response) == (403, "pass_invalid")
+    assert response["Retry-After"] == "5"
+
+
 def test_alg_none(admitted):
     header, payload, _ = segments(admitted.token)
     token = forge({"alg": "none", "typ": "JWT"}, payload)

@@ -29,7 +29,7 @@ def sample(text, name, queue):
     return None
 
 
-def test_the_prometheus_endpoint_shows_gauges_and_counters_per_queue(client, make_queue, now):
+def test_the_prometheus_endpoint_shows_gauges_and_counters_per_queue(admin_client, make_queue, now):
     queue = make_queue(slug="tour", mode="always", capacity=2, purchase_window=60)
     for i in range(5):
         services.join(queue, f"anon:{i}")
@@ -38,7 +38,7 @@ def test_the_prometheus_endpoint_shows_gauges_and_counters_per_queue(client, mak
     services.release_entry(queue, result.admitted[0].seq)
     now.advance(61)
     services.tick(queue)  # the second pass expires, two more are admitted
-    status, text = scrape(client)
+    status, text = scrape(admin_client)  # no METRICS_TOKEN: logged-in staff
     assert status == 200
     assert sample(text, "ticketqueue_waiting", "tour") == 0
     assert sample(text, "ticketqueue_active_passes", "tour") == 2
@@ -48,6 +48,16 @@ def test_the_prometheus_endpoint_shows_gauges_and_counters_per_queue(client, mak
     assert sample(text, "ticketqueue_expirations_total", "tour") == 1
     assert sample(text, "ticketqueue_departures_total", "tour") == 1
     assert "# TYPE ticketqueue_joins_total counter" in text
+
+
+def test_without_a_token_only_staff_may_read_the_metrics(client, django_user_model):
+    assert scrape(client) == (403, "metrics_forbidden")  # anyone who reaches the URL
+    user = django_user_model.objects.create_user("buyer")
+    client.force_login(user)
+    assert scrape(client)[0] == 403
+    user.is_staff = True
+    user.save()
+    assert scrape(client)[0] == 200
 
 
 def test_the_metrics_token_guards_the_endpoint(client, make_queue, settings):

@@ -24,11 +24,14 @@ class QueueAPIError(exceptions.APIException):
     """A TicketQueueError raised through DRF: any exception handler, DRF's own included,
     renders its detail as ``{"code", "message"}`` and its ``wait`` as Retry-After."""
 
-    def __init__(self, error: TicketQueueError, status_code: int | None = None) -> None:
+    def __init__(
+        self, error: TicketQueueError, status_code: int | None = None, *, gate: bool = False
+    ) -> None:
         self.error = error
         self.status_code = status_code or error.status
         super().__init__(detail=error.as_dict(), code=error.code)
-        if self.status_code in (429, 503) or isinstance(error, PassMissing):
+        # docs/errors.md: 429 and 503 always, and every refusal of the purchase gate.
+        if self.status_code in (429, 503) or gate or isinstance(error, PassMissing):
             self.wait = int(queue_settings.GATE_RETRY_AFTER)
 
 

@@ -61,7 +61,7 @@ class HasQueuePass(BasePermission):
 
     def _refuse(self, error: TicketQueueError) -> None:
         self.message, self.code = error.message, error.code
-        raise QueueAPIError(error, gate.gate_status(error))
+        raise QueueAPIError(error, gate.gate_status(error), gate=True)
 
     def has_permission(self, request: Any, view: Any) -> bool:
         try:
