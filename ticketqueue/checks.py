@@ -27,6 +27,9 @@ class Codes:
     THROTTLE_RATES = "ticketqueue.E042"
     GATE_NUMBER = "ticketqueue.E043"
     MEMORY_IN_PRODUCTION = "ticketqueue.W001"
+    NOBODY_TICKS = "ticketqueue.W002"
+    EMBEDDED_TICKER = "ticketqueue.E008"
+    ASGI_APPLICATION = "ticketqueue.E009"
     # operations (issue 5)
     NOTIFIERS = "ticketqueue.E060"
     IMPORTABLE = "ticketqueue.E061"
@@ -52,6 +55,14 @@ class Messages:
     THROTTLE_RATES = "TICKETQUEUE['THROTTLE_RATES'][{key!r}] = {value!r} is not like '20/min'."
     GATE_NUMBER = "TICKETQUEUE[{key!r}] must be a number >= 0, not {value!r}."
     MEMORY_IN_PRODUCTION = "ticketqueue runs on the in-process MemoryStore with DEBUG off."
+    NOBODY_TICKS = (
+        "Nothing admits anyone: the in-process MemoryStore is ticked only by the web process "
+        "itself, and EMBEDDED_TICKER is off."
+    )
+    EMBEDDED_TICKER = "TICKETQUEUE['EMBEDDED_TICKER'] must be True, False or 'auto', not {value!r}."
+    ASGI_APPLICATION = (
+        "'daphne' is in INSTALLED_APPS but ASGI_APPLICATION is not set: runserver cannot start."
+    )
     NOTIFIERS = "TICKETQUEUE['NOTIFIERS'] must be a list of Notifier classes: {problem}."
     IMPORTABLE = "TICKETQUEUE[{key!r}] = {value!r} is not an importable callable."
     RETENTION = "TICKETQUEUE['ENTRY_RETENTION'] must be None or a positive number, not {value!r}."
@@ -65,6 +76,14 @@ class Hints:
     MEMORY_IN_PRODUCTION = (
         "MemoryStore keeps the line inside one process; with several workers each sees its own "
         "line. Use RedisStore in production."
+    )
+    NOBODY_TICKS = (
+        "Leave EMBEDDED_TICKER at 'auto' (or True). A ticker in another process (Celery, "
+        "manage.py ticketqueue_ticker) needs RedisStore: it cannot see this process's line."
+    )
+    ASGI_APPLICATION = (
+        "Set ASGI_APPLICATION = '<project>.asgi.application' and route the queue's sockets "
+        "there (README, 'Install into your site')."
     )
 
 
@@ -110,12 +129,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         backend, valid_store = None, False
     if not valid_store:
         errors.append(Error(Messages.STORE.format(value=store), hint=Hints.STORE, id=Codes.STORE))
-    elif backend is MemoryStore and not settings.DEBUG and not merged["EMBEDDED_TICKER"]:
+    elif backend is MemoryStore and merged["EMBEDDED_TICKER"] is False:
+        errors.append(
+            Warning(Messages.NOBODY_TICKS, hint=Hints.NOBODY_TICKS, id=Codes.NOBODY_TICKS)
+        )
+    elif backend is MemoryStore and not settings.DEBUG and merged["EMBEDDED_TICKER"] is not True:
         errors.append(
             Warning(
                 Messages.MEMORY_IN_PRODUCTION,
                 hint=Hints.MEMORY_IN_PRODUCTION,
                 id=Codes.MEMORY_IN_PRODUCTION,
+            )
+        )
+    if merged["EMBEDDED_TICKER"] not in (True, False, "auto"):
+        errors.append(
+            Error(
+                Messages.EMBEDDED_TICKER.format(value=merged["EMBEDDED_TICKER"]),
+                id=Codes.EMBEDDED_TICKER,
+            )
+        )
+    if "daphne" in settings.INSTALLED_APPS and not getattr(settings, "ASGI_APPLICATION", None):
+        errors.append(
+            Error(
+                Messages.ASGI_APPLICATION,
+                hint=Hints.ASGI_APPLICATION,
+                id=Codes.ASGI_APPLICATION,
             )
         )
     for key in POSITIVE_KEYS:

@@ -12,7 +12,14 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "HELP", "QueueSettings", "min_disconnect_grace", "queue_settings"]
+__all__ = [
+    "DEFAULTS",
+    "HELP",
+    "QueueSettings",
+    "embedded_ticker_on",
+    "min_disconnect_grace",
+    "queue_settings",
+]
 
 DEFAULTS: dict[str, Any] = {
     "STORE": "ticketqueue.store.memory.MemoryStore",
@@ -22,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "DISCONNECT_GRACE": 1800,
     "TICK_INTERVAL": 1.0,
     "TICK_BATCHES": 1,
-    "EMBEDDED_TICKER": False,
+    "EMBEDDED_TICKER": "auto",
     "UPDATE_INTERVAL": 2.0,
     "RESYNC_INTERVAL": 60.0,
     "HEARTBEAT_INTERVAL": 25.0,
@@ -75,7 +82,9 @@ HELP: dict[str, str] = {
     ),
     "TICK_INTERVAL": "Seconds between ticks of the tick loop (Celery beat ticks each second).",
     "TICK_BATCHES": "Admission batches inside one tick (10 = a batch every 100 ms of a 1 s tick).",
-    "EMBEDDED_TICKER": "Run the tick loop in a thread of the web process (embedded default only).",
+    "EMBEDDED_TICKER": (
+        "Run the tick loop in a thread of the web process: True, False or 'auto' (MemoryStore)."
+    ),
     "UPDATE_INTERVAL": (
         "Seconds between two queue_update messages to one client (granted is never delayed)."
     ),
@@ -185,6 +194,18 @@ queue_settings = QueueSettings()
 #: Heartbeats a connected client may miss (late, throttled in a background tab, lost on a
 #: flaky network) before its waiting entry counts as unseen.
 GRACE_HEARTBEATS = 3
+
+
+def embedded_ticker_on() -> bool:
+    """Whether the web process ticks its queues itself: ``EMBEDDED_TICKER``, where ``'auto'``
+    (the default) means yes with an in-process store, whose line no other process can tick."""
+    value = queue_settings.EMBEDDED_TICKER
+    if value == "auto":
+        from .store.memory import MemoryStore
+
+        store = queue_settings.STORE
+        return isinstance(store, type) and issubclass(store, MemoryStore)
+    return bool(value)
 
 
 def min_disconnect_grace() -> float:

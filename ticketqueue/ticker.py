@@ -635,9 +635,9 @@ def start_embedded_if_serving() -> bool:
     (a server this module does not recognise); never in tests or other commands."""
     from django.core.signals import request_started
 
-    from .conf import queue_settings
+    from .conf import embedded_ticker_on
 
-    if not queue_settings.EMBEDDED_TICKER or _in_tests():
+    if not embedded_ticker_on() or _in_tests():
         return False
     request_started.connect(_start_on_request, dispatch_uid="ticketqueue.embedded_ticker")
     if is_serving_process(sys.argv, os.environ):

@@ -84,3 +84,18 @@ def test_the_widget_walks_a_visitor_from_the_line_to_checkout(asgi_server, brows
     answer = json.loads(page.locator("body").inner_text())
     assert (answer["state"], answer["pass"]) == ("admitted", stored["pass"])
     assert errors == []  # no script error, no failed request on the way
+
+
+def test_a_first_visit_on_the_sites_own_page_takes_a_place(asgi_server, browser_page, off_loop):
+    """No view of ticketqueue's sets the visitor cookie on the way to a site's own page: the
+    widget gets the visitor its id from the REST status call and joins."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    queue = off_loop(make_queue_with_four_waiting)
+    assert not page.context.cookies()
+    page.goto(f"{asgi_server}/event/{queue.slug}/")
+    widget = page.locator("[data-ticketqueue]")
+    expect(widget.locator('[data-tq="position"]')).to_have_text("5", timeout=WAIT)
+    expect(widget.locator('[data-tq="error"]')).to_be_hidden()
+    assert "tq_visitor" in {c["name"] for c in page.context.cookies()}

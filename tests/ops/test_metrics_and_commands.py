@@ -103,12 +103,20 @@ def run(*args):
     return out.getvalue()
 
 
-def test_ticker_command_ticks_and_prints_a_count(make_queue):
+def test_ticker_command_ticks_and_prints_a_count(make_queue, live_store):
+    if not hasattr(live_store, "client"):
+        pytest.skip("a ticker process of its own needs the Redis store")
     queue = make_queue(mode="always", capacity=2)
     for i in range(3):
         services.join(queue, f"anon:{i}")
     out = run("ticketqueue_ticker", "--ticks", "1", "--batches", "1", "--cleanup-every", "0")
     assert out.strip() == "1 ticks, 2 admitted."
+
+
+def test_ticker_command_refuses_to_tick_a_private_copy_of_the_line(settings):
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "STORE": "ticketqueue.store.memory.MemoryStore"}
+    with pytest.raises(CommandError, match="cannot tick the in-process MemoryStore"):
+        run("ticketqueue_ticker", "--ticks", "1")
 
 
 def test_rebuild_command_reloads_the_store_from_the_rows(make_queue, live_store):
@@ -216,6 +224,40 @@ def test_run_loop_ticks_until_told_to_stop(make_queue):
 def test_nonsense_operations_settings_are_reported(settings, key, value, code):
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, key: value}
     assert code in {e.id for e in run_checks()}
+
+
+@pytest.mark.parametrize(
+    ("store", "embedded", "on"),
+    [
+        ("ticketqueue.store.memory.MemoryStore", "auto", True),
+        ("ticketqueue.store.redis.RedisStore", "auto", False),
+        ("ticketqueue.store.memory.MemoryStore", False, False),
+        ("ticketqueue.store.redis.RedisStore", True, True),
+    ],
+)
+def test_the_embedded_ticker_is_on_by_default_only_with_the_in_process_store(
+    settings, store, embedded, on
+):
+    from ticketqueue.conf import embedded_ticker_on
+
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "STORE": store, "EMBEDDED_TICKER": embedded}
+    assert embedded_ticker_on() is on
+
+
+def test_checks_say_when_nothing_would_admit_anyone(settings):
+    memory = "ticketqueue.store.memory.MemoryStore"
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "STORE": memory, "EMBEDDED_TICKER": False}
+    assert Codes.NOBODY_TICKS in {e.id for e in run_checks()}
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "EMBEDDED_TICKER": "auto"}
+    assert Codes.NOBODY_TICKS not in {e.id for e in run_checks()}
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "EMBEDDED_TICKER": "yes"}
+    assert Codes.EMBEDDED_TICKER in {e.id for e in run_checks()}
+
+
+def test_checks_say_when_runserver_has_no_asgi_application(settings):
+    assert Codes.ASGI_APPLICATION not in {e.id for e in run_checks()}
+    del settings.ASGI_APPLICATION
+    assert Codes.ASGI_APPLICATION in {e.id for e in run_checks()}
 
 
 def test_the_operations_defaults_pass_the_checks():

@@ -6,9 +6,11 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ... import ticker
+from ...conf import queue_settings
+from ...store.memory import MemoryStore
 
 
 class Command(BaseCommand):
@@ -29,6 +31,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        store = queue_settings.STORE
+        if isinstance(store, type) and issubclass(store, MemoryStore):
+            # Its own copy of the line: it would admit people the site never tells.
+            raise CommandError(
+                "ticketqueue_ticker cannot tick the in-process MemoryStore: the line lives inside "
+                "the web process, which ticks it itself (EMBEDDED_TICKER, on by default with "
+                "MemoryStore). Run a separate ticker with RedisStore."
+            )
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _signals()}
         try:

@@ -161,6 +161,26 @@
   };
 
   Widget.prototype.onSocketClosed = function (code) {
+    var self = this;
+    if (code === 4401 && !this.identityFetched && this.statusUrl && window.fetch) {
+      // A first visit on the site's own page: no visitor cookie yet. The REST status call
+      // gives this browser its visitor id (an HttpOnly cookie); then the socket knows it.
+      this.identityFetched = true;
+      window.fetch(this.statusUrl, {
+        credentials: 'same-origin',
+        cache: 'no-store',
+        headers: { Accept: 'application/json' }
+      }).then(function (response) {
+        if (!response.ok) {
+          throw new Error(String(response.status));
+        }
+        self.clearError();
+        self.connect();
+      }).catch(function () {
+        self.onSocketClosed(code);
+      });
+      return;
+    }
     if (FATAL_CLOSE[code] && !(code === 4410 && this.granted)) {
       this.finished = true;
       if (code === 4410) {
@@ -312,6 +332,9 @@
   Widget.prototype.onError = function (message) {
     var text = this.catalog['error_' + message.code] !== undefined ?
       this.t('error_' + message.code) : this.t('error', { code: message.code });
+    if (message.code === 'identity_required' && !this.identityFetched && this.statusUrl) {
+      return; // the close that follows fetches an identity and connects again
+    }
     if (message.code === 'identity_required' || message.code === 'queue_not_found') {
       this.finished = true;
     }
