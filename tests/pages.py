@@ -4,10 +4,7 @@ between: nothing on the page's way sets the visitor cookie)."""
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 
-OWN_PAGE = (
-    "<!doctype html><title>{{ slug }}</title>"
-    "{% load ticketqueue %}{% queue_widget slug %}"
-)
+OWN_PAGE = "<!doctype html><title>{{ slug }}</title>{% load ticketqueue %}{% queue_widget slug %}"
 
 
 def own_page(request: HttpRequest, slug: str) -> HttpResponse:
