@@ -34,7 +34,15 @@ from .models import Admission, Entry, OperatorAction, Queue, QueueSample
 log = logging.getLogger("ticketqueue")
 
 #: The knobs an operator may change while a sale runs; each save pushes them to the store.
-KNOBS = ("mode", "capacity", "rate_per_minute", "purchase_window", "disconnect_grace", "max_size")
+KNOBS = (
+    "mode",
+    "capacity",
+    "rate_per_minute",
+    "purchase_window",
+    "disconnect_grace",
+    "passes_per_identity",
+    "max_size",
+)
 #: How far back the control room's chart looks.
 CHART_MINUTES = 60
 
@@ -111,7 +119,7 @@ class QueueAdmin(admin.ModelAdmin):
             _("Outflow (takes effect on the next tick)"),
             {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
         ),
-        (_("People"), {"fields": ["disconnect_grace"]}),
+        (_("People"), {"fields": ["disconnect_grace", "passes_per_identity"]}),
         (_("Event"), {"fields": ["content_type", "object_id"], "classes": ["collapse"]}),
         (
             _("History"),

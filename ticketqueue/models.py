@@ -95,6 +95,17 @@ class Queue(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_("How long a waiting entry may go unseen before it is abandoned."),
     )
+    passes_per_identity = models.PositiveIntegerField(
+        _("passes per person"),
+        null=True,
+        blank=True,
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Most passes one person (user or visitor) gets in this queue: someone who had their "
+            "turn is not queued again by reloading the page. Empty: no limit."
+        ),
+    )
     max_size = models.PositiveIntegerField(
         _("maximum size"),
         null=True,

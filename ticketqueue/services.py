@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import BigIntegerField, Case, Max, Value, When
+from django.db.models import BigIntegerField, Case, Count, Max, Value, When
 from django.db.models.constants import OnConflict
 
 from . import passes, presence, signals
@@ -168,6 +168,7 @@ def _config(queue: Queue) -> QueueConfig:
         max_size=queue.max_size,
         purchase_window=float(queue.purchase_window),
         disconnect_grace=disconnect_grace(queue),
+        passes_per_identity=queue.passes_per_identity,
     )
 
 
@@ -938,6 +939,13 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
         admitted_total = (
             AdmissionRow.objects.filter(queue=queue).aggregate(m=Max("number"))["m"] or 0
         )
+        # The passes each identity had, so passes_per_identity outlives a lost store.
+        passes_given = dict(
+            rows.filter(admitted_at__isnull=False)
+            .values_list("identity")
+            .annotate(n=Count("pk"))
+            .values_list("identity", "n")
+        )
         store.rebuild(
             queue.store_id,
             _config(queue),
@@ -946,6 +954,7 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
             next_seq=next_seq,
             admitted_total=admitted_total,
             now=now,
+            passes_given=passes_given,
         )
         live = rows.live().count()
         log.info("queue rebuilt", extra={"queue": queue.slug, "live": live})

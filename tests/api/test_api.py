@@ -59,6 +59,17 @@ def test_people_far_behind_hear_the_tickets_will_likely_run_out_first(make_queue
     assert client.get(f"{API}/sale/status/").json()["sold_out_likely"] is False
 
 
+def test_a_visitor_who_had_a_pass_is_not_queued_again(make_queue):
+    make_queue(mode="auto", capacity=5)  # one pass per person: the default
+    client = Client()
+    first = client.post(f"{API}/sale/join/").json()
+    assert first["state"] == "admitted"
+    assert client.post(f"{API}/sale/release/", {"pass": first["pass"]}).status_code == 200
+    again = client.post(f"{API}/sale/join/")
+    assert code_of(again) == (409, "pass_limit_reached")
+    assert client.get(f"{API}/sale/status/").json()["state"] is None
+
+
 def test_join_sets_the_visitor_cookie_and_header(make_queue):
     make_queue(mode="always")
     client = Client()

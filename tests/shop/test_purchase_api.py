@@ -8,6 +8,7 @@ from django.db import connection
 from demo_project.shop import sales
 from demo_project.shop.models import Event, Order
 from ticketqueue import services
+from ticketqueue.core import PassLimitReached
 from ticketqueue.models import Entry
 
 from .conftest import pass_for
@@ -305,3 +306,13 @@ def test_the_demo_tells_the_queue_its_stock_as_it_sells(make_event, buyer):
     # Two left for three: still only the last.
     assert services.status(event.queue, buyers[3].identity).sold_out_likely is True
     assert services.status(event.queue, buyers[2].identity).sold_out_likely is False
+
+
+def test_a_buyer_reloading_the_page_after_the_order_is_not_queued_again(make_event, buyer):
+    event = make_event(stock=5)  # queues have one pass per person by default
+    client = buyer()
+    token = pass_for(event, client.identity)
+    assert buy(client, event, token).status_code == 201
+    with pytest.raises(PassLimitReached):
+        services.join(event.queue, client.identity)  # what the event page's widget sends
+    assert services.status(event.queue, client.identity).state is None

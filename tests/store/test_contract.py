@@ -9,6 +9,7 @@ import pytest
 from ticketqueue.core import (
     FLOW_WINDOW,
     EntryState,
+    PassLimitReached,
     QueueClosed,
     QueueFull,
     QueueMode,
@@ -226,6 +227,48 @@ def test_a_configured_grace_survives_a_rebuild(store):
     )
     assert store.dump(Q).config == config
     assert [a.identity for a in store.admit(Q, T0 + 150)] == ["new"]
+
+
+def test_an_identity_that_had_its_passes_may_not_join_again(store):
+    setup(store, capacity=1, passes_per_identity=1, mode=QueueMode.AUTO)
+    first = store.join(Q, "fan", T0).placement  # admitted at once: its one pass
+    assert first.state is EntryState.ADMITTED
+    assert store.join(Q, "fan", T0 + 1).placement.seq == first.seq  # still live: the same
+    store.release(Q, first.seq, T0 + 2)  # bought
+    with pytest.raises(PassLimitReached):
+        store.join(Q, "fan", T0 + 3)
+    assert store.counts(Q, T0 + 3).joined_total == 1  # nothing changed
+    # Admitted from the line counts the same; others are not affected.
+    store.join(Q, "a", T0 + 3)
+    store.join(Q, "b", T0 + 3)  # waits behind a
+    store.release(Q, 2, T0 + 4)
+    assert [x.identity for x in store.admit(Q, T0 + 4)] == ["b"]
+    store.expire(Q, T0 + 2000)
+    for who in ("a", "b"):
+        with pytest.raises(PassLimitReached):
+            store.join(Q, who, T0 + 2001)
+    # The count lives on through a rebuild of the held queue, and comes from the rows after a
+    # loss; with no limit anyone may come back.
+    rebuild_as_held(store, T0 + 2001)
+    with pytest.raises(PassLimitReached):
+        store.join(Q, "fan", T0 + 2002)
+    store.delete(Q)
+    store.rebuild(
+        Q,
+        QueueConfig(mode=QueueMode.AUTO, capacity=1, passes_per_identity=2),
+        waiting=[],
+        active=[],
+        next_seq=3,
+        admitted_total=3,
+        now=T0 + 2003,
+        passes_given={"fan": 2, "a": 1},
+    )
+    with pytest.raises(PassLimitReached):
+        store.join(Q, "fan", T0 + 2003)
+    assert store.join(Q, "a", T0 + 2003).placement.created  # a second pass of two
+    setup(store, capacity=1, mode=QueueMode.AUTO)  # the limit lifted
+    store.release(Q, 4, T0 + 2004)
+    assert store.join(Q, "fan", T0 + 2004).placement.created
 
 
 def test_admit_limit_and_operator_override(store):

@@ -5,6 +5,7 @@
     │   ├── QueueNotFound        queue_not_found
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
+    │   ├── PassLimitReached     pass_limit_reached
     │   ├── QueueUnavailable     queue_unavailable
     │   │   ├── StoreUnreachable store_unreachable
     │   │   └── DatabaseUnavailable database_unavailable
@@ -33,6 +34,7 @@ __all__ = [
     "PassError",
     "PassExpired",
     "PassInvalid",
+    "PassLimitReached",
     "PassMissing",
     "PassNotActive",
     "PassNotYetValid",
@@ -83,6 +85,12 @@ class QueueClosed(QueueError):
 class QueueFull(QueueError):
     code = "queue_full"
     default_message = "This queue is full; no more people can join it."
+    status = 409
+
+
+class PassLimitReached(QueueError):
+    code = "pass_limit_reached"
+    default_message = "You already had your turn in this queue."
     status = 409
 
 

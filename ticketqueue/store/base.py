@@ -10,7 +10,7 @@ journal for the next tick to finish.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,6 +48,9 @@ class QueueConfig:
     #: Seconds a waiting entry may go unseen (``touch``) before it is abandoned; admission
     #: abandons such entries at the head instead of admitting them. None: never.
     disconnect_grace: float | None = None
+    #: Most passes one identity gets in this queue: one that had them may not join again
+    #: (a buyer reloading the page after the order). None: no limit.
+    passes_per_identity: int | None = None
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,12 @@ class QueueStore(abc.ABC):
         next_seq: int,
         admitted_total: int,
         now: float,
+        passes_given: Mapping[str, int] | None = None,
     ) -> None:
         """Replace whatever the store holds for the queue with these records.
+
+        ``passes_given`` (identity -> passes it had, from the rows) replaces the store's
+        count; None keeps the count of a queue the store still holds.
 
         The departed total and the departures not yet drained carry over when the store still
         holds the queue, so departure numbers go on. A queue the store lost numbers on from
@@ -267,8 +274,9 @@ class QueueStore(abc.ABC):
         the queue's counts at ``now`` read in the same atomic step.
 
         A new entry is admitted at once when the queue is open and either the mode is OFF, or
-        the mode is AUTO, nobody waits and the outflow allows one more. Raises QueueClosed or
-        QueueFull (``max_size`` entries waiting) and changes nothing then.
+        the mode is AUTO, nobody waits and the outflow allows one more. Raises QueueClosed,
+        QueueFull (``max_size`` entries waiting) or PassLimitReached (the identity had
+        ``passes_per_identity`` passes already) and changes nothing then.
         """
 
     @abc.abstractmethod

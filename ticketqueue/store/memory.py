@@ -9,7 +9,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sortedcontainers import SortedList
@@ -20,6 +20,7 @@ from ..core import (
     EntryState,
     LimitWindow,
     OutflowPolicy,
+    PassLimitReached,
     QueueClosed,
     QueueFull,
     QueueMode,
@@ -77,6 +78,7 @@ class _Queue:
     held_seconds: float = 0.0
     admitted_at_sum: float = 0.0
     stock: int | None = None
+    passes_given: dict[str, int] = field(default_factory=dict)  # identity -> passes it had
 
     @property
     def policy(self) -> OutflowPolicy:
@@ -148,6 +150,7 @@ class MemoryStore(QueueStore):
         q.active[seq] = ActiveRecord(seq, identity, now, expires_at, number)
         q.expiries.add((expires_at, seq))
         q.admitted_at_sum += now
+        q.passes_given[identity] = q.passes_given.get(identity, 0) + 1
         self._record(
             q, Change(seq, identity, EntryState.ADMITTED, order, now, now, expires_at, number)
         )
@@ -214,6 +217,7 @@ class MemoryStore(QueueStore):
         next_seq: int,
         admitted_total: int,
         now: float,
+        passes_given: Mapping[str, int] | None = None,
     ) -> None:
         policy = OutflowPolicy(config.capacity, config.rate_per_minute)
         q = _Queue(config=config, bucket=policy.full_bucket(now), next_seq=next_seq)
@@ -229,10 +233,14 @@ class MemoryStore(QueueStore):
             q.admitted_at_sum += a.admitted_at
         with self._mutex:
             old = self._queues.get(queue_id)
+            if passes_given is not None:
+                q.passes_given = dict(passes_given)
             if old is not None:  # departure numbers and the hold measurements go on
                 q.departures, q.departed_total = old.departures, old.departed_total
                 q.passes_ended, q.held_seconds = old.passes_ended, old.held_seconds
                 q.stock = old.stock
+                if passes_given is None:
+                    q.passes_given = old.passes_given
             else:
                 q.departed_total = departed_total_after_loss(now)
             self._queues[queue_id] = q
@@ -258,6 +266,9 @@ class MemoryStore(QueueStore):
                 raise QueueClosed()
             if cfg.max_size is not None and len(q.waiting) >= cfg.max_size:
                 raise QueueFull()
+            limit = cfg.passes_per_identity
+            if limit is not None and q.passes_given.get(identity, 0) >= limit:
+                raise PassLimitReached()
             q.next_seq += 1
             seq = q.next_seq
             order = float(seq)

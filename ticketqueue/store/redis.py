@@ -9,7 +9,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property, wraps
 from importlib import resources
 from itertools import islice
@@ -21,6 +21,7 @@ from ..core import (
     FLOW_WINDOW,
     LIMIT_SLACK,
     EntryState,
+    PassLimitReached,
     QueueClosed,
     QueueFull,
     QueueMode,
@@ -84,9 +85,10 @@ QUEUE_KEYS = (
     "jver",  # zset: member -> version of that record (journal order, oldest first)
     "gone",  # list: orders of departures not yet drained (the last is number meta.dep)
     "flow",  # list: "time|admitted_total" samples
+    "passes",  # hash: identity -> passes it had (passes_per_identity)
 )
 #: The keys ``rebuild`` stages before swapping them in, in the order rebuild.lua expects.
-STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm")
+STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm", "passes")
 
 #: Scripts that do not work on a queue's full key set and so go without the shared prelude.
 STANDALONE = frozenset(
@@ -96,6 +98,7 @@ STANDALONE = frozenset(
 _ERRORS: dict[str, Callable[[], Exception]] = {
     "closed": QueueClosed,
     "full": QueueFull,
+    "pass_limit": PassLimitReached,
 }
 
 _T = TypeVar("_T")
@@ -302,7 +305,13 @@ class RedisStore(QueueStore):
 
     # -- set-up -------------------------------------------------------------------------
     def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
-        args = [*_config_args(config), _num(now), secrets.token_hex(4), _grace(config)]
+        args = [
+            *_config_args(config),
+            _num(now),
+            secrets.token_hex(4),
+            _grace(config),
+            _opt(config.passes_per_identity),
+        ]
         self._run("configure", queue_id, args)
 
     def rebuild(
@@ -315,6 +324,7 @@ class RedisStore(QueueStore):
         next_seq: int,
         admitted_total: int,
         now: float,
+        passes_given: Mapping[str, int] | None = None,
     ) -> None:
         # Load into staging keys a batch per script call (no call runs long), then swap them
         # in with one script: readers see the old queue or the new one, never half of it.
@@ -343,6 +353,9 @@ class RedisStore(QueueStore):
                 )
             ]
             load(keys=staged_keys, args=["active", STAGING_TTL, _json(records)])
+        for pbatch in _chunks((passes_given or {}).items(), BATCH):
+            records = [x for identity, n in pbatch for x in (identity, str(int(n)))]
+            load(keys=staged_keys, args=["passes", STAGING_TTL, _json(records)])
         args = [
             *_config_args(config),
             _num(now),
@@ -352,6 +365,8 @@ class RedisStore(QueueStore):
             str(departed_total_after_loss(now)),
             _grace(config),
             _num(admitted_sum),
+            _opt(config.passes_per_identity),
+            "" if passes_given is None else "1",
         ]
         self._run("rebuild", queue_id, args, keys=staged_keys)
 
@@ -517,6 +532,7 @@ class RedisStore(QueueStore):
             max_size=int(meta["max"]) if meta["max"] else None,
             purchase_window=float(meta["win"]),
             disconnect_grace=float(meta["grace"]) if meta.get("grace") else None,
+            passes_per_identity=int(meta["ppi"]) if meta.get("ppi") else None,
         )
         waiting = [
             WaitingRecord(int(m), who[m], order, seen_at[m])

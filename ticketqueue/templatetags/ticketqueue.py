@@ -53,6 +53,7 @@ def catalog() -> dict[str, str]:
         "error_identity_required": gettext("Please reload this page to take your place."),
         "error_queue_not_found": gettext("This waiting room does not exist."),
         "error_queue_full": gettext("The line is full. Please try again later."),
+        "error_pass_limit_reached": gettext("You already had your turn in this queue."),
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),

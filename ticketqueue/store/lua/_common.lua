@@ -2,7 +2,7 @@
 -- Every key of one queue comes in KEYS, in this order, so scripts stay cluster-safe.
 local K_META, K_LINE, K_SEEN, K_WHO, K_IDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_ACTIVE, K_ADM, K_JREC, K_JVER = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local K_GONE, K_FLOW = KEYS[10], KEYS[11]
+local K_GONE, K_FLOW, K_PASSES = KEYS[10], KEYS[11], KEYS[12]
 
 local INF = math.huge
 -- Lua's unpack() stack is limited (8000 slots in Redis), so bulk commands go in slices.
@@ -57,11 +57,12 @@ end
 -- The queue's knobs and token bucket; nil when the queue is not loaded.
 local function load_meta()
   local m = redis.call('HMGET', K_META, 'state', 'mode', 'cap', 'rate', 'max', 'win', 'tok', 'tat',
-    'ep', 'grace')
+    'ep', 'grace', 'ppi')
   if not m[1] then return nil end
   return {
     state = m[1], mode = m[2], cap = opt(m[3]), rate = opt(m[4]), max = opt(m[5]),
     win = num(m[6]), tok = num(m[7]), tat = num(m[8]), ep = m[9], grace = opt(m[10]),
+    ppi = opt(m[11]),
   }
 end
 

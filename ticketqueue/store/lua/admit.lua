@@ -70,6 +70,7 @@ if #members > 0 then
     jadd(member, identities[i], 'admitted', orders[i], now_s, now_s, exp, number)
     out[#out + 1] = member
     out[#out + 1] = identities[i]
+    redis.call('HINCRBY', K_PASSES, identities[i], 1)
   end
   bulk('ZADD', K_ACTIVE, zargs)
   bulk('HSET', K_ADM, hargs)

@@ -14,6 +14,9 @@ end
 if q.state == 'closed' then return {'closed'} end
 local waiting = redis.call('ZCARD', K_LINE)
 if q.max ~= nil and waiting >= q.max then return {'full'} end
+if q.ppi ~= nil and tonumber(redis.call('HGET', K_PASSES, identity) or '0') >= q.ppi then
+  return {'pass_limit'}
+end
 
 local seq = redis.call('HINCRBY', K_META, 'seq', 1)
 member = seq_member(seq)
@@ -39,6 +42,7 @@ if q.state == 'open' and q.mode ~= 'always' then
     redis.call('ZADD', K_ACTIVE, exp, member)
     redis.call('HSET', K_ADM, member, now_s .. '|' .. number)
     redis.call('HINCRBYFLOAT', K_META, 'as', now_s)
+    redis.call('HINCRBY', K_PASSES, identity, 1)
     jadd(member, identity, 'admitted', order, now_s, now_s, exp, number)
     jflush(q)
     sample_flow(now_s, now)

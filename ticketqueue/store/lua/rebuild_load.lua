@@ -1,8 +1,9 @@
 -- rebuild (loading step): add one chunk of records to the staged keys. One JSON argument per
 -- chunk costs the client far less than thousands of command arguments.
--- KEYS: staged line, seen, who, ids, active, admitted_at
--- ARGV: 'waiting' or 'active', ttl seconds, JSON list of 4 strings per record:
+-- KEYS: staged line, seen, who, ids, active, admitted_at, passes
+-- ARGV: 'waiting', 'active' or 'passes', ttl seconds, JSON list of strings:
 --   waiting: member, order, seen_at, identity; active: member, expires_at, admitted, identity
+--   (4 per record); passes: identity, passes it had (2 per record)
 local SLICE = 4000
 local function bulk(cmd, key, args)
   for i = 1, #args, SLICE do
@@ -11,6 +12,11 @@ local function bulk(cmd, key, args)
 end
 
 local data = cjson.decode(ARGV[3])
+if ARGV[1] == 'passes' then
+  bulk('HSET', KEYS[7], data)
+  redis.call('EXPIRE', KEYS[7], ARGV[2])
+  return 0
+end
 local scores, values, who, ids = {}, {}, {}, {}
 for i = 1, #data, 4 do
   local member, identity = data[i], data[i + 3]
