@@ -8,6 +8,7 @@ never ``playwright install``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -54,6 +55,36 @@ def wait_for(url: str, proc: subprocess.Popen | None, timeout: float = 60) -> No
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
+class Served:
+    """A server process a test started; ``log`` is its output once it stopped."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.log = ""
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, env: dict[str, str], ready_url: str):
+    """Start a server, wait until ``ready_url`` answers, stop it (and read its output) after."""
+    proc = subprocess.Popen(  # noqa: S603 - our own command
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    served = Served(proc)
+    try:
+        wait_for(ready_url, proc)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            served.log = proc.stdout.read()
+            proc.stdout.close()
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     """The base URL of a running demo shop."""
@@ -70,27 +101,10 @@ def shop(tmp_path_factory):
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    proc = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "manage.py", "rundemo", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base + "/", proc)
+    argv = [sys.executable, "manage.py", "rundemo", f"127.0.0.1:{port}"]
+    with serving(argv, ROOT, env, base + "/"):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @pytest.fixture

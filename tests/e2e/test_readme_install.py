@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_demo_browser import CHROMIUM, CHROMIUM_ARGS, free_port, sync_api, wait_for
+from .test_demo_browser import CHROMIUM, CHROMIUM_ARGS, free_port, serving, sync_api
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30_000  # ms; every wait ends as soon as the page shows what it waits for
@@ -126,42 +126,25 @@ def test_the_readme_install_gives_a_working_waiting_room(tmp_path):
         "User.objects.create_user('fan', password='fan-pass-123', is_staff=True)",
     )
     port = free_port()
-    server = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=project,
-        env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base + "/event/gig/", server)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                anonymous = browser.new_context().new_page()
-                anonymous.goto(base + "/event/gig/")
-                fan = browser.new_context().new_page()
-                fan.goto(base + "/admin/login/?next=/event/gig/")
-                fan.fill("#id_username", "fan")
-                fan.fill("#id_password", "fan-pass-123")
-                fan.click("input[type=submit]")
-                for page in (anonymous, fan):
-                    widget = page.locator("[data-ticketqueue]")
-                    sync_api.expect(widget).to_have_attribute("data-state", "granted", timeout=WAIT)
-                    checkout = widget.locator('[data-tq="checkout"]')
-                    sync_api.expect(checkout).to_have_attribute("href", "/buy/")
-            finally:
-                browser.close()
-    finally:
-        server.terminate()
+    argv = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    ready = base + "/event/gig/"
+    with serving(argv, project, env, ready) as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log = server.stdout.read() if server.stdout else ""
-        if server.stdout:
-            server.stdout.close()
-    assert "Traceback" not in log, log
+            anonymous = browser.new_context().new_page()
+            anonymous.goto(base + "/event/gig/")
+            fan = browser.new_context().new_page()
+            fan.goto(base + "/admin/login/?next=/event/gig/")
+            fan.fill("#id_username", "fan")
+            fan.fill("#id_password", "fan-pass-123")
+            fan.click("input[type=submit]")
+            for page in (anonymous, fan):
+                widget = page.locator("[data-ticketqueue]")
+                sync_api.expect(widget).to_have_attribute("data-state", "granted", timeout=WAIT)
+                checkout = widget.locator('[data-tq="checkout"]')
+                sync_api.expect(checkout).to_have_attribute("href", "/buy/")
+        finally:
+            browser.close()
+    assert "Traceback" not in server.log, server.log
