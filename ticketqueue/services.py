@@ -340,11 +340,11 @@ def status(queue: Queue, identity: str, now: float | None = None) -> Status:
 # present identity seen.
 
 
-def connect(queue: Queue, identity: str, now: float | None = None) -> bool:
-    """One more open connection of ``identity``; False when it has no live entry (yet)."""
-    now = _now(now)
-    presence.mark_connected(queue.store_id, identity, now)
-    return heartbeat(queue, identity, now)
+def connect(queue: Queue, identity: str, now: float | None = None) -> None:
+    """One more open connection of ``identity``. Its waiting entry, if any, is marked seen by
+    the caller's ``heartbeat`` once its status says it waits: most connections of a sale's
+    opening minute have no entry yet and need not pay that round trip."""
+    presence.mark_connected(queue.store_id, identity, _now(now))
 
 
 def connected(queue: Queue, identities: Iterable[str], now: float | None = None) -> set[str]:
@@ -352,11 +352,13 @@ def connected(queue: Queue, identities: Iterable[str], now: float | None = None)
     return presence.connected(queue.store_id, identities, now)
 
 
-def disconnect(queue: Queue, identity: str, now: float | None = None) -> None:
-    """One connection of ``identity`` closed; a waiting entry's grace counts from now."""
-    now = _now(now)
+def disconnect(
+    queue: Queue, identity: str, now: float | None = None, *, waiting: bool = True
+) -> None:
+    """One connection of ``identity`` closed; a ``waiting`` entry's grace counts from now."""
     presence.mark_disconnected(queue.store_id, identity)
-    heartbeat(queue, identity, now)
+    if waiting:
+        heartbeat(queue, identity, now)
 
 
 def heartbeat(

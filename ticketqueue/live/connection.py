@@ -136,7 +136,9 @@ class QueueSocket:
             return
         get_hub().detach(seat)
         try:
-            await in_thread(services.disconnect)(self.queue, self.identity)
+            await in_thread(services.disconnect)(
+                self.queue, self.identity, waiting=seat.state == "waiting"
+            )
         except Exception:
             log.warning("live: recording the disconnect failed", exc_info=True)
 
@@ -226,6 +228,9 @@ async def refuse(send: Send, exc: TicketQueueError, code: int) -> None:
 
 
 def _read_status(queue: Any, identity: str, opening: bool) -> services.Status:
-    if opening:  # present from now on, and a waiting entry is seen now
+    if opening:  # present from now on
         services.connect(queue, identity)
-    return services.status(queue, identity)
+    status = services.status(queue, identity)
+    if opening and status.state == "waiting":  # and a waiting entry is seen now
+        services.heartbeat(queue, identity)
+    return status

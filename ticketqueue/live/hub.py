@@ -456,7 +456,8 @@ class Room:
                     position = seat.position = max(1, position - gone)
                 eta = seat.eta = estimate_eta(position, rate, None) if rate else seat.eta
                 # The frame of a waiting seat, built inline: this loop runs once per socket.
-                # Likely sold out first: the pass holders and the people ahead outnumber it.
+                # services.sold_out_likely, inlined (a call per socket is what this loop avoids):
+                # the pass holders and the people ahead are at least the stock left.
                 end = LIKELY_END if stock is not None and active + position > stock else "}"
                 frame = (
                     f'{head}"state":"waiting","position":{position},'
