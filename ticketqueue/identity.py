@@ -14,8 +14,10 @@ from django.core import signing
 __all__ = [
     "VISITOR_COOKIE",
     "client_address",
+    "ensure_visitor",
     "identity_for",
     "new_visitor_cookie",
+    "set_visitor_cookie",
     "user_identity",
     "visitor_id_from_cookie",
 ]
@@ -54,6 +56,35 @@ def identity_for(user: Any, cookies: dict[str, str]) -> str | None:
         if (visitor := visitor_id_from_cookie(cookies.get(VISITOR_COOKIE)))
         else None
     )
+
+
+def set_visitor_cookie(response: Any, request: Any, signed: str) -> None:
+    """Give the browser its signed visitor id: HttpOnly, for the visitor cookie's lifetime."""
+    from .conf import queue_settings
+
+    response.set_cookie(
+        VISITOR_COOKIE,
+        signed,
+        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
+
+
+def ensure_visitor(request: Any, response: Any) -> str | None:
+    """Give an anonymous visitor without a visitor id a new one on ``response``.
+
+    For a site's own page that talks to the queue's API or socket itself: the socket cannot set
+    cookies, and the place in line belongs to this identity. Returns the request's identity
+    (the new visitor's, if one was made); a logged-in user gets no cookie.
+    """
+    identity = identity_for(getattr(request, "user", None), request.COOKIES)
+    if identity is not None:
+        return identity
+    visitor, signed = new_visitor_cookie()
+    set_visitor_cookie(response, request, signed)
+    return f"anon:{visitor}"
 
 
 def client_address(meta: Mapping[str, Any]) -> str:

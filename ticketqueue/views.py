@@ -12,8 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 
-from .conf import queue_settings
-from .identity import VISITOR_COOKIE, identity_for, new_visitor_cookie
+from .identity import ensure_visitor
 from .models import Queue
 
 __all__ = ["checkout_url_for", "waiting_room"]
@@ -40,15 +39,5 @@ def waiting_room(request: HttpRequest, slug: str) -> HttpResponse:
         "ticketqueue/waiting_room.html",
         {"queue": queue, "checkout_url": checkout_url_for(request, queue)},
     )
-    if identity_for(getattr(request, "user", None), request.COOKIES) is None:
-        # The same cookie the REST join sets: socket and API see one identity.
-        _, signed = new_visitor_cookie()
-        response.set_cookie(
-            VISITOR_COOKIE,
-            signed,
-            max_age=int(queue_settings.VISITOR_COOKIE_AGE),
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure(),
-        )
+    ensure_visitor(request, response)  # the socket cannot set the cookie
     return response

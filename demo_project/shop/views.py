@@ -15,9 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from ticketqueue.conf import queue_settings
 from ticketqueue.gate import queue_pass_required
-from ticketqueue.identity import VISITOR_COOKIE, new_visitor_cookie, visitor_id_from_cookie
+from ticketqueue.identity import ensure_visitor
 from ticketqueue.models import Queue
 
 from . import sales
@@ -43,24 +42,8 @@ def event_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "checkout_url": reverse("shop:checkout", args=[event.slug]),
         },
     )
-    _give_visitor_id(request, response)
+    ensure_visitor(request, response)
     return response
-
-
-def _give_visitor_id(request: HttpRequest, response: HttpResponse) -> None:
-    """An anonymous visitor needs its signed visitor id before the widget's socket opens:
-    the socket cannot set cookies, and it is the identity the place in line belongs to."""
-    if request.user.is_authenticated or visitor_id_from_cookie(request.COOKIES.get(VISITOR_COOKIE)):
-        return
-    _, signed = new_visitor_cookie()
-    response.set_cookie(
-        VISITOR_COOKIE,
-        signed,
-        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure(),
-    )
 
 
 def _event_queue(request: HttpRequest, slug: str) -> Queue:

@@ -1,9 +1,13 @@
 """The README's "Install into your site", followed literally in a brand-new project.
 
-``django-admin startproject``, then exactly the snippets README.md shows (read from it, so the
-README cannot drift), a page of the site's own with the widget line the README gives, and
-``runserver``. An anonymous visitor and a logged-in user open that page in headless Chromium,
-take their places and are admitted by the web process itself (nothing else is configured).
+The wheel and the sdist are built from this checkout; the wheel goes into a fresh venv (its
+dependencies pinned by requirements/base.txt); ``django-admin startproject`` makes a new site
+and exactly the snippets README.md shows are applied to it (read from it, so the README cannot
+drift), plus the site's own event page with the README's widget line and its checkout form.
+Then ``runserver``, and headless Chromium as the visitors: an anonymous one and a logged-in
+user take their places through the widget, are admitted by the web process itself (nothing
+else is configured) and buy, one through the ``@queue_pass_required`` page and one through the
+``HasQueuePass`` API; a used pass opens neither again.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tarfile
+import venv
 from pathlib import Path
 
 import pytest
@@ -19,6 +25,7 @@ from .test_demo_browser import CHROMIUM, CHROMIUM_ARGS, free_port, serving, sync
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30_000  # ms; every wait ends as soon as the page shows what it waits for
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,22 +33,52 @@ pytestmark = [
 ]
 
 
-def readme_blocks() -> list[str]:
-    """The README's code blocks of its install section, in order."""
+def install_section() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Install into your site", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(?:python|bash)\n(.*?)```", section, re.S)
+    return text.split("## Install into your site", 1)[1].split("\n## ", 1)[0]
 
 
-def block_starting(blocks: list[str], first_line: str) -> str:
-    (block,) = [b for b in blocks if b.startswith(first_line)]
+def readme_blocks() -> list[str]:
+    """The code blocks of the README's install section, in order."""
+    return re.findall(r"```(?:python|bash)\n(.*?)```", install_section(), re.S)
+
+
+def block_starting(first_line: str) -> str:
+    (block,) = [b for b in readme_blocks() if b.startswith(first_line)]
     return block
 
 
-def apply_the_readme(project: Path) -> str:
-    """Edit a fresh ``mysite`` as the README says; returns its widget line."""
-    blocks = readme_blocks()
-    settings_block = block_starting(blocks, "# settings.py")
+def run(argv: list[str], cwd: Path, timeout: int = 300) -> str:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh_python(tmp_path_factory) -> Path:
+    """A new venv with nothing but the wheel built from this checkout (and its dependencies)."""
+    dist = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), "."], ROOT)
+    (wheel,) = dist.glob("ticketqueue-*.whl")
+    (sdist,) = dist.glob("ticketqueue-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+    for needed in ("LICENSE", "README.md"):
+        assert any(n.endswith("/" + needed) for n in names), f"the sdist lacks {needed}"
+    home = tmp_path_factory.mktemp("venv")
+    venv.create(home, with_pip=True)
+    python = home / "bin" / "python"
+    # The pins CI tests with (constraints name no extras).
+    pins = (ROOT / "requirements" / "base.txt").read_text()
+    constraints = home / "constraints.txt"
+    constraints.write_text(re.sub(r"\[[\w,]+\]", "", pins))
+    run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints), str(wheel)], ROOT, 600)
+    return python
+
+
+def apply_the_readme(project: Path) -> None:
+    """Edit a fresh ``mysite`` as the README says."""
+    settings_block = block_starting("# settings.py")
     apps = re.findall(r'^\s+"([\w.]+)",', settings_block, re.M)
     assert apps[0] == "daphne", "the README puts daphne first"
     settings = project / "mysite" / "settings.py"
@@ -56,16 +93,21 @@ def apply_the_readme(project: Path) -> str:
     )
     (asgi_line,) = [line for line in settings_block.splitlines() if "ASGI_APPLICATION" in line]
     text += f"\n{asgi_line}\nALLOWED_HOSTS = ['127.0.0.1']\n"
+    text += block_starting('DATABASES["default"]["OPTIONS"]')  # a new project is on SQLite
+    # The site's own templates (not part of the README): the event page and the checkout form.
+    text = text.replace("'DIRS': [],", "'DIRS': [BASE_DIR / 'mysite' / 'templates'],")
+    text = text.replace('"DIRS": [],', '"DIRS": [BASE_DIR / "mysite" / "templates"],')
     settings.write_text(text)
 
-    urls_block = block_starting(blocks, "# urls.py")
-    (route,) = [line.strip() for line in urls_block.splitlines() if "ticketqueue.urls" in line]
+    (project / "mysite" / "views.py").write_text(block_starting("# views.py"))
+    urls_block = block_starting("# urls.py")
+    imports = [line for line in urls_block.splitlines() if line.startswith("from ")]
+    routes = [line.strip() for line in urls_block.splitlines() if line.strip().startswith("path(")]
+    assert any("ticketqueue.urls" in route for route in routes)
     urls = project / "mysite" / "urls.py"
-    text = urls.read_text().replace(
-        "from django.urls import path", "from django.urls import include, path"
-    )
-    text = text.replace("urlpatterns = [", f"urlpatterns = [\n    {route}", 1)
-    # The site's own page, with the widget line of the README (not part of the README).
+    head = "from django.urls import include, path\n" + "\n".join(imports)
+    text = urls.read_text().replace("from django.urls import path", head)
+    text = text.replace("urlpatterns = [", "urlpatterns = [\n    " + "\n    ".join(routes), 1)
     text += (
         "\nfrom django.shortcuts import render\n"
         "from ticketqueue.models import Queue\n\n"
@@ -74,50 +116,31 @@ def apply_the_readme(project: Path) -> str:
         "urlpatterns.append(path('event/<slug:slug>/', event))\n"
     )
     urls.write_text(text)
-    (project / "mysite" / "asgi.py").write_text(block_starting(blocks, "# asgi.py"))
+    (project / "mysite" / "asgi.py").write_text(block_starting("# asgi.py"))
 
-    install = (ROOT / "README.md").read_text().split("## Install into your site", 1)[1]
-    widget = re.search(r"`(\{% load ticketqueue %\}\{% queue_widget .*?%\})`", install, re.S)
+    widget = re.search(r"`(\{% load ticketqueue %\}\{% queue_widget .*?%\})`", install_section())
     assert widget, "the README shows the widget line"
-    return " ".join(widget.group(1).split())
-
-
-def manage(project: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
-def test_the_readme_install_gives_a_working_waiting_room(tmp_path):
-    project = tmp_path / "site"
-    project.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "django", "startproject", "mysite", str(project)],
-        check=True,
-        timeout=60,
-    )
-    widget_line = apply_the_readme(project)
     templates = project / "mysite" / "templates"
     templates.mkdir()
-    (templates / "event.html").write_text(f"<!doctype html><title>Gig</title>{widget_line}")
-    settings = project / "mysite" / "settings.py"
-    settings.write_text(
-        settings.read_text()
-        .replace("'DIRS': [],", "'DIRS': [BASE_DIR / 'mysite' / 'templates'],")
-        .replace('"DIRS": [],', '"DIRS": [BASE_DIR / "mysite" / "templates"],')
+    (templates / "event.html").write_text(f"<!doctype html><title>Gig</title>{widget.group(1)}")
+    (templates / "buy.html").write_text(
+        '<!doctype html><title>Checkout</title><form method="post">{% csrf_token %}'
+        '<button type="submit">Pay</button></form>'
     )
 
-    assert "no issues" in manage(project, "check")
-    manage(project, "migrate", "-v", "0")
+
+def test_the_readme_install_gives_a_working_waiting_room(fresh_python, tmp_path):
+    project = tmp_path / "site"
+    project.mkdir()
+    run([str(fresh_python), "-m", "django", "startproject", "mysite", str(project)], tmp_path)
+    apply_the_readme(project)
+
+    def manage(*args: str) -> str:
+        return run([str(fresh_python), "manage.py", *args], project, 120)
+
+    assert "no issues" in manage("check")
+    manage("migrate", "-v", "0")
     manage(
-        project,
         "shell",
         "-c",
         "from ticketqueue.models import Queue; "
@@ -127,10 +150,9 @@ def test_the_readme_install_gives_a_working_waiting_room(tmp_path):
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    argv = [str(fresh_python), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     ready = base + "/event/gig/"
-    with serving(argv, project, env, ready) as server, sync_api.sync_playwright() as p:
+    with serving(argv, project, ENV, ready) as server, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             anonymous = browser.new_context().new_page()
@@ -143,8 +165,34 @@ def test_the_readme_install_gives_a_working_waiting_room(tmp_path):
             for page in (anonymous, fan):
                 widget = page.locator("[data-ticketqueue]")
                 sync_api.expect(widget).to_have_attribute("data-state", "granted", timeout=WAIT)
-                checkout = widget.locator('[data-tq="checkout"]')
-                sync_api.expect(checkout).to_have_attribute("href", "/buy/")
+                checkout = widget.locator('[data-tq="checkout"][data-ready="true"]')
+                sync_api.expect(checkout).to_have_attribute("href", "/buy/", timeout=WAIT)
+
+            # The anonymous visitor buys through the @queue_pass_required page.
+            anonymous.locator('[data-tq="checkout"]').click()
+            anonymous.wait_for_url(base + "/buy/")
+            anonymous.click("button[type=submit]")
+            sync_api.expect(anonymous.locator("body")).to_have_text("Thank you for your order!")
+            again = anonymous.request.post(base + "/buy/", max_redirects=0)
+            assert again.status in (302, 403, 429), "a released pass still opened the page"
+
+            # The logged-in user buys through the HasQueuePass API, as the site's script would.
+            def order(page) -> tuple[int, str]:
+                return page.evaluate(
+                    """async () => {
+                        const csrf = document.cookie.match(/csrftoken=([^;]+)/);
+                        const r = await fetch('/api/order/', {method: 'POST',
+                          headers: {'X-CSRFToken': csrf ? csrf[1] : '',
+                                    'Accept': 'application/json'}});
+                        return [r.status, await r.text()];
+                    }"""
+                )
+
+            fan.goto(base + "/admin/")  # a page that sets the CSRF cookie
+            status, body = order(fan)
+            assert (status, body) == (201, '{"ordered":true}')
+            status, body = order(fan)
+            assert status == 403 and "pass_not_active" in body, (status, body)
         finally:
             browser.close()
     assert "Traceback" not in server.log, server.log

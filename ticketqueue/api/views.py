@@ -20,9 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import __version__, gate, passes, services
-from ..conf import queue_settings
 from ..core import EntryNotFound, PassMissing, PassWrongIdentity
-from ..identity import VISITOR_COOKIE, new_visitor_cookie
+from ..identity import new_visitor_cookie, set_visitor_cookie
 from ..models import Queue
 from .exceptions import exception_handler
 from .parsers import JSONParser
@@ -94,14 +93,7 @@ def _identity(request: Request, *, mint: bool) -> tuple[str | None, str | None]:
 
 
 def _set_visitor(response: Response, request: Request, signed: str) -> None:
-    response.set_cookie(
-        VISITOR_COOKIE,
-        signed,
-        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure(),
-    )
+    set_visitor_cookie(response, request, signed)
     # For API clients that keep no cookies: send it back as X-Queue-Visitor.
     response["X-Queue-Visitor"] = signed
 
