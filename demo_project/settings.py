@@ -114,6 +114,7 @@ SIMPLE_JWT = {
 TICKETQUEUE = {
     "STORE": "ticketqueue.store.memory.MemoryStore",
     "EMBEDDED_TICKER": True,
+    "WAITING_BASE_TEMPLATE": "shop/base.html",
 }
 
 LOG_LEVEL = os.environ.get("DEMO_LOG_LEVEL", "INFO")

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "GATE_RETRY_AFTER": 5,
     "GATED_URLS": [],
     "WAITING_URL": None,
+    "WAITING_BASE_TEMPLATE": None,
     "VISITOR_COOKIE_AGE": 30 * 24 * 3600,
     "TRUSTED_PROXIES": 0,
     "THROTTLE_RATES": {
@@ -123,6 +124,10 @@ HELP: dict[str, str] = {
     "WAITING_URL": (
         "Where the gate sends browsers without a pass: a URL with {queue} (the slug), or None "
         "for the 'ticketqueue:waiting' URL."
+    ),
+    "WAITING_BASE_TEMPLATE": (
+        "Template the waiting page extends (its 'title' and 'content' blocks); None: the "
+        "site's base.html if it has one, else ticketqueue/base.html."
     ),
     "VISITOR_COOKIE_AGE": "Seconds the anonymous visitor cookie (tq_visitor) lives.",
     "TRUSTED_PROXIES": (

@@ -30,6 +30,7 @@ from .core import (
     QueueNotFound,
     TicketQueueError,
 )
+from .errors import error_body
 from .identity import VISITOR_COOKIE, user_identity, visitor_id_from_cookie
 
 __all__ = [
@@ -284,7 +285,7 @@ def refusal_response(
             if request.method not in ("GET", "HEAD"):
                 response.status_code = 303
             return response
-    response = JsonResponse(exc.as_dict(), status=gate_status(exc))
+    response = JsonResponse(error_body(exc), status=gate_status(exc))
     response["Retry-After"] = retry_after(exc)
     response["Cache-Control"] = "no-store"
     return response

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_noop
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from .conf import queue_settings
@@ -243,10 +244,12 @@ def _verify_signature(token: str, keys: Keys) -> PassClaims:
         raise PassInvalid() from exc
     # Pinned: 'none', or HS256 signed with a published RSA key, never reach a verifier.
     if header.get("alg") != keys.algorithm:
-        raise PassInvalid("The queue pass is not signed the way this site signs passes.")
+        raise PassInvalid(
+            gettext_noop("The queue pass is not signed the way this site signs passes.")
+        )
     kid = header.get("kid")
     if kid not in keys.verifying:
-        raise PassInvalid("The queue pass is signed with an unknown key.")
+        raise PassInvalid(gettext_noop("The queue pass is signed with an unknown key."))
     try:
         payload = jwt.decode(
             token,

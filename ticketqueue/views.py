@@ -9,13 +9,29 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 
+from .conf import queue_settings
 from .identity import ensure_visitor
 from .models import Queue
 
-__all__ = ["checkout_url_for", "waiting_room"]
+__all__ = ["base_template", "checkout_url_for", "waiting_room"]
+
+
+def base_template() -> str:
+    """The template the waiting page extends: WAITING_BASE_TEMPLATE, else the site's own
+    ``base.html`` where it has one, else ticketqueue's."""
+    configured = queue_settings.WAITING_BASE_TEMPLATE
+    if configured:
+        return str(configured)
+    try:
+        get_template("base.html")
+    except TemplateDoesNotExist:
+        return "ticketqueue/base.html"
+    return "base.html"
 
 
 def checkout_url_for(request: HttpRequest, queue: Queue) -> str:
@@ -37,7 +53,11 @@ def waiting_room(request: HttpRequest, slug: str) -> HttpResponse:
     response = render(
         request,
         "ticketqueue/waiting_room.html",
-        {"queue": queue, "checkout_url": checkout_url_for(request, queue)},
+        {
+            "queue": queue,
+            "checkout_url": checkout_url_for(request, queue),
+            "base_template": base_template(),
+        },
     )
     ensure_visitor(request, response)  # the socket cannot set the cookie
     return response

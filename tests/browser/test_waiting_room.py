@@ -2,6 +2,7 @@
 ahead, it is granted, it holds the pass (cookie and sessionStorage) and reaches checkout."""
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -99,3 +100,58 @@ def test_a_first_visit_on_the_sites_own_page_takes_a_place(asgi_server, browser_
     expect(widget.locator('[data-tq="position"]')).to_have_text("5", timeout=WAIT)
     expect(widget.locator('[data-tq="error"]')).to_be_hidden()
     assert "tq_visitor" in {c["name"] for c in page.context.cookies()}
+
+
+def test_every_tab_shows_the_same_progress(asgi_server, browser_page, off_loop):
+    """A second tab opened after the line moved shows the progress of the one place, not a
+    progress of its own from where it first saw it."""
+    from playwright.sync_api import expect
+
+    first = browser_page
+    queue = off_loop(make_queue_with_four_waiting)
+    first.goto(f"{asgi_server}/queue/{queue.slug}/wait/")
+    expect(first.locator('[data-tq="position"]')).to_have_text("5", timeout=WAIT)
+    off_loop(services.tick, queue, limit=2)
+    expect(first.locator('[data-tq="position"]')).to_have_text("3", timeout=WAIT)
+
+    second = first.context.new_page()
+    second.goto(f"{asgi_server}/queue/{queue.slug}/wait/")
+    expect(second.locator('[data-tq="position"]')).to_have_text("3", timeout=WAIT)
+    progress = '[data-tq="progress"]'
+    assert second.locator(progress).evaluate("p => p.value") == 50
+    assert first.locator(progress).evaluate("p => p.value") == 50
+
+    # A place that ended is forgotten: a new place starts its progress afresh.
+    second.locator('[data-tq="leave"]').click()
+    expect(second.locator("[data-ticketqueue]")).to_have_attribute("data-ended", "left_left")
+    second.locator('[data-tq="join"]').click()
+    expect(second.locator('[data-tq="position"]')).to_have_text("3", timeout=WAIT)
+    assert second.locator(progress).evaluate("p => p.value") == 0
+
+
+def test_a_scheduled_sale_counts_down_to_its_opening(asgi_server, browser_page, off_loop):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    page = browser_page
+    opens = timezone.now() + timedelta(hours=1, minutes=30)
+    off_loop(
+        Queue.objects.create,
+        slug="gala",
+        name="Gala",
+        mode="always",
+        state=Queue.State.SCHEDULED,
+        opens_at=opens,
+    )
+    page.goto(f"{asgi_server}/queue/gala/wait/")
+    widget = page.locator("[data-ticketqueue]")
+    expect(widget).to_have_attribute("data-state", "waiting", timeout=WAIT)  # in the pre-queue
+    clock = widget.locator('[data-tq="clock"]')
+    expect(clock).to_have_text(re.compile(r"^01:(29|30):\d\d$"))
+    before = clock.inner_text()
+    expect(clock).not_to_have_text(before, timeout=WAIT)  # it ticks
+    # The place is drawn at opening: no figures until then.
+    expect(widget.locator('[data-tq="figures"]')).to_be_hidden()
+    expect(widget.locator('[data-tq="status"]')).to_contain_text("has not opened yet")

@@ -14,6 +14,7 @@ from rest_framework.views import set_rollback
 
 from ..conf import queue_settings
 from ..core import DatabaseUnavailable, InvalidInput, PassMissing, TicketQueueError
+from ..errors import error_body
 
 __all__ = ["QueueAPIError", "exception_handler", "not_found"]
 
@@ -29,7 +30,7 @@ class QueueAPIError(exceptions.APIException):
     ) -> None:
         self.error = error
         self.status_code = status_code or error.status
-        super().__init__(detail=error.as_dict(), code=error.code)
+        super().__init__(detail=error_body(error), code=error.code)
         # docs/errors.md: 429 and 503 always, and every refusal of the purchase gate.
         if self.status_code in (429, 503) or gate or isinstance(error, PassMissing):
             self.wait = int(queue_settings.GATE_RETRY_AFTER)

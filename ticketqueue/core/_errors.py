@@ -50,11 +50,17 @@ __all__ = [
 ]
 
 
+def gettext_noop(message: str) -> str:
+    """Marks a message for the translation catalogs (makemessages extracts this name); the
+    Django side translates it when it answers (``ticketqueue.errors``). The core stays pure."""
+    return message
+
+
 class TicketQueueError(Exception):
     """Base class: every error carries a stable ``code`` and a human ``message``."""
 
     code: str = "ticketqueue_error"
-    default_message: str = "The waiting room could not handle this request."
+    default_message: str = gettext_noop("The waiting room could not handle this request.")
     #: The HTTP status an adapter should answer with.
     status: int = 400
 
@@ -72,53 +78,59 @@ class QueueError(TicketQueueError):
 
 class QueueNotFound(QueueError):
     code = "queue_not_found"
-    default_message = "There is no such queue."
+    default_message = gettext_noop("There is no such queue.")
     status = 404
 
 
 class QueueClosed(QueueError):
     code = "queue_closed"
-    default_message = "This queue is closed: the sale has ended or sold out."
+    default_message = gettext_noop("This queue is closed: the sale has ended or sold out.")
     status = 409
 
 
 class QueueFull(QueueError):
     code = "queue_full"
-    default_message = "This queue is full; no more people can join it."
+    default_message = gettext_noop("This queue is full; no more people can join it.")
     status = 409
 
 
 class PassLimitReached(QueueError):
     code = "pass_limit_reached"
-    default_message = "You already had your turn in this queue."
+    default_message = gettext_noop("You already had your turn in this queue.")
     status = 409
 
 
 class QueueUnavailable(QueueError):
     code = "queue_unavailable"
-    default_message = "The waiting room is briefly unavailable; try again in a moment."
+    default_message = gettext_noop(
+        "The waiting room is briefly unavailable; try again in a moment."
+    )
     status = 503
 
 
 class StoreUnreachable(QueueUnavailable):
     code = "store_unreachable"
-    default_message = "The waiting room's store cannot be reached; try again in a moment."
+    default_message = gettext_noop(
+        "The waiting room's store cannot be reached; try again in a moment."
+    )
 
 
 class DatabaseUnavailable(QueueUnavailable):
     code = "database_unavailable"
-    default_message = "The waiting room's database cannot be reached; try again in a moment."
+    default_message = gettext_noop(
+        "The waiting room's database cannot be reached; try again in a moment."
+    )
 
 
 class InvalidTransition(QueueError):
     code = "invalid_transition"
-    default_message = "The queue cannot move to that state from its current one."
+    default_message = gettext_noop("The queue cannot move to that state from its current one.")
     status = 409
 
 
 class EntryNotFound(TicketQueueError):
     code = "entry_not_found"
-    default_message = "You have no place in this queue."
+    default_message = gettext_noop("You have no place in this queue.")
     status = 404
 
 
@@ -129,39 +141,41 @@ class PassError(TicketQueueError):
 
 class PassMissing(PassError):
     code = "pass_missing"
-    default_message = "A queue pass is required."
+    default_message = gettext_noop("A queue pass is required.")
 
 
 class PassInvalid(PassError):
     code = "pass_invalid"
-    default_message = "The queue pass is not valid."
+    default_message = gettext_noop("The queue pass is not valid.")
 
 
 class PassNotYetValid(PassInvalid):
     code = "pass_not_yet_valid"
-    default_message = "The queue pass is not valid yet (issued in the future: check the clocks)."
+    default_message = gettext_noop(
+        "The queue pass is not valid yet (issued in the future: check the clocks)."
+    )
 
 
 class PassExpired(PassError):
     code = "pass_expired"
-    default_message = "The queue pass has expired: the purchase window is over."
+    default_message = gettext_noop("The queue pass has expired: the purchase window is over.")
 
 
 class PassWrongQueue(PassError):
     code = "pass_wrong_queue"
-    default_message = "The queue pass is for another queue."
+    default_message = gettext_noop("The queue pass is for another queue.")
 
 
 class PassWrongIdentity(PassError):
     code = "pass_wrong_identity"
-    default_message = "The queue pass belongs to someone else."
+    default_message = gettext_noop("The queue pass belongs to someone else.")
 
 
 class PassNotActive(PassError):
     code = "pass_not_active"
-    default_message = "The queue pass is no longer active (released or revoked)."
+    default_message = gettext_noop("The queue pass is no longer active (released or revoked).")
 
 
 class InvalidInput(TicketQueueError):
     code = "invalid_input"
-    default_message = "The request is not valid."
+    default_message = gettext_noop("The request is not valid.")

@@ -9,7 +9,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from ..core import InvalidInput, TicketQueueError
+from ..errors import error_body
 
 __all__ = [
     "CLIENT_TYPES",
@@ -43,38 +46,38 @@ CLOSE_QUEUE_CLOSED = 4410
 
 class InvalidMessage(InvalidInput):
     code = "invalid_message"
-    default_message = "A message must be a JSON object with a string 'type'."
+    default_message = gettext_noop("A message must be a JSON object with a string 'type'.")
 
 
 class InvalidFrame(InvalidMessage):
     code = "invalid_frame"
-    default_message = "Binary frames are not supported; send JSON text."
+    default_message = gettext_noop("Binary frames are not supported; send JSON text.")
 
 
 class InvalidJSON(InvalidMessage):
     code = "invalid_json"
-    default_message = "The message is not valid JSON."
+    default_message = gettext_noop("The message is not valid JSON.")
 
 
 class FrameTooLarge(InvalidMessage):
     code = "frame_too_large"
-    default_message = "The message is too large."
+    default_message = gettext_noop("The message is too large.")
 
 
 class UnknownType(InvalidMessage):
     code = "unknown_type"
-    default_message = "Unknown message type."
+    default_message = gettext_noop("Unknown message type.")
 
 
 class RateLimited(TicketQueueError):
     code = "rate_limited"
-    default_message = "Too many messages; slow down. Extra messages are ignored."
+    default_message = gettext_noop("Too many messages; slow down. Extra messages are ignored.")
     status = 429
 
 
 class IdentityRequired(TicketQueueError):
     code = "identity_required"
-    default_message = (
+    default_message = gettext_noop(
         "Log in, or load the waiting-room page (or call the REST join) first: it sets the "
         "visitor cookie this connection needs."
     )
@@ -86,7 +89,7 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def error_frame(exc: TicketQueueError) -> str:
-    return encode({"type": "error", "code": exc.code, "message": str(exc.message)})
+    return encode({"type": "error", **error_body(exc)})
 
 
 #: The few strings a queue_update carries, encoded once.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 from django import template
@@ -43,6 +44,8 @@ def catalog() -> dict[str, str]:
         "scheduled": gettext(
             "The sale has not opened yet. At opening, everyone already here gets a random place."
         ),
+        "opening": gettext("Opening now…"),
+        "days": gettext("%(days)s d %(time)s"),
         "drawing": gettext("The sale has opened: your random place is being drawn…"),
         "eta_unknown": gettext("unknown"),
         "eta_now": gettext("any moment now"),
@@ -67,12 +70,14 @@ def queue_widget(
     auto_join: bool = True,
     ws_url: str | None = None,
     status_url: str | None = None,
+    show_name: bool = True,
 ) -> dict[str, Any]:
     """Render the widget for ``queue`` (a Queue or its slug).
 
     ``checkout_url``: where the granted visitor goes; ``auto_join``: take a place on load;
     ``ws_url``/``status_url``: override the socket path and the REST status URL (which sets
-    the HttpOnly pass cookie once the visitor is granted).
+    the HttpOnly pass cookie once the visitor is granted); ``show_name``: the queue's name as
+    the widget's title. A scheduled Queue counts down to its opening time.
     """
     slug = getattr(queue, "slug", queue)
     if status_url is None:
@@ -80,10 +85,15 @@ def queue_widget(
             status_url = reverse("ticketqueue:api:status", kwargs={"queue": slug})
         except NoReverseMatch:
             status_url = ""
+    opens_at = getattr(queue, "opens_at", None)
+    scheduled = opens_at is not None and getattr(queue, "state", None) == "scheduled"
     return {
+        "opens_at": int(opens_at.timestamp()) if scheduled else None,
+        # The countdown runs on the server's clock, not on the visitor's (which may be off).
+        "server_now": int(time.time()),
         "widget_id": f"tq-{slug}-{next(_ids)}",
         "slug": slug,
-        "name": getattr(queue, "name", ""),
+        "name": getattr(queue, "name", "") if show_name else "",
         "ws_url": ws_url or "/" + WS_PATH.format(slug=slug),
         "checkout_url": checkout_url,
         "status_url": status_url,

@@ -18,7 +18,8 @@
   // Screen readers hear a moving position at most this often; state changes at once.
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
-    'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely'];
+    'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely',
+    'countdown', 'clock', 'figures'];
 
   function interpolate(text, params) {
     return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
@@ -32,6 +33,19 @@
     } catch (e) {
       return null; // storage disabled: the HttpOnly cookie route still works
     }
+  }
+
+  // Shared by every tab of this site: they show one place, so one progress.
+  function shared() {
+    try {
+      return window.localStorage;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function pad(n) {
+    return (n < 10 ? '0' : '') + n;
   }
 
   function absoluteWsUrl(path) {
@@ -78,6 +92,11 @@
     this.granted = null;
     this.lastAnnounceAt = 0;
     this.lastAnnounced = '';
+    // A scheduled sale: count down to its opening on the server's clock.
+    this.opensAt = parseFloat(data.opensAt) || null;
+    this.clockSkew = this.opensAt ? (parseFloat(data.serverNow) || Date.now() / 1000) -
+      Date.now() / 1000 : 0;
+    this.countdownTimer = null;
 
     if (this.el.join) {
       this.el.join.addEventListener('click', function () {
@@ -97,6 +116,12 @@
       }
     });
     this.setStatus(this.t('connecting'));
+    if (this.opensAt) {
+      this.countdownTimer = window.setInterval(function () {
+        self.renderCountdown();
+      }, 1000);
+      this.renderCountdown();
+    }
     this.connect();
   }
 
@@ -256,6 +281,9 @@
     // The site's stock is smaller than the buyers ahead: sent (true) only then.
     this.likelySoldOut = message.sold_out_likely === true;
     var placed = this.state === 'waiting' && typeof this.position === 'number';
+    if (this.state !== 'waiting') {
+      this.forgetStart(); // no place (any more): a new one starts its progress afresh
+    }
     if (this.state === 'waiting') {
       this.clearError();
       if (placed) {
@@ -278,6 +306,7 @@
     var store = session();
     this.state = 'admitted';
     this.granted = { pass: message.pass, expiresAt: message.expires_at };
+    this.forgetStart();
     this.clearError();
     if (store) {
       store.setItem('ticketqueue.pass.' + this.slug,
@@ -309,6 +338,7 @@
     if (store) {
       store.removeItem('ticketqueue.pass.' + this.slug);
     }
+    this.forgetStart();
     this.state = null;
     this.position = null;
     this.granted = null;
@@ -353,7 +383,7 @@
 
   // -- showing it ---------------------------------------------------------------------------
   Widget.prototype.rememberStart = function () {
-    var store = session();
+    var store = shared();
     var key = 'ticketqueue.start.' + this.slug;
     var start = store ? parseInt(store.getItem(key), 10) : NaN;
     if (!(start >= this.position)) {
@@ -363,6 +393,35 @@
       }
     }
     this.start = start;
+  };
+
+  Widget.prototype.forgetStart = function () {
+    var store = shared();
+    this.start = null;
+    if (store) {
+      store.removeItem('ticketqueue.start.' + this.slug);
+    }
+  };
+
+  Widget.prototype.renderCountdown = function () {
+    var left = Math.ceil(this.opensAt - (Date.now() / 1000 + this.clockSkew));
+    var scheduled = this.queueState === null || this.queueState === 'scheduled';
+    var time;
+    if (this.el.countdown) {
+      this.el.countdown.hidden = !scheduled || this.finished;
+    }
+    if (!scheduled) {
+      window.clearInterval(this.countdownTimer);
+      return;
+    }
+    if (left <= 0) {
+      this.setText('clock', this.t('opening'));
+      return;
+    }
+    time = pad(Math.floor(left / 3600) % 24) + ':' + pad(Math.floor(left / 60) % 60) + ':' +
+      pad(left % 60);
+    this.setText('clock', left >= 86400 ?
+      this.t('days', { days: this.number(Math.floor(left / 86400)), time: time }) : time);
   };
 
   Widget.prototype.progress = function () {
@@ -436,6 +495,11 @@
     this.setText('eta', placed ? this.formatEta(this.eta) : '–');
     if (this.el.progress) {
       this.el.progress.value = this.progress();
+      this.el.progress.hidden = !this.granted && !(placed && this.queueState !== 'scheduled');
+    }
+    if (this.el.figures) {
+      // Before a scheduled opening the place is not known yet: it is drawn at opening.
+      this.el.figures.hidden = !placed || this.queueState === 'scheduled';
     }
     if (this.el.join) {
       this.el.join.hidden = waiting || !!this.granted || this.queueState === 'closed' ||
@@ -458,6 +522,14 @@
       }));
     }
     this.root.setAttribute('data-state', this.granted ? 'granted' : (this.state || 'none'));
+    if (this.ended && !this.granted && this.state === null) {
+      this.root.setAttribute('data-ended', this.ended);
+    } else {
+      this.root.removeAttribute('data-ended');
+    }
+    if (this.opensAt) {
+      this.renderCountdown();
+    }
   };
 
   Widget.prototype.showCheckout = function () {
