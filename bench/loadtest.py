@@ -335,6 +335,8 @@ class Run:
                 await self.log_in(buyer)
             await self.wait_in_line(buyer)
             if buyer.pass_token and buyer.outcome is None:
+                if self.args.think:  # a person filling in the checkout form holds the slot
+                    await asyncio.sleep(random.uniform(0.5, 1.5) * self.args.think)  # noqa: S311
                 await self.purchase(buyer)
         except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
             buyer.outcome = "error"
@@ -819,6 +821,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=float, default=8.0, help="Seconds before leaving.")
     parser.add_argument("--ramp", type=float, default=0.0, help="Spread arrivals over seconds.")
     parser.add_argument(
+        "--think", type=float, default=0.0, help="Mean seconds a buyer takes to check out."
+    )
+    parser.add_argument(
         "--http-connections", type=int, default=64, help="Per pool: logins, purchases."
     )
     parser.add_argument("--timeout", type=float, default=None, help="Whole run, seconds.")
@@ -867,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
                 "joined_at": b.joined_at,
                 "granted_at": b.granted_at,
                 "first": b.first_position,
+                "first_eta": b.first_eta,
                 "seen": b.seen,
                 "error": b.error,
             }

@@ -21,7 +21,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 
 from . import signals
-from .core import QueueState, QueueUnavailable, estimate_eta, line_rate, measured_rate
+from .core import QueueState, QueueUnavailable, estimate_eta, measured_rate
 from .models import Entry, Queue
 from .store import StoreCompanion
 
@@ -103,8 +103,8 @@ def live_numbers(
         counts = get_store().counts(queue.store_id, now)
     except QueueUnavailable:
         return LiveNumbers(loaded=False, **common)
-    measured = measured_rate(counts.flow, now)
-    rate = line_rate(queue.policy, counts.passes_ended, counts.hold_exposure, measured)
+    measured = measured_rate(counts.flow, now, counts.admitted_total)
+    rate = services.outflow_rate(queue, counts, now)
     return LiveNumbers(
         loaded=True,
         waiting=counts.waiting,

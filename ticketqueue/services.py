@@ -37,6 +37,7 @@ from .core import (
     check_queue_transition,
     estimate_eta,
     line_rate,
+    mean_hold,
     measured_rate,
 )
 from .models import Admission as AdmissionRow
@@ -437,10 +438,11 @@ def set_stock(queue: Queue, remaining: int | None) -> None:
 
 
 def outflow_rate(queue: Queue, counts: Counts, now: float) -> float | None:
-    """Admissions per second while people wait (``core.line_rate``): as measured lately, else
-    the rate limit and capacity over the mean time a pass is held; None while unknown."""
-    measured = measured_rate(counts.flow, now)
-    return line_rate(queue.policy, counts.passes_ended, counts.hold_exposure, measured)
+    """Admissions per second while people wait (``core.line_rate``): the rate limit and the
+    capacity over the mean time a pass is held, else as measured this busy spell; None while
+    unknown."""
+    hold = mean_hold(counts.passes_ended, counts.ended_hold, counts.hold_exposure, counts.active)
+    return line_rate(queue.policy, hold, measured_rate(counts.flow, now, counts.admitted_total))
 
 
 def eta(queue: Queue, position: int, counts: Counts, now: float) -> int | None:

@@ -43,12 +43,15 @@ def test_bucket_refills_at_the_rate_up_to_its_size():
     assert math.isinf(OutflowPolicy(capacity=3).refill(Bucket(0, 0), 1).tokens)
 
 
-def test_measured_rate_uses_recent_samples_and_counts_the_stall_since():
+def test_measured_rate_counts_from_the_first_recent_sample_to_now_and_the_stall_since():
     samples = [(0.0, 0), (10.0, 50), (20.0, 100)]
-    assert measured_rate(samples, now=20.0) == pytest.approx(5.0)
-    assert measured_rate(samples, now=40.0) == pytest.approx(2.5)
-    assert measured_rate(samples[:1], now=20.0) is None
-    assert measured_rate(samples, now=1000.0) is None
+    assert measured_rate(samples, 20.0, 100) == pytest.approx(5.0)
+    assert measured_rate(samples, 22.0, 121) == pytest.approx(5.5)  # admitted since the last
+    assert measured_rate(samples, 40.0, 100) == pytest.approx(2.5)  # stalled since 20 s
+    assert measured_rate(samples[:1], 6.0, 40) == pytest.approx(40 / 6)  # one sample will do
+    assert measured_rate(samples[:1], 4.0, 40) is None  # too short a spell to say
+    assert measured_rate([], 4.0, 40) is None
+    assert measured_rate(samples, 1000.0, 100) is None  # all too old
 
 
 def test_the_flow_in_the_window_is_its_first_and_last_sample():
@@ -69,23 +72,31 @@ def test_the_rate_of_the_flow_in_the_window_is_the_rate_of_the_whole_history(tim
     samples = [(t, i * 3) for i, t in enumerate(sorted(times))]
     picked = flow_in_window(samples, now, window)
     assert len(picked) <= 2
-    assert measured_rate(picked, now, window) == measured_rate(samples, now, window)
+    admitted = 3 * len(samples)
+    assert measured_rate(picked, now, admitted, window) == measured_rate(
+        samples, now, admitted, window
+    )
 
 
-def test_the_mean_hold_counts_the_passes_still_held():
-    # Two passes ended after 10 s and 30 s; two more are 60 s into their hold: the ended
-    # ones alone say 20 s, counting the exposure of all says (10 + 30 + 60 + 60) / 2 = 80 s.
-    assert mean_hold(2, 10 + 30 + 60 + 60) == 80
-    assert mean_hold(0, 500) is None  # nothing ended yet: unknown, not the window
+def test_the_mean_hold_is_the_ended_passes_unless_the_ones_still_held_say_longer():
+    # Two passes ended after 10 s and 30 s: 20 s on average.
+    assert mean_hold(2, 10 + 30, 10 + 30 + 5 + 5, active=2) == 20  # two more only 5 s in
+    # Two more are 60 s into their hold: every pass so far, (10 + 30 + 60 + 60) / 4 = 40 s.
+    assert mean_hold(2, 10 + 30, 10 + 30 + 60 + 60, active=2) == 40
+    assert mean_hold(0, 0, 500, active=3) is None  # nothing ended yet: unknown, not the window
 
 
 def test_the_line_rate_is_the_slower_of_rate_and_capacity_over_the_mean_hold():
-    assert line_rate(OutflowPolicy(capacity=100), 4, 400.0) == 1.0  # 100 slots of 100 s
+    assert line_rate(OutflowPolicy(capacity=100), hold=100.0) == 1.0  # 100 slots of 100 s
     assert line_rate(OutflowPolicy(rate_per_minute=30)) == 0.5
-    assert line_rate(OutflowPolicy(capacity=100, rate_per_minute=30), 4, 400.0) == 0.5
+    assert line_rate(OutflowPolicy(capacity=100, rate_per_minute=30), hold=100.0) == 0.5
     assert line_rate(OutflowPolicy(capacity=100)) is None  # no pass ended yet: unknown
     assert line_rate(OutflowPolicy(capacity=100, rate_per_minute=30)) is None
     assert line_rate(OutflowPolicy()) is None
+    # What was measured this busy spell stands in only where the policy cannot say.
+    assert line_rate(OutflowPolicy(capacity=100), hold=100.0, measured=3.0) == 1.0
+    assert line_rate(OutflowPolicy(capacity=100), measured=3.0) == 3.0
+    assert line_rate(OutflowPolicy(), measured=3.0) == 3.0
 
 
 def test_eta_divides_position_by_rate():

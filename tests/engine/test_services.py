@@ -317,3 +317,29 @@ def test_status_join_and_queue_info_cost_one_store_round_trip_and_no_sql(
     assert admitted.state == "admitted" and admitted.pass_token
     # No pass has ended yet: how fast the line moves is unknown to both.
     assert (info.waiting, info.active, info.eta_seconds, waiting.eta_seconds) == (2, 2, None, None)
+
+
+def test_the_wait_estimate_follows_the_pace_of_passes_not_an_idle_spell(make_queue):
+    """Capacity 2, passes held 10 s: the line moves 0.2 a second whenever people wait. A quiet
+    spell between two rushes does not make the second rush's estimate longer, and passes still
+    held far longer than the ended ones' mean lengthen it."""
+    queue = make_queue(mode="always", capacity=2)
+    for i in range(4):
+        services.join(queue, f"user:{i}", T0)
+    services.tick(queue, T0)  # user:0 and user:1
+    for seq, end in ((1, T0 + 10), (2, T0 + 10)):
+        services.release_entry(queue, seq, end)
+    services.tick(queue, T0 + 10)  # user:2 and user:3; the line is empty
+    for seq in (3, 4):
+        services.release_entry(queue, seq, T0 + 20)
+    # Ten quiet minutes, then a new rush.
+    later = T0 + 620
+    for i in range(10, 20):
+        services.join(queue, f"user:{i}", later)
+    services.tick(queue, later)
+    last = services.status(queue, "user:19", later + 5)
+    assert last.position == 8
+    assert last.eta_seconds == 40  # 8 places at 2 per 10 s
+    # The two holders of the rush are 300 s into their passes: the slots are slower now.
+    slow = services.status(queue, "user:19", later + 300)
+    assert slow.eta_seconds == pytest.approx(8 * (4 * 10 + 2 * 300) / 6 / 2, abs=1)

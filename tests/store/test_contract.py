@@ -471,6 +471,7 @@ def test_the_counts_measure_how_long_passes_are_held(store):
     join_many(store, 4, T0)  # u0, u1 admitted at once; u2, u3 wait
     counts = store.counts(Q, T0 + 5)
     assert (counts.passes_ended, counts.hold_exposure) == (0, 15.0)  # 3 passes, 5 s each
+    assert counts.ended_hold == 0
     store.release(Q, 1, T0 + 10)  # a: held 10 s
     store.revoke(Q, [2], T0 + 20)  # u0: 20 s
     store.admit(Q, T0 + 20)  # u2 and u3 take the slots
@@ -478,12 +479,14 @@ def test_the_counts_measure_how_long_passes_are_held(store):
     counts = store.counts(Q, T0 + 100)
     assert counts.passes_ended == 5
     assert counts.hold_exposure == pytest.approx(10 + 20 + 100 + 80 + 80)
+    assert counts.ended_hold == pytest.approx(10 + 20 + 100 + 80 + 80)  # all ended
     # A rebuild of a queue the store still holds keeps measuring from there.
     store.join(Q, "b", T0 + 100)  # admitted at once: 0 s so far
     rebuild_as_held(store, T0 + 100)
     counts = store.counts(Q, T0 + 110)
     assert counts.passes_ended == 5
     assert counts.hold_exposure == pytest.approx(290 + 10)
+    assert counts.ended_hold == pytest.approx(290)  # b is still held
 
 
 def test_the_stock_the_site_gives_is_read_back_with_the_counts(store):
@@ -546,10 +549,31 @@ def test_counts_measure_outflow(store):
     counts = store.counts(Q, T0 + 10)
     assert counts.admitted_total == 10 and counts.active == 10 and counts.waiting == 20
     assert counts.flow == ((T0, 5), (T0 + 10, 10))
-    assert measured_rate(counts.flow, T0 + 10) == pytest.approx(0.5)
+    assert measured_rate(counts.flow, T0 + 10, counts.admitted_total) == pytest.approx(0.5)
     # Samples that left the window are not returned; the one left measures nothing.
     assert store.counts(Q, T0 + 10 + FLOW_WINDOW).flow == ((T0 + 10, 10),)
     assert store.counts(Q, T0 + 11 + FLOW_WINDOW).flow == ()
+
+
+def test_the_outflow_is_measured_over_the_busy_spell_only(store):
+    """Samples are taken while people wait; when the line empties (by admission or by the last
+    one leaving) they are forgotten, so an idle spell never slows the next spell's rate."""
+    setup(store, capacity=2)
+    join_many(store, 4)
+    store.admit(Q, T0, limit=2)
+    store.release(Q, 1, T0 + 10)
+    store.release(Q, 2, T0 + 10)
+    store.admit(Q, T0 + 10, limit=2)  # the line is empty now
+    assert store.counts(Q, T0 + 10).flow == ()
+    store.release(Q, 3, T0 + 20)
+    store.release(Q, 4, T0 + 20)
+    join_many(store, 3, now=T0 + 200, prefix="b")  # after an idle spell
+    store.admit(Q, T0 + 200, limit=2)
+    counts = store.counts(Q, T0 + 210)
+    assert counts.flow == ((T0 + 200, 6),)  # the new spell only
+    assert measured_rate(counts.flow, T0 + 210, counts.admitted_total) == 0
+    store.leave(Q, "b2", T0 + 211)  # the last one waiting leaves: the spell ends
+    assert store.counts(Q, T0 + 211).flow == ()
 
 
 def test_the_trimmed_samples_give_the_rate_and_eta_of_the_whole_history(store):
@@ -571,15 +595,14 @@ def test_the_trimmed_samples_give_the_rate_and_eta_of_the_whole_history(store):
     moments += [rng.uniform(history[0][0] - 10, t + FLOW_WINDOW + 10) for _ in range(100)]
     measured = 0
     for now in moments:
-        full = measured_rate(history, now)
         counts = store.counts(Q, now)
+        full = measured_rate(history, now, counts.admitted_total)
         assert counts.flow == flow_in_window(history, now)
-        assert measured_rate(counts.flow, now) == full
+        rate = measured_rate(counts.flow, now, counts.admitted_total)
+        assert rate == full
         assert store.locate(Q, "u399", now).counts.flow == counts.flow
         for position in (1, 7, 100):
-            assert estimate_eta(position, measured_rate(counts.flow, now), 0.1) == estimate_eta(
-                position, full, 0.1
-            )
+            assert estimate_eta(position, rate, 0.1) == estimate_eta(position, full, 0.1)
         measured += full is not None
     assert measured > 50  # the comparison covered real rates, not only "too little history"
 

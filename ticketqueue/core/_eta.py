@@ -40,60 +40,71 @@ def flow_in_window(
 
 
 def measured_rate(
-    samples: Sequence[tuple[float, int]], now: float, window: float = FLOW_WINDOW
+    samples: Sequence[tuple[float, int]],
+    now: float,
+    admitted: int,
+    window: float = FLOW_WINDOW,
 ) -> float | None:
-    """Admissions per second over the recent ``window``, from (time, total admitted) samples.
+    """Admissions per second since the first (time, total admitted) sample of the recent
+    ``window``, up to ``now`` with ``admitted`` so far.
 
-    None when there is too little history to say (fewer than two samples in the window).
+    The stores sample only while people wait and forget the samples when the line empties, so
+    this is the pace of the current busy spell: an idle spell before it (admissions bounded by
+    arrivals, not by the outflow) does not slow it down. None when there is too little history
+    to say (no sample, or less than FLOW_SAMPLE_EVERY seconds of it). A line that stopped
+    moving is slow, not fast: the time since its last admission counts.
     """
     recent = flow_in_window(samples, now, window)
-    if len(recent) < 2:
+    if not recent:
         return None
-    (t0, n0), (t1, n1) = recent
-    # Count the time since the last sample too: a line that stopped moving is slow, not fast.
-    elapsed = max(now, t1) - t0
-    if elapsed <= 0:
+    t0, n0 = recent[0]
+    elapsed = now - t0
+    if elapsed < FLOW_SAMPLE_EVERY:
         return None
-    return (n1 - n0) / elapsed
+    return max(0, admitted - n0) / elapsed
 
 
-def mean_hold(passes_ended: int, hold_exposure: float) -> float | None:
+def mean_hold(
+    passes_ended: int, ended_hold: float, hold_exposure: float = 0.0, active: int = 0
+) -> float | None:
     """Seconds a pass is held on average, or None before any pass ended.
 
-    ``hold_exposure`` is the time every pass so far has been held: the ended ones whole, the
-    active ones up to now. Dividing it by the passes that ended is the estimate that counts
-    the slow holders still shopping (the ended ones alone are the fast ones at first). It is
-    indifferent to idle spells, unlike admissions counted over time.
+    ``ended_hold`` is the seconds the ended passes were held, ``hold_exposure`` the seconds
+    every pass so far has been held (the ``active`` ones up to now). The estimate is the ended
+    passes' mean, or the mean over every pass so far where the ones still held have been held
+    longer (slow holders still shopping): both understate at first, and the larger is the
+    nearer. Exposure per *ended* pass instead charges all the active passes' time to the few
+    that ended: 2-37 times too long in the first seconds of a sale (docs/benchmarks.md, "The
+    first wait estimate"). Indifferent to idle spells, unlike admissions counted over time.
     """
-    if passes_ended <= 0 or hold_exposure <= 0:
+    if passes_ended <= 0 or ended_hold <= 0:
         return None
-    return hold_exposure / passes_ended
+    return max(ended_hold / passes_ended, hold_exposure / (passes_ended + active))
 
 
 def line_rate(
     policy: OutflowPolicy,
-    passes_ended: int = 0,
-    hold_exposure: float = 0.0,
+    hold: float | None = None,
     measured: float | None = None,
 ) -> float | None:
     """Admissions per second while people wait, or None when no honest figure exists yet.
 
-    The admissions ``measured`` over the last minutes once two samples exist; before that the
-    slower of the rate limit and capacity over the mean hold (while anyone waits, every freed
-    slot is refilled). With a capacity and no pass ended yet, the pace is unknown: the
-    purchase window as the hold (the old guess) made the first estimate 30-500 times too long.
+    While anyone waits every freed slot is refilled, so the line moves at the slower of the
+    rate limit and capacity over the mean ``hold`` (``mean_hold``). The admissions
+    ``measured`` over the current busy spell stand in only where the policy cannot say (a
+    capacity before any pass ended; no limit at all): on a 2-core sale they lagged the pace the
+    line then kept by 2x, as the joins' burst slowed purchases down. With a capacity and no
+    pass ended yet, the pace is unknown: the purchase window as the hold (the first guess)
+    made the first estimate 30-500 times too long.
     """
-    if measured:
-        return measured
     rates = []
     if policy.rate_per_minute:
         rates.append(policy.rate_per_minute / 60.0)
     if policy.capacity:
-        hold = mean_hold(passes_ended, hold_exposure)
         if hold is None:
-            return None
+            return measured or None
         rates.append(policy.capacity / hold)
-    return min(rates) if rates else None
+    return min(rates) if rates else (measured or None)
 
 
 def estimate_eta(position: int, measured: float | None, expected: float | None) -> int | None:

@@ -121,6 +121,8 @@ class Counts:
     hold_exposure: float = 0.0
     #: What the site said it can still sell (``QueueStore.set_stock``), or None: unknown.
     stock: int | None = None
+    #: The seconds the ended passes were held (``hold_exposure`` without the active ones).
+    ended_hold: float = 0.0
 
 
 def live_channel(prefix: str, queue_id: str) -> str:

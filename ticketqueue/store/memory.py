@@ -120,6 +120,8 @@ class MemoryStore(QueueStore):
         q.seq_of.pop(rec.identity, None)
         q.departures.append(rec.order)
         q.departed_total += 1
+        if not q.waiting:
+            q.flow.clear()  # the busy spell ended (as in _sample_flow)
         return self._record(q, Change(seq, rec.identity, state, rec.order, now))
 
     def _end_active(self, q: _Queue, seq: int, state: EntryState, now: float) -> Change:
@@ -157,7 +159,10 @@ class MemoryStore(QueueStore):
         return Admission(seq, identity, now, expires_at, number)
 
     def _sample_flow(self, q: _Queue, now: float) -> None:
-        if not q.flow or now - q.flow[-1][0] >= FLOW_SAMPLE_EVERY:
+        """Sample the outflow while people wait; an empty line ends the busy spell."""
+        if not q.waiting:
+            q.flow.clear()
+        elif not q.flow or now - q.flow[-1][0] >= FLOW_SAMPLE_EVERY:
             q.flow.append((now, q.admitted_total))
             del q.flow[:-FLOW_SAMPLES_KEPT]
 
@@ -173,6 +178,7 @@ class MemoryStore(QueueStore):
             q.passes_ended,
             q.held_seconds + len(q.active) * now - q.admitted_at_sum,
             q.stock,
+            q.held_seconds,
         )
 
     def _placement(self, q: _Queue, seq: int, created: bool = False) -> Placement:
@@ -350,8 +356,7 @@ class MemoryStore(QueueStore):
                 self._end_waiting(q, seq, EntryState.ABANDONED, now)
             if use_rate and admitted:
                 q.bucket = Bucket(q.bucket.tokens - len(admitted), q.bucket.at)
-            if admitted:
-                self._sample_flow(q, now)
+            self._sample_flow(q, now)
             return admitted
 
     def expire(self, queue_id: str, now: float) -> list[Change]:

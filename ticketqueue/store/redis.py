@@ -202,9 +202,9 @@ def _placement(packed: Any) -> Placement:
 
 def _counts(packed: Any) -> Counts:
     """state|waiting|active|admitted_total|departed_total|joined_total|passes_ended|
-    hold_exposure|stock[|time|admitted_total]..."""
+    hold_exposure|stock|ended_hold[|time|admitted_total]..."""
     fields = _text(packed).split("|")
-    flow = fields[9:]
+    flow = fields[10:]
     return Counts(
         state=QueueState(fields[0]),
         waiting=int(fields[1]),
@@ -216,6 +216,7 @@ def _counts(packed: Any) -> Counts:
         passes_ended=int(fields[6]),
         hold_exposure=float(fields[7]),
         stock=int(fields[8]) if fields[8] else None,
+        ended_hold=float(fields[9]),
     )
 
 

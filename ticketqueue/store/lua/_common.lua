@@ -135,7 +135,13 @@ local function jflush(q)
   return out
 end
 
+-- The outflow is sampled while people wait; an empty line ends the busy spell and its samples
+-- (what follows is bounded by arrivals, not by the outflow: core.measured_rate).
 local function sample_flow(now_s, now)
+  if redis.call('ZCARD', K_LINE) == 0 then
+    redis.call('DEL', K_FLOW)
+    return
+  end
   local last = redis.call('LINDEX', K_FLOW, -1)
   if last then
     local t = num(string.match(last, '^([^|]*)'))
@@ -164,6 +170,7 @@ local function end_waiting(members, state, now_s, recs)
   bulk('RPUSH', K_GONE, orders)
   -- Each departure takes the next number of the departed total (the drain hands them out).
   redis.call('HINCRBY', K_META, 'dep', #orders)
+  if redis.call('ZCARD', K_LINE) == 0 then redis.call('DEL', K_FLOW) end
 end
 
 -- These active passes end (completed, expired, revoked); `exps` when the caller has them.
@@ -212,8 +219,8 @@ local function placement(member, created)
   return table.concat({member, 'admitted', 0, '0', adm, exp, created, number, identity}, '|')
 end
 
--- Counts: state|waiting|active|admitted_total|departed_total|joined_total (the seq counter),
--- then '|time|admitted_total' for each flow sample the outflow rate at `now` needs: the first
+-- Counts: state|waiting|active|admitted_total|departed_total|joined_total (the seq counter)|
+-- passes_ended|hold_exposure|stock|ended_hold, then '|time|admitted_total' for each flow sample the outflow rate at `now` needs: the first
 -- and the last of the samples inside FLOW_WINDOW (core.flow_in_window, same comparison).
 -- Samples are appended at least FLOW_SAMPLE_EVERY apart, so their times increase and the ones
 -- inside the window are the last ones: a binary search finds the first.
@@ -222,7 +229,7 @@ local function counts(state, now)
   local active = redis.call('ZCARD', K_ACTIVE)
   local exposure = num(totals[5] or '0') + active * now - num(totals[6] or '0')
   local out = {state, redis.call('ZCARD', K_LINE), active, totals[1], totals[2] or '0',
-    totals[3] or '0', totals[4] or '0', fmt(exposure), totals[7] or ''}
+    totals[3] or '0', totals[4] or '0', fmt(exposure), totals[7] or '', totals[5] or '0'}
   local flow = redis.call('LRANGE', K_FLOW, 0, -1)
   local n = #flow
   local lo, hi = 1, n + 1

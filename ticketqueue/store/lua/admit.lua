@@ -79,5 +79,5 @@ if #members > 0 then
 end
 if #stale > 0 or #members > 0 then jflush(q) end
 save_bucket(q)
-if #members > 0 then sample_flow(now_s, now) end
+sample_flow(now_s, now)
 return {'ok', encode(out)}
