@@ -28,6 +28,8 @@ class Codes:
     GATE_NUMBER = "ticketqueue.E043"
     MEMORY_IN_PRODUCTION = "ticketqueue.W001"
     NOBODY_TICKS = "ticketqueue.W002"
+    NO_ASGI = "ticketqueue.W003"
+    WAITING_BASE = "ticketqueue.W004"
     EMBEDDED_TICKER = "ticketqueue.E008"
     ASGI_APPLICATION = "ticketqueue.E009"
     # operations (issue 5)
@@ -63,6 +65,11 @@ class Messages:
     ASGI_APPLICATION = (
         "'daphne' is in INSTALLED_APPS but ASGI_APPLICATION is not set: runserver cannot start."
     )
+    NO_ASGI = (
+        "ASGI_APPLICATION is not set: the widget's WebSocket has no server, so nobody sees "
+        "their place live."
+    )
+    WAITING_BASE = "The waiting page's base template {name!r} {problem}."
     NOTIFIERS = "TICKETQUEUE['NOTIFIERS'] must be a list of Notifier classes: {problem}."
     IMPORTABLE = "TICKETQUEUE[{key!r}] = {value!r} is not an importable callable."
     RETENTION = "TICKETQUEUE['ENTRY_RETENTION'] must be None or a positive number, not {value!r}."
@@ -84,6 +91,14 @@ class Hints:
     ASGI_APPLICATION = (
         "Set ASGI_APPLICATION = '<project>.asgi.application' and route the queue's sockets "
         "there (README, 'Install into your site')."
+    )
+    NO_ASGI = (
+        "Add 'daphne' first in INSTALLED_APPS, set ASGI_APPLICATION and use "
+        "ticketqueue.asgi.with_queue_sockets in asgi.py (README, 'Install into your site')."
+    )
+    WAITING_BASE = (
+        "Set TICKETQUEUE['WAITING_BASE_TEMPLATE'] to a template with {% block content %}, or "
+        "to a small one of yours that extends your base and defines it (docs/waiting-page.md)."
     )
 
 
@@ -148,14 +163,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id=Codes.EMBEDDED_TICKER,
             )
         )
-    if "daphne" in settings.INSTALLED_APPS and not getattr(settings, "ASGI_APPLICATION", None):
-        errors.append(
-            Error(
-                Messages.ASGI_APPLICATION,
-                hint=Hints.ASGI_APPLICATION,
-                id=Codes.ASGI_APPLICATION,
+    if not getattr(settings, "ASGI_APPLICATION", None):
+        if "daphne" in settings.INSTALLED_APPS:
+            errors.append(
+                Error(
+                    Messages.ASGI_APPLICATION,
+                    hint=Hints.ASGI_APPLICATION,
+                    id=Codes.ASGI_APPLICATION,
+                )
             )
-        )
+        else:
+            errors.append(Warning(Messages.NO_ASGI, hint=Hints.NO_ASGI, id=Codes.NO_ASGI))
     for key in POSITIVE_KEYS:
         if not _positive(merged[key]):
             errors.append(
@@ -311,6 +329,55 @@ def check_operations_settings(app_configs: Any = None, **kwargs: Any) -> list[An
         errors.append(Error(Messages.METRICS_AUTH, id=Codes.METRICS_AUTH))
     errors += _webhook_errors(merged)
     return errors
+
+
+def _block_names(template: Any) -> set[str] | None:
+    """The blocks a Django template and the templates it extends define (None: not a Django
+    template, or a parent chosen at render time: nothing to check)."""
+    from django.template.loader import get_template
+    from django.template.loader_tags import BlockNode, ExtendsNode
+
+    inner = getattr(template, "template", None)
+    if inner is None:
+        return None
+    names = {node.name for node in inner.nodelist.get_nodes_by_type(BlockNode)}
+    extends = inner.nodelist.get_nodes_by_type(ExtendsNode)
+    if extends:
+        parent = extends[0].parent_name.var
+        if not isinstance(parent, str):
+            return None
+        above = _block_names(get_template(parent.strip("\"'")))
+        return None if above is None else names | above
+    return names
+
+
+@register(Tags.templates)
+def check_waiting_page(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The waiting page fills the 'content' block of its base template: a base without one
+    would show a page with no waiting room on it."""
+    from django.template import TemplateDoesNotExist, TemplateSyntaxError
+    from django.template.loader import get_template
+
+    from .views import base_template
+
+    name = base_template()
+    try:
+        blocks = _block_names(get_template(name))
+    except TemplateDoesNotExist:
+        problem = "does not exist"
+    except TemplateSyntaxError as error:
+        problem = f"does not load: {error}"
+    else:
+        if blocks is None or "content" in blocks:
+            return []
+        problem = "has no {% block content %}"
+    return [
+        Warning(
+            Messages.WAITING_BASE.format(name=name, problem=problem),
+            hint=Hints.WAITING_BASE,
+            id=Codes.WAITING_BASE,
+        )
+    ]
 
 
 def _webhook_errors(merged: dict[str, Any]) -> list[Any]:

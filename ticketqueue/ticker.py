@@ -28,7 +28,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from . import notifications, services
-from .core import EntryState, QueueState
+from .core import EntryState, QueueState, QueueUnavailable
 from .models import Entry, Queue, QueueSample
 
 __all__ = [
@@ -343,9 +343,15 @@ def run_tick(
 def _tick_one(queue: Queue, done: QueueTick, notify: Notify) -> services.TickResult | None:
     try:
         result = services.tick(queue)
+    except QueueUnavailable as exc:
+        # Another process is loading this queue into the store (its first use, a rebuild):
+        # expected now and then, and the next tick admits as usual.
+        done.error = f"{type(exc).__name__}: {exc}"
+        log.warning("tick skipped: %s", exc.message, extra={"queue": queue.slug})
+        return None
     except Exception as exc:
-        # One queue's trouble (store rebuilding, database hiccup) must not stop the others;
-        # the next tick finishes its rows from the journal.
+        # One queue's trouble (database hiccup) must not stop the others; the next tick
+        # finishes its rows from the journal.
         done.error = f"{type(exc).__name__}: {exc}"
         log.exception("tick failed", extra={"queue": queue.slug})
         return None

@@ -38,6 +38,9 @@ class Event(models.Model):
         validators=[MinValueValidator(Decimal("0.00"))],
         help_text=_("Price of one ticket."),
     )
+    currency = models.CharField(
+        _("currency"), max_length=3, default="EUR", help_text=_("ISO 4217 code of the price.")
+    )
     total = models.PositiveIntegerField(
         _("tickets on sale"), help_text=_("How many tickets the sale started with.")
     )

@@ -255,9 +255,33 @@ def test_checks_say_when_nothing_would_admit_anyone(settings):
 
 
 def test_checks_say_when_runserver_has_no_asgi_application(settings):
-    assert Codes.ASGI_APPLICATION not in {e.id for e in run_checks()}
+    assert not {Codes.ASGI_APPLICATION, Codes.NO_ASGI} & {e.id for e in run_checks()}
     del settings.ASGI_APPLICATION
     assert Codes.ASGI_APPLICATION in {e.id for e in run_checks()}
+    # Without daphne runserver starts, but the widget's socket has no server.
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "daphne"]
+    ids = {e.id for e in run_checks()}
+    assert Codes.NO_ASGI in ids and Codes.ASGI_APPLICATION not in ids
+
+
+def test_checks_say_when_the_waiting_pages_base_has_no_content_block(settings, tmp_path):
+    settings.TEMPLATES = [
+        {**settings.TEMPLATES[0], "DIRS": [tmp_path]},
+    ]
+    (tmp_path / "plain.html").write_text("<main>{% block main %}{% endblock %}</main>")
+    (tmp_path / "site.html").write_text("<main>{% block content %}{% endblock %}</main>")
+    (tmp_path / "section.html").write_text(
+        '{% extends "site.html" %}{% block title %}{% endblock %}'
+    )
+    for base, warned in [
+        (None, False),  # ticketqueue/base.html: this project has no base.html of its own
+        ("plain.html", True),
+        ("site.html", False),
+        ("section.html", False),  # the block comes from the template it extends
+        ("missing.html", True),
+    ]:
+        settings.TICKETQUEUE = {**settings.TICKETQUEUE, "WAITING_BASE_TEMPLATE": base}
+        assert (Codes.WAITING_BASE in {e.id for e in run_checks()}) is warned, base
 
 
 def test_the_operations_defaults_pass_the_checks():
