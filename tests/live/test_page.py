@@ -74,6 +74,10 @@ def test_the_tag_takes_a_slug_and_options(settings):
     assert (data["queue"], data["checkout-url"], data["auto-join"]) == ("sale", "/buy/", "false")
     catalog = json.loads(data["i18n"].replace("&quot;", '"').replace("&#x27;", "'"))
     assert "%(position)s" in catalog["position"] and catalog["error_queue_full"]
+    assert 'data-tq="checkout" href="/buy/"' in html
+    # Without a checkout URL there is no link to nowhere: the page may listen for the event.
+    bare = Template("{% load ticketqueue %}{% queue_widget 'sale' %}").render(Context())
+    assert 'data-tq="checkout"' not in bare and 'href="#"' not in bare
 
 
 def test_every_widget_string_goes_through_gettext(monkeypatch):

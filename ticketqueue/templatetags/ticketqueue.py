@@ -74,7 +74,8 @@ def queue_widget(
 ) -> dict[str, Any]:
     """Render the widget for ``queue`` (a Queue or its slug).
 
-    ``checkout_url``: where the granted visitor goes; ``auto_join``: take a place on load;
+    ``checkout_url``: where the granted visitor goes (none: no link; the page can listen for
+    the ``ticketqueue:granted`` event); ``auto_join``: take a place on load;
     ``ws_url``/``status_url``: override the socket path and the REST status URL (which sets
     the HttpOnly pass cookie once the visitor is granted); ``show_name``: the queue's name as
     the widget's title. A scheduled Queue counts down to its opening time.
