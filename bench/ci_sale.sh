@@ -17,6 +17,10 @@ ready="var/run/ci_sale.ready"
 log="var/log/ci_sale_topology.log"
 rm -f "$ready"
 
+# The buyers all come from this machine; each sends its own address in X-Forwarded-For, which
+# the topology trusts as it would behind a CDN in front of nginx (docs/settings.md): the
+# per-address limits then see one buyer per address, as in a real sale.
+export TRUSTED_PROXIES="${TRUSTED_PROXIES:-2}"
 # shellcheck disable=SC2086 # TOPOLOGY is a list of arguments
 .venv/bin/python deploy/run_production.py --reset --ready-file "$ready" ${TOPOLOGY:-} >"$log" 2>&1 &
 topology=$!

@@ -105,6 +105,7 @@ class Buyer:
     visitor: str | None = None  # signed visitor id
     access: str | None = None
     seq: int | None = None
+
     connects: int = 0
     connect_at: float | None = None
     joined_at: float | None = None
@@ -125,6 +126,11 @@ class Buyer:
     seen: list[tuple[float, int]] = field(default_factory=list)
     #: (received at, seconds) of the first wait estimate the buyer was shown
     first_eta: tuple[float, float] | None = None
+
+    @property
+    def address(self) -> str:
+        """Each buyer's own address (10.0.0.0/8), as a CDN in front of nginx would report it."""
+        return f"10.{self.index >> 16 & 255}.{self.index >> 8 & 255}.{self.index & 255}"
 
 
 class Run:
@@ -181,9 +187,10 @@ class Run:
         buyer.access = data["access"]
 
     def identity_headers(self, buyer: Buyer) -> dict[str, str]:
+        address = {"X-Forwarded-For": buyer.address}
         if buyer.access:
-            return {"Authorization": f"Bearer {buyer.access}"}
-        return {VISITOR_HEADER: buyer.visitor or ""}
+            return {"Authorization": f"Bearer {buyer.access}", **address}
+        return {VISITOR_HEADER: buyer.visitor or "", **address}
 
     async def purchase(self, buyer: Buyer) -> None:
         assert buyer.pass_token
@@ -210,6 +217,7 @@ class Run:
             if buyer.access
             else {"Cookie": f"{VISITOR_COOKIE}={buyer.visitor}"}
         )
+        headers["X-Forwarded-For"] = buyer.address  # ci_sale.sh trusts it (TRUSTED_PROXIES=2)
         url = self.ws_base + WS_PATH.format(slug=self.slug)
         patience = random.uniform(0.5, self.args.patience)  # noqa: S311
         while True:

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
         "join_identity": "20/min",
         "status_ip": "1200/min",
         "status_identity": "120/min",
+        "visitor_ip": "120/min",
+        "connect_ip": "600/min",
+        "connect_identity": "60/min",
     },
     # operations (issue 5): notifications, presence, retention, metrics
     "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
@@ -134,7 +137,9 @@ HELP: dict[str, str] = {
         "Proxies in front of the site that append to X-Forwarded-For (nginx: 1); 0 trusts none."
     ),
     "THROTTLE_RATES": (
-        "REST throttles, e.g. '20/min', for join_ip, join_identity, status_ip, status_identity."
+        "Per-address and per-identity limits, e.g. '20/min' (None: off): join_ip, join_identity "
+        "(REST and socket joins), status_ip, status_identity, visitor_ip (new visitor ids), "
+        "connect_ip, connect_identity (sockets opened)."
     ),
     "NOTIFIERS": (
         "Dotted paths of the Notifier classes that tell admitted people with no live connection."

@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 
 from .identity import identity_for
+from .limits import address_of_scope
 from .live.connection import QueueSocket, scope_cookies
 
 __all__ = ["QueueConsumer"]
@@ -77,7 +78,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
         scope = self.scope
         identity = identity_for(scope.get("user"), scope_cookies(scope))
         slug = scope["url_route"]["kwargs"]["slug"]
-        await self.socket.open(_socket_send(self.base_send), slug, identity)
+        await self.socket.open(
+            _socket_send(self.base_send), slug, identity, address_of_scope(scope)
+        )
 
     async def disconnect(self, code: int) -> None:
         await self.socket.close()

@@ -72,16 +72,22 @@ def set_visitor_cookie(response: Any, request: Any, signed: str) -> None:
     )
 
 
-def ensure_visitor(request: Any, response: Any) -> str | None:
+def ensure_visitor(request: Any, response: Any, queue: Any = None) -> str | None:
     """Give an anonymous visitor without a visitor id a new one on ``response``.
 
     For a site's own page that talks to the queue's API or socket itself: the socket cannot set
     cookies, and the place in line belongs to this identity. Returns the request's identity
-    (the new visitor's, if one was made); a logged-in user gets no cookie.
+    (the new visitor's, if one was made); a logged-in user gets no cookie. With ``queue`` (a
+    Queue), new ids count against its ``visitor_ip`` limit: past it, none is given (None).
     """
     identity = identity_for(getattr(request, "user", None), request.COOKIES)
     if identity is not None:
         return identity
+    if queue is not None:
+        from .limits import wait_for
+
+        if wait_for(queue.store_id, [("visitor_ip", client_address(request.META))]) is not None:
+            return None
     visitor, signed = new_visitor_cookie()
     set_visitor_cookie(response, request, signed)
     return f"anon:{visitor}"

@@ -59,5 +59,5 @@ def waiting_room(request: HttpRequest, slug: str) -> HttpResponse:
             "base_template": base_template(),
         },
     )
-    ensure_visitor(request, response)  # the socket cannot set the cookie
+    ensure_visitor(request, response, queue)  # the socket cannot set the cookie
     return response

@@ -5,8 +5,7 @@ import logging
 import pytest
 from django.test import Client
 
-from ticketqueue.api import throttling
-from ticketqueue.api.throttling import QueueThrottle
+from ticketqueue import limits
 from ticketqueue.core import StoreUnreachable
 from ticketqueue.store import get_store
 
@@ -20,10 +19,18 @@ API = "/queue/api/queues"
 @pytest.fixture
 def rates(settings, clock, monkeypatch):
     """Set THROTTLE_RATES (the scopes not given are off); the throttles use the test clock."""
-    monkeypatch.setattr(QueueThrottle, "timer", staticmethod(clock))
+    monkeypatch.setattr(limits, "timer", clock)
 
     def set_rates(**given):
-        scopes = ("join_ip", "join_identity", "status_ip", "status_identity")
+        scopes = (
+            "join_ip",
+            "join_identity",
+            "status_ip",
+            "status_identity",
+            "visitor_ip",
+            "connect_ip",
+            "connect_identity",
+        )
         settings.TICKETQUEUE = {
             **settings.TICKETQUEUE,
             "THROTTLE_RATES": {scope: given.get(scope) for scope in scopes},
@@ -112,7 +119,7 @@ def test_an_unknown_queue_is_not_found_not_throttled(make_queue, rates):
 def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypatch, caplog):
     make_queue(mode="always")
     rates(join_ip="1/min", join_identity="1/min")
-    monkeypatch.setattr(throttling, "_last_logged", float("-inf"))
+    monkeypatch.setattr(limits, "_last_logged", float("-inf"))
     store = get_store()
 
     def unreachable(*args, **kwargs):
@@ -120,7 +127,7 @@ def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypat
 
     monkeypatch.setattr(store, "hit_limits", unreachable)
     client = Client()
-    with caplog.at_level(logging.WARNING, logger="ticketqueue.api.throttling"):
+    with caplog.at_level(logging.WARNING, logger="ticketqueue.limits"):
         assert [join(client).status_code for _ in range(3)] == [200, 200, 200]
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
 

@@ -1,27 +1,19 @@
-"""Throttles on join and status, per client IP and per identity, counted in the store.
-
-One throttle per endpoint checks both scopes in ONE store call (``QueueStore.hit_limits``: a
-sliding-window counter per scope, all or nothing, keyed under the queue so Redis keeps them in
-its hash slot). Rates come from TICKETQUEUE['THROTTLE_RATES']; a rate of None turns that scope
-off, and with both off the throttle costs nothing.
+"""DRF throttles on join and status: the per-address and per-identity limits of
+``ticketqueue.limits`` (counted in the store, shared with the socket and the waiting page), both
+scopes of an endpoint in one store call. A request without an identity is a new visitor that
+this request would mint: it counts against ``visitor_ip`` too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import math
-import threading
-import time
 from typing import Any
 
 from rest_framework.throttling import BaseThrottle
 
-from .. import gate
-from ..conf import DEFAULTS, queue_settings
-from ..core import QueueNotFound, StoreUnreachable
+from .. import gate, limits
+from ..core import QueueNotFound
 from ..identity import client_address
-from ..store import LimitHit, get_store
 from .rows import queue_row
 
 __all__ = [
@@ -29,46 +21,6 @@ __all__ = [
     "QueueThrottle",
     "StatusThrottle",
 ]
-
-log = logging.getLogger(__name__)
-
-#: Seconds between two "store unreachable" log records of the throttles (they fail open).
-FAIL_OPEN_LOG_EVERY = 60.0
-_last_logged = -math.inf
-_log_lock = threading.Lock()
-
-#: Longer client names (an X-Forwarded-For of any length, a long identity) are hashed.
-MAX_NAME = 200
-
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """'20/min' -> (20, 60), as DRF reads a rate."""
-    num, period = rate.split("/")
-    return int(num), _PERIODS[period[0]]
-
-
-def _rate(scope: str) -> tuple[int, int] | None:
-    rates = {**DEFAULTS["THROTTLE_RATES"], **(queue_settings.THROTTLE_RATES or {})}
-    rate = rates.get(scope)
-    return None if rate is None else parse_rate(rate)
-
-
-def _name(scope: str, ident: str) -> str:
-    if len(ident) > MAX_NAME:
-        ident = "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
-    return f"{scope}:{ident}"
-
-
-def _fail_open(exc: Exception) -> None:
-    global _last_logged
-    now = time.monotonic()
-    with _log_lock:
-        if now - _last_logged < FAIL_OPEN_LOG_EVERY:
-            return
-        _last_logged = now
-    log.warning("throttles skipped: the store is unreachable (%s)", exc.__cause__ or exc)
 
 
 class QueueThrottle(BaseThrottle):
@@ -79,44 +31,33 @@ class QueueThrottle(BaseThrottle):
 
     The request's queue comes from the view's ``queue`` URL kwarg (the API's cached row); an
     unknown slug is not throttled, the view answers 404. An unreachable store lets the request
-    through (logged at most once a minute): the endpoint itself then answers
-    ``store_unreachable``.
+    through: the endpoint itself then answers ``store_unreachable``.
     """
 
     ip_scope = ""
     identity_scope = ""
-    timer = staticmethod(time.time)
+    #: A first visit gets a visitor id from this endpoint (join, status): counted per address.
+    mints = True
 
     def __init__(self) -> None:
         self._wait: float | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        ip_rate, identity_rate = _rate(self.ip_scope), _rate(self.identity_scope)
-        if ip_rate is None and identity_rate is None:
-            return True
-        hits = []
-        if ip_rate is not None:
-            address = client_address(request.META)
-            hits.append(LimitHit(_name(self.ip_scope, address), *ip_rate))
-        if identity_rate is not None:
-            identities = gate.request_identities(request)
-            if identities:  # a first visit has none: the IP scope is the limit
-                hits.append(LimitHit(_name(self.identity_scope, identities[0]), *identity_rate))
-        if not hits:
-            return True
+        address = client_address(request.META)
+        identities = gate.request_identities(request)
+        hits = [(self.ip_scope, address)]
+        if identities:
+            hits.append((self.identity_scope, identities[0]))
+        elif self.mints:
+            hits.append(("visitor_ip", address))
         try:
             row = queue_row(view.kwargs["queue"])
         except (KeyError, QueueNotFound):
             return True  # not a queue's endpoint, or an unknown queue: the view answers
-        try:
-            results = get_store().hit_limits(row.store_id, hits, self.timer())
-        except StoreUnreachable as exc:
-            _fail_open(exc)
+        wait = limits.wait_for(row.store_id, hits)
+        if wait is None:
             return True
-        refused = [r.wait for r in results if not r.allowed]
-        if not refused:
-            return True
-        self._wait = max(1, math.ceil(max(refused)))
+        self._wait = max(1, math.ceil(wait))
         return False
 
     def wait(self) -> float | None:

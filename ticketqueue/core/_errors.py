@@ -19,6 +19,7 @@
     │   ├── PassWrongQueue       pass_wrong_queue
     │   ├── PassWrongIdentity    pass_wrong_identity
     │   └── PassNotActive        pass_not_active
+    ├── Throttled                throttled
     └── InvalidInput             invalid_input
 
 Codes never change once published; docs/errors.md is the table users read.
@@ -46,6 +47,7 @@ __all__ = [
     "QueueNotFound",
     "QueueUnavailable",
     "StoreUnreachable",
+    "Throttled",
     "TicketQueueError",
 ]
 
@@ -174,6 +176,19 @@ class PassWrongIdentity(PassError):
 class PassNotActive(PassError):
     code = "pass_not_active"
     default_message = gettext_noop("The queue pass is no longer active (released or revoked).")
+
+
+class Throttled(TicketQueueError):
+    """Over a per-address or per-identity limit (joins, new visitors, connections): the same
+    code as the REST API's throttles. ``wait``: seconds until the limit has room again."""
+
+    code = "throttled"
+    default_message = gettext_noop("Too many requests from here; try again in a moment.")
+    status = 429
+
+    def __init__(self, message: str | None = None, wait: float = 1.0) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class InvalidInput(TicketQueueError):

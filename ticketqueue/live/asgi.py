@@ -29,6 +29,7 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 
 from ..identity import identity_for, user_identity
+from ..limits import address_of_scope
 from .connection import QueueSocket, in_thread, scope_cookies
 
 __all__ = ["QueueSocketApp", "socket_identity"]
@@ -68,7 +69,8 @@ class QueueSocketApp:
         await send({"type": "websocket.accept"})
         socket = QueueSocket()
         try:
-            await socket.open(send, slug, await socket_identity(scope))
+            identity = await socket_identity(scope)
+            await socket.open(send, slug, identity, address_of_scope(scope))
             while True:
                 message = await receive()
                 kind = message["type"]

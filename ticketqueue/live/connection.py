@@ -19,19 +19,21 @@ from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 from django.http.cookie import parse_cookie
 
-from .. import services
+from .. import limits, services
 from ..conf import queue_settings
 from ..core import (
     DatabaseUnavailable,
     EntryNotFound,
     QueueNotFound,
     QueueUnavailable,
+    Throttled,
     TicketQueueError,
 )
 from .hub import Seat, get_hub
 from .protocol import (
     CLOSE_IDENTITY_REQUIRED,
     CLOSE_QUEUE_NOT_FOUND,
+    CLOSE_THROTTLED,
     IdentityRequired,
     InvalidMessage,
     MessageBucket,
@@ -84,7 +86,7 @@ class QueueSocket:
     socket of one identity shares its one entry through the hub.
     """
 
-    __slots__ = ("bucket", "identity", "room", "seat")
+    __slots__ = ("address", "bucket", "identity", "room", "seat")
 
     #: Seconds clock for the rate limit and heartbeats; tests swap it.
     clock = staticmethod(time.monotonic)
@@ -93,11 +95,15 @@ class QueueSocket:
         self.seat: Seat | None = None
         self.room: Any = None
         self.identity: str | None = None
+        self.address = ""
         self.bucket: MessageBucket | None = None
 
     # -- connecting -------------------------------------------------------------------------
-    async def open(self, send: Send, slug: str, identity: str | None) -> None:
-        """After the handshake was accepted: seat the socket and tell it the truth."""
+    async def open(self, send: Send, slug: str, identity: str | None, address: str = "") -> None:
+        """After the handshake was accepted: seat the socket and tell it the truth.
+
+        ``address``: the client's (``limits.address_of_scope``), for the per-address limits.
+        """
         if identity is None:
             await refuse(send, IdentityRequired(), CLOSE_IDENTITY_REQUIRED)
             return
@@ -111,7 +117,16 @@ class QueueSocket:
             except QueueNotFound as exc:
                 await refuse(send, exc, CLOSE_QUEUE_NOT_FOUND)
                 return
+        try:
+            await in_thread(limits.check)(
+                queue.store_id, [("connect_ip", address), ("connect_identity", identity)]
+            )
+        except Throttled as exc:
+            # Not fatal: the widget reconnects with its backoff, and the limit has room then.
+            await refuse(send, exc, CLOSE_THROTTLED)
+            return
         self.identity = identity
+        self.address = address
         self.bucket = MessageBucket(
             float(queue_settings.WS_MESSAGE_RATE),
             float(queue_settings.WS_MESSAGE_BURST),
@@ -174,10 +189,16 @@ class QueueSocket:
         assert seat is not None
         seat.joining = True
         try:
-            status = await in_thread(services.join)(self.queue, self.identity)
+            status = await in_thread(self._join)()
         finally:
             seat.joining = False
         self._apply(status)
+
+    def _join(self) -> services.Status:
+        """A place asked for over the socket counts against the same limits as over REST."""
+        queue = self.queue
+        limits.check(queue.store_id, [("join_ip", self.address), ("join_identity", self.identity)])
+        return services.join(queue, self.identity)
 
     async def client_leave(self, message: dict[str, Any]) -> None:
         # Ahead of the joins: whoever gives up a place hears so at once, and the place is free.

@@ -19,6 +19,7 @@ __all__ = [
     "CLOSE_IDENTITY_REQUIRED",
     "CLOSE_QUEUE_CLOSED",
     "CLOSE_QUEUE_NOT_FOUND",
+    "CLOSE_THROTTLED",
     "FrameTooLarge",
     "IdentityRequired",
     "InvalidFrame",
@@ -42,6 +43,8 @@ CLIENT_TYPES = frozenset({"join", "leave", "heartbeat", "status"})
 CLOSE_IDENTITY_REQUIRED = 4401
 CLOSE_QUEUE_NOT_FOUND = 4404
 CLOSE_QUEUE_CLOSED = 4410
+#: Over a connection limit (``limits``): not fatal, the client reconnects with its backoff.
+CLOSE_THROTTLED = 4429
 
 
 class InvalidMessage(InvalidInput):
@@ -89,7 +92,11 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def error_frame(exc: TicketQueueError) -> str:
-    return encode({"type": "error", **error_body(exc)})
+    body: dict[str, Any] = {"type": "error", **error_body(exc)}
+    wait = getattr(exc, "wait", None)
+    if wait is not None:  # a limit (throttled): when to try again
+        body["retry_after"] = max(1, math.ceil(wait))
+    return encode(body)
 
 
 #: The few strings a queue_update carries, encoded once.

@@ -60,6 +60,9 @@ def catalog() -> dict[str, str]:
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),
+        "error_throttled": gettext(
+            "Many people are joining from your network. Trying again in a moment…"
+        ),
     }
 
 

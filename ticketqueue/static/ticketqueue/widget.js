@@ -368,6 +368,16 @@
     if (message.code === 'identity_required' || message.code === 'queue_not_found') {
       this.finished = true;
     }
+    if (message.code === 'throttled' && this.wantsPlace && this.joinSent) {
+      // Over a per-address limit (many people behind one network): ask again when it has room.
+      var self = this;
+      this.joinSent = false;
+      window.setTimeout(function () {
+        if (self.wantsPlace && self.state !== 'waiting' && !self.granted) {
+          self.send({ type: 'join' });
+        }
+      }, (message.retry_after || 5) * 1000 * (1 + Math.random() / 2));
+    }
     if (this.el.error) {
       this.el.error.textContent = text;
       this.el.error.hidden = false;
