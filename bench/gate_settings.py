@@ -51,6 +51,9 @@ TICKETQUEUE = {
         "join_identity": None,
         "status_ip": None,
         "status_identity": None,
+        "visitor_ip": None,
+        "connect_ip": None,
+        "connect_identity": None,
     },
 }
 LOGGING = {
