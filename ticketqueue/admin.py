@@ -119,7 +119,7 @@ class QueueAdmin(admin.ModelAdmin):
             _("Outflow (takes effect on the next tick)"),
             {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
         ),
-        (_("People"), {"fields": ["disconnect_grace", "passes_per_identity"]}),
+        (_("People"), {"fields": ["who_may_join", "disconnect_grace", "passes_per_identity"]}),
         (_("Event"), {"fields": ["content_type", "object_id"], "classes": ["collapse"]}),
         (
             _("History"),

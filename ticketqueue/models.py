@@ -36,6 +36,10 @@ class Queue(models.Model):
         ALWAYS = QueueMode.ALWAYS.value, _("always: everyone waits in line")
         OFF = QueueMode.OFF.value, _("off: admit everyone at once")
 
+    class WhoMayJoin(models.TextChoices):
+        ANYONE = "anyone", _("anyone (visitors and logged-in users)")
+        USERS = "users", _("logged-in users only")
+
     slug = models.SlugField(
         _("slug"), unique=True, help_text=_("Names the queue in URLs and WebSocket paths.")
     )
@@ -94,6 +98,13 @@ class Queue(models.Model):
         default=1800,
         validators=[MinValueValidator(1)],
         help_text=_("How long a waiting entry may go unseen before it is abandoned."),
+    )
+    who_may_join = models.CharField(
+        _("who may join"),
+        max_length=16,
+        choices=WhoMayJoin.choices,
+        default=WhoMayJoin.ANYONE,
+        help_text=_("Logged-in users only: an anonymous visitor is asked to log in first."),
     )
     passes_per_identity = models.PositiveIntegerField(
         _("passes per person"),

@@ -26,6 +26,7 @@ from .core import (
     EntryState,
     GroupCommit,
     InvalidTransition,
+    LoginRequired,
     PassClaims,
     PassNotActive,
     PassWrongIdentity,
@@ -211,7 +212,10 @@ def join(queue: Queue, identity: str, now: float | None = None) -> Status:
     """Give ``identity`` its one place in the line (or a pass at once); idempotent.
 
     A new entry's row is committed before this returns: an acknowledged join is never lost.
+    Raises LoginRequired for a visitor when the queue takes logged-in users only.
     """
+    if queue.who_may_join == Queue.WhoMayJoin.USERS and not identity.startswith("user:"):
+        raise LoginRequired()
     now = _now(now)
     joined = _call(queue, lambda s: s.join(queue.store_id, identity, now), now)
     placement = joined.placement

@@ -155,3 +155,17 @@ def test_a_scheduled_sale_counts_down_to_its_opening(asgi_server, browser_page, 
     # The place is drawn at opening: no figures until then.
     expect(widget.locator('[data-tq="figures"]')).to_be_hidden()
     expect(widget.locator('[data-tq="status"]')).to_contain_text("has not opened yet")
+
+
+def test_a_visitor_is_asked_to_log_in_for_a_queue_of_users(asgi_server, browser_page, off_loop):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    off_loop(Queue.objects.create, slug="members", name="Members", who_may_join="users")
+    page.goto(f"{asgi_server}/queue/members/wait/")
+    widget = page.locator("[data-ticketqueue]")
+    login = widget.locator('[data-tq="login"]')
+    expect(login).to_be_visible(timeout=WAIT)
+    assert login.get_attribute("href").endswith("?next=%2Fqueue%2Fmembers%2Fwait%2F")
+    expect(widget.locator('[data-tq="error"]')).to_contain_text("Log in")
+    expect(widget).to_have_attribute("data-state", "none")

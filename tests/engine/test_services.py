@@ -6,6 +6,7 @@ from ticketqueue import passes, services, signals
 from ticketqueue.core import (
     EntryNotFound,
     InvalidTransition,
+    LoginRequired,
     PassExpired,
     PassInvalid,
     PassNotActive,
@@ -343,3 +344,11 @@ def test_the_wait_estimate_follows_the_pace_of_passes_not_an_idle_spell(make_que
     # The two holders of the rush are 300 s into their passes: the slots are slower now.
     slow = services.status(queue, "user:19", later + 300)
     assert slow.eta_seconds == pytest.approx(8 * (4 * 10 + 2 * 300) / 6 / 2, abs=1)
+
+
+def test_a_queue_for_logged_in_users_refuses_visitors(make_queue):
+    queue = make_queue(mode="always", who_may_join="users")
+    with pytest.raises(LoginRequired):
+        services.join(queue, "anon:" + "a" * 32, T0)
+    assert services.join(queue, "user:7", T0).state == "waiting"
+    assert services.queue_info(queue, T0).waiting == 1  # the visitor took nothing

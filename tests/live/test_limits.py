@@ -1,5 +1,6 @@
-"""The per-address and per-identity limits on the socket and the waiting page: the same counts
-in the store as the REST throttles, so no path is a way around them."""
+"""Who may take a place and how many: the per-address and per-identity limits on the socket and
+the waiting page (the same counts in the store as the REST throttles, so no path is a way around
+them), and queues for logged-in users only, on every path."""
 
 import pytest
 from django.test import Client
@@ -108,3 +109,29 @@ def test_the_waiting_page_gives_out_visitor_ids_within_the_address_limit(make_qu
     response = Client(REMOTE_ADDR=ADDRESS).post(f"/queue/api/queues/{queue.slug}/join/")
     assert response.status_code == 429
     assert Client(REMOTE_ADDR="198.51.100.9").get(url).cookies.get(VISITOR_COOKIE)
+
+
+def test_a_queue_for_logged_in_users_asks_visitors_to_log_in_over_rest(make_queue):
+    from django.contrib.auth.models import User
+
+    queue = make_queue(who_may_join="users")
+    url = f"/queue/api/queues/{queue.slug}/join/"
+    response = Client().post(url)
+    assert (response.status_code, response.json()["code"]) == (403, "login_required")
+    fan = User.objects.create_user("fan", password="fan-pass-123")
+    client = Client()
+    client.force_login(fan)
+    assert client.post(url).json()["state"] == "waiting"
+
+
+@on_loop
+async def test_a_queue_for_logged_in_users_asks_visitors_to_log_in_over_the_socket(
+    make_queue, hub, socket_app
+):
+    queue = await in_thread(make_queue)(who_may_join="users")
+    socket = await Visitor().socket(queue).open()
+    await socket.next_of("queue_update")
+    await socket.send(type="join")
+    assert (await socket.next_of("error"))["code"] == "login_required"
+    assert await in_thread(waiting)(queue) == 0
+    await socket.disconnect()

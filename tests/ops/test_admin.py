@@ -174,6 +174,7 @@ def form_data(queue, **changes):
         "purchase_window": queue.purchase_window,
         "max_size": queue.max_size or "",
         "disconnect_grace": queue.disconnect_grace,
+        "who_may_join": queue.who_may_join,
         "content_type": "",
         "object_id": "",
     }

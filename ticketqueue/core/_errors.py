@@ -5,6 +5,7 @@
     │   ├── QueueNotFound        queue_not_found
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
+    │   ├── LoginRequired        login_required
     │   ├── PassLimitReached     pass_limit_reached
     │   ├── QueueUnavailable     queue_unavailable
     │   │   ├── StoreUnreachable store_unreachable
@@ -32,6 +33,7 @@ __all__ = [
     "EntryNotFound",
     "InvalidInput",
     "InvalidTransition",
+    "LoginRequired",
     "PassError",
     "PassExpired",
     "PassInvalid",
@@ -94,6 +96,12 @@ class QueueFull(QueueError):
     code = "queue_full"
     default_message = gettext_noop("This queue is full; no more people can join it.")
     status = 409
+
+
+class LoginRequired(QueueError):
+    code = "login_required"
+    default_message = gettext_noop("Log in to take a place in this line.")
+    status = 403
 
 
 class PassLimitReached(QueueError):

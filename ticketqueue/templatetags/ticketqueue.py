@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext
 
@@ -57,6 +59,7 @@ def catalog() -> dict[str, str]:
         "error_queue_not_found": gettext("This waiting room does not exist."),
         "error_queue_full": gettext("The line is full. Please try again later."),
         "error_pass_limit_reached": gettext("You already had your turn in this queue."),
+        "error_login_required": gettext("Log in to take your place in this line."),
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),
@@ -101,6 +104,7 @@ def queue_widget(
         "ws_url": ws_url or "/" + WS_PATH.format(slug=slug),
         "checkout_url": checkout_url,
         "status_url": status_url,
+        "login_url": resolve_url(settings.LOGIN_URL),
         "auto_join": bool(auto_join),
         "heartbeat": float(queue_settings.HEARTBEAT_INTERVAL),
         "catalog": json.dumps(catalog()),

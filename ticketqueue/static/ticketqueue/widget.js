@@ -19,7 +19,7 @@
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
     'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely',
-    'countdown', 'clock', 'figures'];
+    'countdown', 'clock', 'figures', 'login'];
 
   function interpolate(text, params) {
     return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
@@ -367,6 +367,13 @@
     }
     if (message.code === 'identity_required' || message.code === 'queue_not_found') {
       this.finished = true;
+    }
+    if (message.code === 'login_required' && this.el.login) {
+      // A queue for logged-in users: come back here after logging in, and the place is taken.
+      this.wantsPlace = false;
+      this.el.login.href = this.root.dataset.loginUrl + '?next=' +
+        encodeURIComponent(window.location.pathname + window.location.search);
+      this.el.login.hidden = false;
     }
     if (message.code === 'throttled' && this.wantsPlace && this.joinSent) {
       // Over a per-address limit (many people behind one network): ask again when it has room.
