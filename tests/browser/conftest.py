@@ -1,25 +1,12 @@
-"""A real ASGI server for the browser: daphne in a subprocess on the test database and Redis
-(the production shape), or, on the one-process embedded store, uvicorn in a thread of this
-process (where the in-process store and broadcast live). Either way the listening socket is
-bound here first, so the browser's first request waits in its backlog: no polling for "up"."""
+"""Headless Chromium against a real ASGI server (tests/servers.py: daphne in a subprocess on
+the test database and Redis, or uvicorn in a thread on the embedded store)."""
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import pytest
 
-from ticketqueue.store import get_store, reset_store
-from ticketqueue.store.memory import MemoryStore
+from ..servers import asgi_server, store_for_server  # noqa: F401 - fixtures
 
-from ..conftest import drop_store
-
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,83 +17,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def _listening_socket():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
-@pytest.fixture
-def store_for_server(transactional_db):
-    reset_store()
-    store = get_store()
-    yield store
-    drop_store(store)
-    reset_store()
-
-
-@pytest.fixture(params=["application", "lean_application"])
-def asgi_server(request, store_for_server, transactional_db):
-    """Base URL of the test project's ASGI application (tests/asgi.py) on a real server: the
-    queue socket as the Channels consumer, then as the lean application."""
-    from django.db import connection
-
-    sock = _listening_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    if isinstance(store_for_server, MemoryStore):
-        yield from _uvicorn_in_thread(sock, base, request.param)
-        return
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        # The server uses the test database as its database, and inherits the run id (so
-        # the Redis key prefix) of this run through the environment.
-        "PGDATABASE": connection.settings_dict["NAME"],
-        "PYTHONPATH": str(ROOT),
-    }
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), f"tests.asgi:{request.param}"],
-        env=env,
-        cwd=ROOT,
-        pass_fds=[sock.fileno()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            _, errors = server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            _, errors = server.communicate()
-        sock.close()
-        if b"Traceback" in errors:
-            print(errors.decode(errors="replace"), file=sys.stderr)
-
-
-def _uvicorn_in_thread(sock, base, name):
-    import uvicorn
-
-    import tests.asgi
-
-    config = uvicorn.Config(
-        getattr(tests.asgi, name), ws="websockets-sansio", lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
 
 
 @pytest.fixture
