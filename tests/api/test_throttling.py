@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from ticketqueue import limits
+from ticketqueue.conf import DEFAULTS
 from ticketqueue.core import StoreUnreachable
 from ticketqueue.store import get_store
 
@@ -22,18 +23,9 @@ def rates(settings, clock, monkeypatch):
     monkeypatch.setattr(limits, "timer", clock)
 
     def set_rates(**given):
-        scopes = (
-            "join_ip",
-            "join_identity",
-            "status_ip",
-            "status_identity",
-            "visitor_ip",
-            "connect_ip",
-            "connect_identity",
-        )
         settings.TICKETQUEUE = {
             **settings.TICKETQUEUE,
-            "THROTTLE_RATES": {scope: given.get(scope) for scope in scopes},
+            "THROTTLE_RATES": {scope: given.get(scope) for scope in DEFAULTS["THROTTLE_RATES"]},
         }
 
     return set_rates

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from ticketqueue.conf import DEFAULTS
 from ticketqueue.identity import VISITOR_COOKIE
 from ticketqueue.store import get_store
 
@@ -21,21 +22,10 @@ def rates(live_settings):
     def set_rates(**given):
         live_settings.TICKETQUEUE = {
             **live_settings.TICKETQUEUE,
-            "THROTTLE_RATES": {scope: given.get(scope) for scope in SCOPES},
+            "THROTTLE_RATES": {scope: given.get(scope) for scope in DEFAULTS["THROTTLE_RATES"]},
         }
 
     return set_rates
-
-
-SCOPES = (
-    "join_ip",
-    "join_identity",
-    "status_ip",
-    "status_identity",
-    "visitor_ip",
-    "connect_ip",
-    "connect_identity",
-)
 
 
 def from_address(socket, address=ADDRESS):
