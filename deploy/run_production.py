@@ -166,7 +166,7 @@ def uvicorn(port: int) -> list[str]:
         "--ws-per-message-deflate",
         "false",
         "--ws-max-size",
-        "4096",
+        "8192",
         "--proxy-headers",
         "--lifespan",
         "off",

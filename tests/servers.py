@@ -4,6 +4,7 @@ embedded store, uvicorn in a thread of this process (where the in-process store 
 live). Either way the listening socket is bound here first, so the first request waits in its
 backlog: no polling for "up". Test packages import the fixtures into their conftest."""
 
+import json
 import os
 import signal
 import socket
@@ -39,14 +40,22 @@ def store_for_server(transactional_db):
     reset_store()
 
 
+@pytest.fixture
+def server_settings():
+    """More of TICKETQUEUE for the server (a test overrides this fixture, or fills it in)."""
+    return {}
+
+
 @pytest.fixture(params=["application", "lean_application"])
-def asgi_server(request, store_for_server, transactional_db):
+def asgi_server(request, store_for_server, transactional_db, server_settings, settings):
     """Base URL of the test project's ASGI application (tests/asgi.py) on a real server: the
     queue socket as the Channels consumer, then as the lean application."""
     from django.db import connection
 
     sock = _listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    if server_settings:
+        settings.TICKETQUEUE = {**settings.TICKETQUEUE, **server_settings}
     if isinstance(store_for_server, MemoryStore):
         yield from _uvicorn_in_thread(sock, base, request.param)
         return
@@ -57,6 +66,7 @@ def asgi_server(request, store_for_server, transactional_db):
         # the Redis key prefix) of this run through the environment.
         "PGDATABASE": connection.settings_dict["NAME"],
         "PYTHONPATH": str(ROOT),
+        "TQ_TEST_SETTINGS": json.dumps(server_settings),
     }
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), f"tests.asgi:{request.param}"],

@@ -4,6 +4,7 @@ TICKETQUEUE_TEST_DB=sqlite runs the same suite on SQLite; TICKETQUEUE_TEST_STORE
 the in-process store.
 """
 
+import json
 import os
 
 SECRET_KEY = "tests-only-not-secret"  # noqa: S105 - a test key, never deployed
@@ -81,6 +82,9 @@ TICKETQUEUE = {
     "REDIS_URL": REDIS_URL,
     "KEY_PREFIX": f"tqtest{RUN_ID}",
 }
+# A server process a test starts may be given more of TICKETQUEUE (tests/servers.py:
+# ``server_settings``), as JSON.
+TICKETQUEUE.update(json.loads(os.environ.get("TQ_TEST_SETTINGS") or "{}"))
 # Worker processes a test starts may be told to tick in several rounds (tests/ops/test_celery).
 if os.environ.get("TQ_TEST_TICK_BATCHES"):
     TICKETQUEUE["TICK_BATCHES"] = int(os.environ["TQ_TEST_TICK_BATCHES"])

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "RESYNC_INTERVAL": 60.0,
     "HEARTBEAT_INTERVAL": 25.0,
     "LIVE_BROADCAST": "auto",
-    "WS_MAX_MESSAGE": 2048,
+    "WS_MAX_MESSAGE": 4096,
     "WS_MESSAGE_RATE": 5.0,
     "WS_MESSAGE_BURST": 20,
     "PASS_ISSUER": "ticketqueue",
@@ -61,6 +61,15 @@ DEFAULTS: dict[str, Any] = {
         "connect_ip": "600/min",
         "connect_identity": "60/min",
     },
+    # what a join may have to bring (per queue: work_difficulty, captcha_required)
+    "WORK_CHALLENGE_TTL": 300,
+    "CAPTCHA_VERIFIER": "ticketqueue.captcha.Turnstile",
+    "CAPTCHA_SECRET": None,
+    "CAPTCHA_SITE_KEY": None,
+    "CAPTCHA_SCRIPT_URL": None,
+    "CAPTCHA_VERIFY_URL": None,
+    "CAPTCHA_TIMEOUT": 5.0,
+    "CAPTCHA_HOSTNAMES": [],
     # operations (issue 5): notifications, presence, retention, metrics
     "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
     "EMAIL_RESOLVER": "ticketqueue.notifications.user_emails",
@@ -102,7 +111,10 @@ HELP: dict[str, str] = {
         "How ticks reach the socket processes: 'redis' (pub/sub), 'local' (one process) or "
         "'auto' (redis with the RedisStore)."
     ),
-    "WS_MAX_MESSAGE": "Largest client WebSocket message in bytes; larger ones get an error.",
+    "WS_MAX_MESSAGE": (
+        "Largest client WebSocket message in bytes; larger ones get an error (a join carrying "
+        "a CAPTCHA token needs about 2.5 KiB)."
+    ),
     "WS_MESSAGE_RATE": "Client WebSocket messages allowed per second per connection (refill).",
     "WS_MESSAGE_BURST": "Client WebSocket messages allowed in a burst per connection.",
     "PASS_ISSUER": "The iss claim of passes.",
@@ -140,6 +152,21 @@ HELP: dict[str, str] = {
         "Per-address and per-identity limits, e.g. '20/min' (None: off): join_ip, join_identity "
         "(REST and socket joins), status_ip, status_identity, visitor_ip (new visitor ids), "
         "connect_ip, connect_identity (sockets opened)."
+    ),
+    "WORK_CHALLENGE_TTL": "Seconds a proof-of-work challenge may be solved and used (once).",
+    "CAPTCHA_VERIFIER": (
+        "Dotted path of the CAPTCHA verifier class: ticketqueue.captcha.Turnstile, HCaptcha, "
+        "ReCaptcha or a CaptchaVerifier of your own."
+    ),
+    "CAPTCHA_SECRET": "The CAPTCHA provider's secret key (from the environment, never the repo).",
+    "CAPTCHA_SITE_KEY": (
+        "The provider's public site key: the widget then shows the CAPTCHA itself (its script)."
+    ),
+    "CAPTCHA_SCRIPT_URL": "Another URL of the provider's browser script; None: the provider's.",
+    "CAPTCHA_VERIFY_URL": "Another siteverify URL (a proxy, a test server); None: the provider's.",
+    "CAPTCHA_TIMEOUT": "Seconds a join waits for the CAPTCHA provider (then captcha_unavailable).",
+    "CAPTCHA_HOSTNAMES": (
+        "Hosts a CAPTCHA must have been solved on (the answer's hostname); empty: any."
     ),
     "NOTIFIERS": (
         "Dotted paths of the Notifier classes that tell admitted people with no live connection."

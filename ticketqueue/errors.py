@@ -3,6 +3,8 @@ active language (the core's messages are marked for the catalogs, never translat
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils.translation import gettext
 
 from .core import TicketQueueError
@@ -14,6 +16,7 @@ def error_message(exc: TicketQueueError) -> str:
     return gettext(str(exc.message))
 
 
-def error_body(exc: TicketQueueError) -> dict[str, str]:
-    """``{"code", "message"}``: the body of every refusal, REST and gate alike."""
-    return {"code": exc.code, "message": error_message(exc)}
+def error_body(exc: TicketQueueError) -> dict[str, Any]:
+    """``{"code", "message"}`` and the error's details (``retry_after``, ``challenge``): the
+    body of every refusal, REST, socket and gate alike."""
+    return {"code": exc.code, "message": error_message(exc), **exc.details()}

@@ -11,12 +11,12 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .conf import min_disconnect_grace
-from .core import EntryState, OutflowPolicy, QueueMode, QueueState
+from .core import MAX_DIFFICULTY, EntryState, OutflowPolicy, QueueMode, QueueState
 from .querysets import EntryQuerySet, QueueQuerySet
 
 LIVE_STATES = [s.value for s in EntryState if s.is_live]
@@ -105,6 +105,20 @@ class Queue(models.Model):
         choices=WhoMayJoin.choices,
         default=WhoMayJoin.ANYONE,
         help_text=_("Logged-in users only: an anonymous visitor is asked to log in first."),
+    )
+    work_difficulty = models.PositiveSmallIntegerField(
+        _("proof of work"),
+        default=0,
+        validators=[MaxValueValidator(MAX_DIFFICULTY)],
+        help_text=_(
+            "Zero bits a new place's puzzle must find (0: none). Each step doubles the work: "
+            "16 is a moment in a browser, 20 about a second; raise it during an attack."
+        ),
+    )
+    captcha_required = models.BooleanField(
+        _("CAPTCHA"),
+        default=False,
+        help_text=_("A new place needs a solved CAPTCHA (TICKETQUEUE['CAPTCHA_SECRET'])."),
     )
     passes_per_identity = models.PositiveIntegerField(
         _("passes per person"),

@@ -19,7 +19,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import BigIntegerField, Case, Count, Max, Value, When
 from django.db.models.constants import OnConflict
 
-from . import passes, presence, signals
+from . import passes, presence, proofs, signals
 from .conf import min_disconnect_grace
 from .core import (
     EntryNotFound,
@@ -208,15 +208,31 @@ def ensure_loaded(queue: Queue, now: float | None = None) -> None:
 # -- people ------------------------------------------------------------------------------
 
 
-def join(queue: Queue, identity: str, now: float | None = None) -> Status:
+def join(
+    queue: Queue,
+    identity: str,
+    now: float | None = None,
+    *,
+    proof: proofs.JoinProof | None = None,
+    address: str = "",
+) -> Status:
     """Give ``identity`` its one place in the line (or a pass at once); idempotent.
 
     A new entry's row is committed before this returns: an acknowledged join is never lost.
-    Raises LoginRequired for a visitor when the queue takes logged-in users only.
+    Raises LoginRequired for a visitor when the queue takes logged-in users only, and the
+    ProofRequired family when the queue asks a new place for proof (``proofs``) and ``proof``
+    (from ``address``, for the CAPTCHA provider) does not hold.
     """
     if queue.who_may_join == Queue.WhoMayJoin.USERS and not identity.startswith("user:"):
         raise LoginRequired()
     now = _now(now)
+    if proofs.demanded(queue):
+        if proof is None:
+            # Someone already in line keeps their place without a new proof.
+            current = status(queue, identity, now)
+            if current.state is not None:
+                return current
+        proofs.check(queue, identity, proof, address, now)
     joined = _call(queue, lambda s: s.join(queue.store_id, identity, now), now)
     placement = joined.placement
     if placement.created:

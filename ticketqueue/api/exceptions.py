@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -33,7 +34,8 @@ class QueueAPIError(exceptions.APIException):
         super().__init__(detail=error_body(error), code=error.code)
         # docs/errors.md: 429 and 503 always, and every refusal of the purchase gate.
         if self.status_code in (429, 503) or gate or isinstance(error, PassMissing):
-            self.wait = int(queue_settings.GATE_RETRY_AFTER)
+            own = getattr(error, "wait", None)  # a limit knows when it has room again
+            self.wait = math.ceil(own) if own else int(queue_settings.GATE_RETRY_AFTER)
 
 
 def _message(detail: Any) -> str:
@@ -65,7 +67,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
     if isinstance(exc, QueueAPIError):
-        data: dict[str, Any] = {k: str(v) for k, v in exc.detail.items()}  # type: ignore[union-attr]
+        data: dict[str, Any] = error_body(exc.error)  # its details keep their JSON types
     elif isinstance(exc, exceptions.ValidationError):
         data = {
             "code": InvalidInput.code,

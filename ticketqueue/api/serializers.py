@@ -11,6 +11,7 @@ from ..core import EntryState, QueueState
 __all__ = [
     "ErrorSerializer",
     "HeartbeatSerializer",
+    "JoinRequestSerializer",
     "QueueInfoSerializer",
     "ReleaseRequestSerializer",
     "ReleaseSerializer",
@@ -23,6 +24,22 @@ _QUEUE_STATES = [s.value for s in QueueState]
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code (docs/errors.md).")
     message = serializers.CharField(help_text="What went wrong, for people.")
+
+
+class JoinRequestSerializer(serializers.Serializer):
+    """Only for a queue that asks for proof (its challenge says what); otherwise no body."""
+
+    work = serializers.CharField(
+        required=False, max_length=128, help_text="The challenge's work token, as given."
+    )
+    nonce = serializers.CharField(
+        required=False,
+        max_length=32,
+        help_text="SHA-256('<work>:<nonce>') starts with 'difficulty' zero bits ([0-9A-Za-z_-]).",
+    )
+    captcha = serializers.CharField(
+        required=False, max_length=4096, help_text="The token the CAPTCHA widget gave."
+    )
 
 
 class QueueInfoSerializer(serializers.Serializer):

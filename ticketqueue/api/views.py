@@ -7,6 +7,7 @@ give a new visitor its id (cookie and header) when the request has none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -19,9 +20,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import __version__, gate, passes, services
-from ..core import EntryNotFound, PassMissing, PassWrongIdentity
-from ..identity import new_visitor_cookie, set_visitor_cookie
+from .. import __version__, gate, passes, proofs, services
+from ..core import (
+    EntryNotFound,
+    InvalidInput,
+    PassMissing,
+    PassWrongIdentity,
+    ProofRequired,
+)
+from ..identity import client_address, new_visitor_cookie, set_visitor_cookie
 from ..models import Queue
 from .exceptions import exception_handler
 from .parsers import JSONParser
@@ -29,6 +36,7 @@ from .rows import queue_row
 from .serializers import (
     ErrorSerializer,
     HeartbeatSerializer,
+    JoinRequestSerializer,
     LeaveSerializer,
     QueueInfoSerializer,
     ReleaseRequestSerializer,
@@ -166,14 +174,31 @@ class JoinView(QueueAPIView):
     @described(
         operation_id="queue_join",
         summary="Take a place in line (or a pass at once); idempotent per identity.",
-        request=None,
-        responses={200: StatusSerializer, **_errors(404, 409, 429, 503)},
+        description=(
+            "A queue that asks for proof refuses a new place with 403 proof_required and a "
+            "challenge; join again with the solved work token and/or the CAPTCHA token."
+        ),
+        request=JoinRequestSerializer,
+        responses={200: StatusSerializer, **_errors(400, 403, 404, 409, 429, 503)},
     )
     def post(self, request: Request, queue: str) -> Response:
         row = queue_row(queue)
         identity, minted = _identity(request, mint=True)
         assert identity is not None
-        return _status_response(request, row, services.join(row, identity), minted)
+        if not isinstance(request.data, Mapping):
+            raise InvalidInput("The body must be a JSON object.")
+        proof = proofs.JoinProof.from_data(request.data)
+        try:
+            status = services.join(row, identity, proof=proof, address=client_address(request.META))
+        except ProofRequired as exc:
+            if not minted:
+                raise
+            # The challenge is this visitor's: it keeps the id minted for it.
+            response = exception_handler(exc, {})
+            assert response is not None
+            _set_visitor(response, request, minted)
+            return response
+        return _status_response(request, row, status, minted)
 
 
 class StatusView(QueueAPIView):

@@ -20,6 +20,7 @@ from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
 from ._states import EntryState, QueueMode, QueueState, check_queue_transition
+from ._work import MAX_DIFFICULTY, NONCE_PATTERN, solve, solves
 
 __all__ = [
     *_errors_all,
@@ -27,6 +28,8 @@ __all__ = [
     "FLOW_SAMPLE_EVERY",
     "FLOW_WINDOW",
     "LIMIT_SLACK",
+    "MAX_DIFFICULTY",
+    "NONCE_PATTERN",
     "REQUIRED_CLAIMS",
     "Bucket",
     "EntryState",
@@ -46,4 +49,6 @@ __all__ = [
     "pass_audience",
     "pass_jti",
     "shuffle_order",
+    "solve",
+    "solves",
 ]

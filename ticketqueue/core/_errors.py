@@ -6,10 +6,14 @@
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
     │   ├── LoginRequired        login_required
+    │   ├── ProofRequired        proof_required
+    │   │   ├── ProofInvalid     proof_invalid
+    │   │   └── CaptchaFailed    captcha_failed
     │   ├── PassLimitReached     pass_limit_reached
     │   ├── QueueUnavailable     queue_unavailable
     │   │   ├── StoreUnreachable store_unreachable
-    │   │   └── DatabaseUnavailable database_unavailable
+    │   │   ├── DatabaseUnavailable database_unavailable
+    │   │   └── CaptchaUnavailable captcha_unavailable
     │   └── InvalidTransition    invalid_transition
     ├── EntryNotFound            entry_not_found
     ├── PassError
@@ -28,7 +32,12 @@ Codes never change once published; docs/errors.md is the table users read.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 __all__ = [
+    "CaptchaFailed",
+    "CaptchaUnavailable",
     "DatabaseUnavailable",
     "EntryNotFound",
     "InvalidInput",
@@ -43,6 +52,8 @@ __all__ = [
     "PassNotYetValid",
     "PassWrongIdentity",
     "PassWrongQueue",
+    "ProofInvalid",
+    "ProofRequired",
     "QueueClosed",
     "QueueError",
     "QueueFull",
@@ -75,6 +86,10 @@ class TicketQueueError(Exception):
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
 
+    def details(self) -> dict[str, Any]:
+        """Fields a client needs beside code and message (when to retry, what to bring)."""
+        return {}
+
 
 class QueueError(TicketQueueError):
     code = "queue_error"
@@ -104,6 +119,34 @@ class LoginRequired(QueueError):
     status = 403
 
 
+class ProofRequired(QueueError):
+    """The queue asks a new place for proof (work, a CAPTCHA): ``challenge`` says what to bring,
+    and comes with every refusal of this family, so the client can try again at once."""
+
+    code = "proof_required"
+    default_message = gettext_noop("Solve the challenge to take a place in this line.")
+    status = 403
+
+    def __init__(self, challenge: dict[str, Any], message: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def details(self) -> dict[str, Any]:
+        return {"challenge": self.challenge}
+
+
+class ProofInvalid(ProofRequired):
+    code = "proof_invalid"
+    default_message = gettext_noop(
+        "The proof is not valid (wrong, used, expired or too easy); solve the new challenge."
+    )
+
+
+class CaptchaFailed(ProofRequired):
+    code = "captcha_failed"
+    default_message = gettext_noop("The CAPTCHA was not accepted; please try again.")
+
+
 class PassLimitReached(QueueError):
     code = "pass_limit_reached"
     default_message = gettext_noop("You already had your turn in this queue.")
@@ -130,6 +173,11 @@ class DatabaseUnavailable(QueueUnavailable):
     default_message = gettext_noop(
         "The waiting room's database cannot be reached; try again in a moment."
     )
+
+
+class CaptchaUnavailable(QueueUnavailable):
+    code = "captcha_unavailable"
+    default_message = gettext_noop("The CAPTCHA check cannot be reached; try again in a moment.")
 
 
 class InvalidTransition(QueueError):
@@ -197,6 +245,9 @@ class Throttled(TicketQueueError):
     def __init__(self, message: str | None = None, wait: float = 1.0) -> None:
         super().__init__(message)
         self.wait = wait
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": max(1, math.ceil(self.wait))}
 
 
 class InvalidInput(TicketQueueError):

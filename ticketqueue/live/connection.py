@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 from django.http.cookie import parse_cookie
 
-from .. import limits, services
+from .. import limits, proofs, services
 from ..conf import queue_settings
 from ..core import (
     DatabaseUnavailable,
@@ -189,16 +189,16 @@ class QueueSocket:
         assert seat is not None
         seat.joining = True
         try:
-            status = await in_thread(self._join)()
+            status = await in_thread(self._join)(proofs.JoinProof.from_data(message))
         finally:
             seat.joining = False
         self._apply(status)
 
-    def _join(self) -> services.Status:
+    def _join(self, proof: proofs.JoinProof | None) -> services.Status:
         """A place asked for over the socket counts against the same limits as over REST."""
         queue = self.queue
         limits.check(queue.store_id, [("join_ip", self.address), ("join_identity", self.identity)])
-        return services.join(queue, self.identity)
+        return services.join(queue, self.identity, proof=proof, address=self.address)
 
     async def client_leave(self, message: dict[str, Any]) -> None:
         # Ahead of the joins: whoever gives up a place hears so at once, and the place is free.

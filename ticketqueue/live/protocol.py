@@ -92,11 +92,7 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def error_frame(exc: TicketQueueError) -> str:
-    body: dict[str, Any] = {"type": "error", **error_body(exc)}
-    wait = getattr(exc, "wait", None)
-    if wait is not None:  # a limit (throttled): when to try again
-        body["retry_after"] = max(1, math.ceil(wait))
-    return encode(body)
+    return encode({"type": "error", **error_body(exc)})
 
 
 #: The few strings a queue_update carries, encoded once.

@@ -395,6 +395,12 @@ class QueueStore(abc.ABC):
         their last counted hit, and with the queue by ``delete``.
         """
 
+    @abc.abstractmethod
+    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
+        """Claim ``name`` for ``ttl`` seconds: True the first time, False while it is claimed (a
+        single-use token presented again). Beside the queue like the limits: never raises
+        QueueUnavailable, forgotten after ``ttl`` and with the queue by ``delete``."""
+
     # -- locking (rebuild, tick loop) --------------------------------------------------
     @abc.abstractmethod
     def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:

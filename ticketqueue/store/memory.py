@@ -96,6 +96,9 @@ class MemoryStore(QueueStore):
         self._limit_count = 0
         self._limit_sweep_at = -math.inf
         self._limit_sweep_size = 1_024
+        # (queue id, name) -> claimed until (claim_once), swept as it doubles
+        self._claims: dict[tuple[str, str], float] = {}
+        self._claims_sweep_size = 1_024
 
     # -- helpers ------------------------------------------------------------------------
     def _get(self, queue_id: str) -> _Queue:
@@ -255,6 +258,8 @@ class MemoryStore(QueueStore):
         with self._mutex:
             self._queues.pop(queue_id, None)
             self._limit_count -= len(self._limits.pop(queue_id, {}))
+            for key in [k for k in self._claims if k[0] == queue_id]:
+                del self._claims[key]
 
     def is_loaded(self, queue_id: str) -> bool:
         with self._mutex:
@@ -483,6 +488,18 @@ class MemoryStore(QueueStore):
                     self._limit_count += name not in held
                     held[name] = (after, until)
             return results
+
+    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
+        with self._mutex:
+            claims = self._claims
+            if len(claims) >= self._claims_sweep_size:
+                for key in [k for k, until in claims.items() if until <= now]:
+                    del claims[key]
+                self._claims_sweep_size = max(1_024, 2 * len(claims))
+            if claims.get((queue_id, name), -math.inf) > now:
+                return False
+            claims[(queue_id, name)] = now + ttl
+            return True
 
     def _sweep_limits(self, now: float) -> None:
         for queue_id in list(self._limits):

@@ -583,6 +583,11 @@ class RedisStore(QueueStore):
             for wait in map(_text, reply)
         ]
 
+    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        key = self._key(queue_id, f"once:{name}")
+        return bool(self.client.set(key, b"1", nx=True, px=ttl_ms))
+
     # -- locking ------------------------------------------------------------------------
     def _lock_key(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"

@@ -17,6 +17,7 @@ from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext
 
+from ..captcha import browser_side
 from ..conf import queue_settings
 from ..routing import WS_PATH
 
@@ -63,6 +64,12 @@ def catalog() -> dict[str, str]:
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),
+        "proving": gettext("Checking your browser before you take your place…"),
+        "error_proof": gettext("Your browser could not be checked. Please reload the page."),
+        "error_captcha_failed": gettext("The check was not passed. Please try again."),
+        "error_captcha_unavailable": gettext(
+            "The check cannot be reached right now. Please try again in a moment."
+        ),
         "error_throttled": gettext(
             "Many people are joining from your network. Trying again in a moment…"
         ),
@@ -77,6 +84,7 @@ def queue_widget(
     ws_url: str | None = None,
     status_url: str | None = None,
     show_name: bool = True,
+    captcha: str = "",
 ) -> dict[str, Any]:
     """Render the widget for ``queue`` (a Queue or its slug).
 
@@ -84,7 +92,9 @@ def queue_widget(
     the ``ticketqueue:granted`` event); ``auto_join``: take a place on load;
     ``ws_url``/``status_url``: override the socket path and the REST status URL (which sets
     the HttpOnly pass cookie once the visitor is granted); ``show_name``: the queue's name as
-    the widget's title. A scheduled Queue counts down to its opening time.
+    the widget's title; ``captcha``: the name of the page's global function that shows the
+    CAPTCHA when the queue asks for one (given the widget's captcha element, it returns a
+    Promise of the token; docs/protection.md). A scheduled Queue counts down to its opening time.
     """
     slug = getattr(queue, "slug", queue)
     if status_url is None:
@@ -106,6 +116,8 @@ def queue_widget(
         "status_url": status_url,
         "login_url": resolve_url(settings.LOGIN_URL),
         "auto_join": bool(auto_join),
+        "captcha": captcha,
+        "captcha_side": browser_side(),
         "heartbeat": float(queue_settings.HEARTBEAT_INTERVAL),
         "catalog": json.dumps(catalog()),
     }

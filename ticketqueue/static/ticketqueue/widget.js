@@ -19,7 +19,9 @@
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
     'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely',
-    'countdown', 'clock', 'figures', 'login'];
+    'countdown', 'clock', 'figures', 'login', 'captcha'];
+  // Refusals of a proof in a row before the widget stops trying (a bug, not a bot).
+  var PROOF_ATTEMPTS = 3;
 
   function interpolate(text, params) {
     return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
@@ -64,6 +66,10 @@
     this.wsUrl = absoluteWsUrl(data.wsUrl || '/ws/queue/' + data.queue + '/');
     this.checkoutUrl = data.checkoutUrl || '';
     this.statusUrl = data.statusUrl || '';
+    this.workUrl = data.workUrl || '';
+    this.captchaFunction = data.captcha || '';
+    this.proving = false;
+    this.proofAttempts = 0;
     this.heartbeatMs = Math.max(5, parseFloat(data.heartbeat) || 25) * 1000;
     try {
       this.catalog = JSON.parse(data.i18n || '{}');
@@ -101,6 +107,7 @@
     if (this.el.join) {
       this.el.join.addEventListener('click', function () {
         self.wantsPlace = true;
+        self.proofAttempts = 0;
         self.send({ type: 'join' });
       });
     }
@@ -286,6 +293,7 @@
     }
     if (this.state === 'waiting') {
       this.clearError();
+      this.proofAttempts = 0;
       if (placed) {
         this.rememberStart();
       }
@@ -375,6 +383,14 @@
         encodeURIComponent(window.location.pathname + window.location.search);
       this.el.login.hidden = false;
     }
+    if (message.challenge && this.wantsPlace) {
+      // The queue asks a new place for proof: solve it and ask again (the error shows only
+      // for a CAPTCHA that was not accepted).
+      this.prove(message.challenge);
+      if (message.code !== 'captcha_failed') {
+        return;
+      }
+    }
     if (message.code === 'throttled' && this.wantsPlace && this.joinSent) {
       // Over a per-address limit (many people behind one network): ask again when it has room.
       var self = this;
@@ -385,6 +401,123 @@
         }
       }, (message.retry_after || 5) * 1000 * (1 + Math.random() / 2));
     }
+    this.showError(text);
+  };
+
+  // -- proof (a queue's proof of work and CAPTCHA) ---------------------------------------------
+  Widget.prototype.prove = function (challenge) {
+    var self = this;
+    if (this.proving) {
+      return;
+    }
+    this.proofAttempts += 1;
+    if (this.proofAttempts > PROOF_ATTEMPTS) {
+      this.wantsPlace = false;
+      return;
+    }
+    this.proving = true;
+    this.setStatus(this.t('proving'));
+    Promise.all([this.solveWork(challenge), this.solveCaptcha(challenge)]).then(function (found) {
+      self.proving = false;
+      if (self.wantsPlace && self.state === null && !self.granted) {
+        self.send({ type: 'join', work: challenge.work || '', nonce: found[0], captcha: found[1] });
+      }
+    }, function (error) {
+      self.proving = false;
+      self.wantsPlace = false;
+      self.showError(self.t('error_proof'));
+      if (window.console) {
+        window.console.warn('ticketqueue: could not prove', error);
+      }
+    });
+  };
+
+  Widget.prototype.solveWork = function (challenge) {
+    var workUrl = this.workUrl;
+    if (!challenge.difficulty || !challenge.work) {
+      return Promise.resolve('');
+    }
+    return new Promise(function (resolve, reject) {
+      var worker = new Worker(workUrl); // off the page's thread: the page stays responsive
+      worker.onmessage = function (event) {
+        worker.terminate();
+        resolve(event.data.nonce);
+      };
+      worker.onerror = function (event) {
+        worker.terminate();
+        reject(event);
+      };
+      worker.postMessage({ work: challenge.work, difficulty: challenge.difficulty });
+    });
+  };
+
+  Widget.prototype.solveCaptcha = function (challenge) {
+    // Either the page shows the CAPTCHA (a global function named by the tag's captcha=
+    // option: given the widget's captcha element, it returns a Promise of the token), or the
+    // widget does, with the provider's script (CAPTCHA_SITE_KEY: Turnstile, hCaptcha and
+    // reCAPTCHA share render(element, {sitekey, callback})).
+    var data = this.root.dataset;
+    var box = this.el.captcha;
+    var solver = window[this.captchaFunction];
+    var token;
+    if (!challenge.captcha) {
+      return Promise.resolve('');
+    }
+    if (typeof solver === 'function') {
+      token = Promise.resolve(solver(box, challenge));
+    } else if (data.captchaScript && data.captchaApi && box) {
+      token = loadScript(data.captchaScript, data.captchaApi).then(function (api) {
+        return new Promise(function (resolve, reject) {
+          box.textContent = '';
+          api.render(box.appendChild(document.createElement('div')), {
+            sitekey: data.captchaSiteKey,
+            callback: resolve,
+            'error-callback': reject
+          });
+        });
+      });
+    } else {
+      return Promise.reject(new Error('no way to show the CAPTCHA'));
+    }
+    if (box) {
+      box.hidden = false;
+    }
+    return token.then(function (value) {
+      if (box) {
+        box.hidden = true;
+      }
+      return String(value);
+    });
+  };
+
+  // The provider's script, once per page; resolves with its global once it is there.
+  var scripts = {};
+  function loadScript(src, name) {
+    if (!scripts[src]) {
+      scripts[src] = new Promise(function (resolve, reject) {
+        var tag = document.createElement('script');
+        tag.src = src;
+        tag.async = true;
+        tag.onload = function () {
+          var waited = 0;
+          (function ready() {
+            if (window[name] && typeof window[name].render === 'function') {
+              resolve(window[name]);
+            } else if ((waited += 50) > 10000) {
+              reject(new Error(name + ' did not load'));
+            } else {
+              window.setTimeout(ready, 50);
+            }
+          }());
+        };
+        tag.onerror = reject;
+        document.head.appendChild(tag);
+      });
+    }
+    return scripts[src];
+  }
+
+  Widget.prototype.showError = function (text) {
     if (this.el.error) {
       this.el.error.textContent = text;
       this.el.error.hidden = false;
@@ -499,6 +632,8 @@
       status = this.t('drawing');
     } else if (waiting) {
       status = this.t('waiting');
+    } else if (this.proving) {
+      status = this.t('proving');
     } else if (this.ended) {
       status = this.t(this.ended);
     } else {
