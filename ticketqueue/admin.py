@@ -42,6 +42,9 @@ KNOBS = (
     "disconnect_grace",
     "passes_per_identity",
     "max_size",
+    "who_may_join",
+    "work_difficulty",
+    "captcha_required",
 )
 #: How far back the control room's chart looks.
 CHART_MINUTES = 60
@@ -120,6 +123,10 @@ class QueueAdmin(admin.ModelAdmin):
             {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
         ),
         (_("People"), {"fields": ["who_may_join", "disconnect_grace", "passes_per_identity"]}),
+        (
+            _("Bot defence (asked of a new place only)"),
+            {"fields": ["work_difficulty", "captcha_required"]},
+        ),
         (_("Event"), {"fields": ["content_type", "object_id"], "classes": ["collapse"]}),
         (
             _("History"),

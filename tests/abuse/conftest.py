@@ -1,1 +1,1 @@
-from ..servers import asgi_server, store_for_server  # noqa: F401 - fixtures
+from ..servers import asgi_server, server_settings, store_for_server  # noqa: F401 - fixtures

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from ..servers import asgi_server, store_for_server  # noqa: F401 - fixtures
+from ..servers import asgi_server, server_settings, store_for_server  # noqa: F401 - fixtures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [

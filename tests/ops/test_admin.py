@@ -175,6 +175,7 @@ def form_data(queue, **changes):
         "max_size": queue.max_size or "",
         "disconnect_grace": queue.disconnect_grace,
         "who_may_join": queue.who_may_join,
+        "work_difficulty": queue.work_difficulty,
         "content_type": "",
         "object_id": "",
     }
@@ -204,6 +205,20 @@ def test_outflow_edited_while_the_sale_runs_acts_on_the_next_tick(
     queue.refresh_from_db()
     client.post(url, form_data(queue, state="closed"))
     assert len(audit(queue)) == 1 and Queue.objects.get(pk=queue.pk).state == "open"
+
+
+def test_raising_the_bot_defence_during_an_attack_is_audited(client, operator, make_queue):
+    queue = make_queue(mode="always")
+    url = f"/admin/ticketqueue/queue/{queue.pk}/change/"
+    changes = {"work_difficulty": 20, "captcha_required": "on", "who_may_join": "users"}
+    response = client.post(url, form_data(queue, **changes))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    ((user, action, before, after, _),) = audit(queue)
+    assert (user, action) == ("ops", "edit")
+    assert before == {"work_difficulty": 0, "captcha_required": False, "who_may_join": "anyone"}
+    assert after == {"work_difficulty": 20, "captcha_required": True, "who_may_join": "users"}
+    too_hard = client.post(url, form_data(queue, work_difficulty=33))
+    assert "work_difficulty" in too_hard.context["adminform"].form.errors
 
 
 def test_the_admin_refuses_a_grace_shorter_than_three_heartbeats(client, operator, make_queue):
