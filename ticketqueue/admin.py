@@ -43,6 +43,7 @@ KNOBS = (
     "passes_per_identity",
     "max_size",
     "who_may_join",
+    "device_policy",
     "work_difficulty",
     "captcha_required",
 )
@@ -122,7 +123,17 @@ class QueueAdmin(admin.ModelAdmin):
             _("Outflow (takes effect on the next tick)"),
             {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
         ),
-        (_("People"), {"fields": ["who_may_join", "disconnect_grace", "passes_per_identity"]}),
+        (
+            _("People"),
+            {
+                "fields": [
+                    "who_may_join",
+                    "device_policy",
+                    "disconnect_grace",
+                    "passes_per_identity",
+                ]
+            },
+        ),
         (
             _("Bot defence (asked of a new place only)"),
             {"fields": ["work_difficulty", "captcha_required"]},

@@ -15,7 +15,7 @@ from channels.sessions import InstanceSessionWrapper
 
 from .identity import identity_for
 from .limits import address_of_scope
-from .live.connection import QueueSocket, scope_cookies
+from .live.connection import QueueSocket, device_of_scope, scope_cookies
 
 __all__ = ["QueueConsumer"]
 
@@ -79,7 +79,11 @@ class QueueConsumer(AsyncWebsocketConsumer):
         identity = identity_for(scope.get("user"), scope_cookies(scope))
         slug = scope["url_route"]["kwargs"]["slug"]
         await self.socket.open(
-            _socket_send(self.base_send), slug, identity, address_of_scope(scope)
+            _socket_send(self.base_send),
+            slug,
+            identity,
+            address_of_scope(scope),
+            device_of_scope(scope),
         )
 
     async def disconnect(self, code: int) -> None:

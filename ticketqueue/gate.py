@@ -26,12 +26,13 @@ from .core import (
     PassClaims,
     PassError,
     PassMissing,
+    PassWrongDevice,
     PassWrongIdentity,
     QueueNotFound,
     TicketQueueError,
 )
 from .errors import error_body
-from .identity import VISITOR_COOKIE, user_identity, visitor_id_from_cookie
+from .identity import VISITOR_COOKIE, device_of, user_identity, visitor_id_from_cookie
 
 __all__ = [
     "VISITOR_HEADER",
@@ -188,6 +189,10 @@ def request_identities(request: Any) -> list[str]:
     return [i for i in (_user_identity(request), _visitor_identity(request)) if i]
 
 
+def _device(request: Any) -> str | None:
+    return device_of(request.META, request.COOKIES)
+
+
 def holds(request: Any, identity: str) -> bool:
     """Whether the request proves ``identity``: the visitor id is checked first, so an
     anonymous pass never makes the gate load a user (no session read, no SQL)."""
@@ -221,6 +226,8 @@ def check_pass(request: Any, queue_id: str | None, *, now: float | None = None) 
             claims = passes.verify(token, queue_id=queue_id, now=now)
             if not holds(request, claims.identity):
                 raise PassWrongIdentity()
+            if claims.device is not None and claims.device != _device(request):
+                raise PassWrongDevice()  # one device per person: the admitted one buys
             revocation.check_active(claims, now)
         except PassError as exc:
             refusal = refusal or exc

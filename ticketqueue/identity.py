@@ -5,6 +5,10 @@ The same identity string is used by the WebSocket consumer, the REST API and the
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +16,13 @@ from typing import Any
 from django.core import signing
 
 __all__ = [
+    "DEVICE_COOKIE",
     "VISITOR_COOKIE",
+    "device_digest",
+    "device_of",
+    "ensure_device",
+    "new_device_id",
+    "set_device_cookie",
     "client_address",
     "ensure_visitor",
     "identity_for",
@@ -24,6 +34,56 @@ __all__ = [
 
 VISITOR_COOKIE = "tq_visitor"
 _signer = signing.Signer(salt="ticketqueue.visitor")
+
+#: A browser's device id (one per browser: its tabs are one device), for queues with one
+#: device per person. Apps send theirs as ``X-Queue-Device``. Not signed: it only names the
+#: client's own device, and only its digest is kept (store, passes).
+DEVICE_COOKIE = "tq_device"
+DEVICE_HEADER = "HTTP_X_QUEUE_DEVICE"
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def device_digest(device_id: str) -> str:
+    """What the store and a pass's ``dev`` claim keep of a device id (never the id itself)."""
+    digest = hashlib.sha256(b"ticketqueue.device|" + device_id.encode()).digest()[:12]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def device_of(meta: Mapping[str, Any], cookies: Mapping[str, str]) -> str | None:
+    """The digest of the device id a request or socket brings (header, else cookie), or None
+    when it brings none or a malformed one."""
+    raw = meta.get(DEVICE_HEADER) or cookies.get(DEVICE_COOKIE) or ""
+    return device_digest(raw) if _DEVICE_ID.fullmatch(raw) else None
+
+
+def new_device_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def set_device_cookie(response: Any, request: Any, device_id: str) -> None:
+    """Give the client its device id: a long-lived HttpOnly cookie, and ``X-Queue-Device`` for
+    clients that keep no cookies."""
+    from .conf import queue_settings
+
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_id,
+        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
+    response["X-Queue-Device"] = device_id
+
+
+def ensure_device(request: Any, response: Any) -> str:
+    """The digest of the request's device id; a client without one gets one on ``response``."""
+    found = device_of(request.META, request.COOKIES)
+    if found is not None:
+        return found
+    device_id = new_device_id()
+    set_device_cookie(response, request, device_id)
+    return device_digest(device_id)
 
 
 def user_identity(user: Any) -> str | None:
@@ -79,7 +139,9 @@ def ensure_visitor(request: Any, response: Any, queue: Any = None) -> str | None
     cookies, and the place in line belongs to this identity. Returns the request's identity
     (the new visitor's, if one was made); a logged-in user gets no cookie. With ``queue`` (a
     Queue), new ids count against its ``visitor_ip`` limit: past it, none is given (None).
+    Every browser also gets its device id (``ensure_device``), logged in or not.
     """
+    ensure_device(request, response)
     identity = identity_for(getattr(request, "user", None), request.COOKIES)
     if identity is not None:
         return identity

@@ -36,6 +36,10 @@ class Queue(models.Model):
         ALWAYS = QueueMode.ALWAYS.value, _("always: everyone waits in line")
         OFF = QueueMode.OFF.value, _("off: admit everyone at once")
 
+    class DevicePolicy(models.TextChoices):
+        SHARED = "shared", _("shared: every device of a person shows the same place")
+        ONE = "one", _("one device per person: the newest takes the place while it waits")
+
     class WhoMayJoin(models.TextChoices):
         ANYONE = "anyone", _("anyone (visitors and logged-in users)")
         USERS = "users", _("logged-in users only")
@@ -105,6 +109,16 @@ class Queue(models.Model):
         choices=WhoMayJoin.choices,
         default=WhoMayJoin.ANYONE,
         help_text=_("Logged-in users only: an anonymous visitor is asked to log in first."),
+    )
+    device_policy = models.CharField(
+        _("devices"),
+        max_length=8,
+        choices=DevicePolicy.choices,
+        default=DevicePolicy.SHARED,
+        help_text=_(
+            "One device per person: opening the line on another device moves the place there "
+            "(the old one is told); once admitted, the pass works on that device only."
+        ),
     )
     work_difficulty = models.PositiveSmallIntegerField(
         _("proof of work"),

@@ -22,6 +22,8 @@ from django.db.models.constants import OnConflict
 from . import passes, presence, proofs, signals
 from .conf import min_disconnect_grace
 from .core import (
+    DeviceInUse,
+    DeviceRequired,
     EntryNotFound,
     EntryState,
     GroupCommit,
@@ -215,17 +217,24 @@ def join(
     *,
     proof: proofs.JoinProof | None = None,
     address: str = "",
+    device: str | None = None,
 ) -> Status:
     """Give ``identity`` its one place in the line (or a pass at once); idempotent.
 
     A new entry's row is committed before this returns: an acknowledged join is never lost.
     Raises LoginRequired for a visitor when the queue takes logged-in users only, and the
     ProofRequired family when the queue asks a new place for proof (``proofs``) and ``proof``
-    (from ``address``, for the CAPTCHA provider) does not hold.
+    (from ``address``, for the CAPTCHA provider) does not hold. With one device per person the
+    place moves to ``device`` (a digest, ``identity.device_of``) first: DeviceRequired without
+    one, DeviceInUse when the identity was admitted on another.
     """
     if queue.who_may_join == Queue.WhoMayJoin.USERS and not identity.startswith("user:"):
         raise LoginRequired()
     now = _now(now)
+    if queue.device_policy == Queue.DevicePolicy.ONE:
+        if device is None:
+            raise DeviceRequired()
+        bind_device(queue, identity, device, now)
     if proofs.demanded(queue):
         if proof is None:
             # Someone already in line keeps their place without a new proof.
@@ -263,6 +272,22 @@ def join(
             )
             signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
     return _status(queue, placement, joined.counts, now)
+
+
+def bind_device(queue: Queue, identity: str, device: str, now: float | None = None) -> None:
+    """With one device per person, make ``device`` hold ``identity``'s place (the newest device
+    takes over a waiting place; its other devices' sockets are told). DeviceInUse when the
+    identity was admitted on another device. A no-op for queues whose devices share a place."""
+    if queue.device_policy != Queue.DevicePolicy.ONE:
+        return
+    now = _now(now)
+    binding = _call(queue, lambda s: s.bind_device(queue.store_id, identity, device, now), now)
+    if binding.held:
+        raise DeviceInUse()
+    if binding.previous is not None:
+        signals.device_moved.send(
+            sender=Queue, queue=queue, identity=identity, device=device, previous=binding.previous
+        )
 
 
 def _create_row(queue: Queue, placement: Placement, now: float) -> None:
@@ -484,8 +509,23 @@ def issue_passes(queue: Queue, admissions: Iterable[Admission]) -> list[str]:
     from .conf import queue_settings
 
     issuer, queue_id, sign = queue_settings.PASS_ISSUER, queue.store_id, passes.sign
+    admissions = list(admissions)
+    devices: dict[str, str] = {}
+    if queue.device_policy == Queue.DevicePolicy.ONE and admissions:
+        # Bound to the device that held the place when admitted (it cannot move after).
+        devices = get_store().devices(queue_id, [a.identity for a in admissions])
     return [
-        sign(PassClaims(issuer, queue_id, a.seq, a.identity, int(a.admitted_at), int(a.expires_at)))
+        sign(
+            PassClaims(
+                issuer,
+                queue_id,
+                a.seq,
+                a.identity,
+                int(a.admitted_at),
+                int(a.expires_at),
+                devices.get(a.identity),
+            )
+        )
         for a in admissions
     ]
 

@@ -2,6 +2,9 @@
 
 from django.dispatch import Signal
 
+#: sender=Queue, identity=str, device=str (its digest), previous=str: the place moved to
+#: another device (one device per person); the live sockets on the others are told
+device_moved = Signal()
 #: sender=Queue, placement=store.Placement, counts=store.Counts (read with the placement),
 #: announced=bool (the store already broadcast it to the live sockets)
 entry_joined = Signal()

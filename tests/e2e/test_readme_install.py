@@ -56,9 +56,12 @@ def run(argv: list[str], cwd: Path, timeout: int = 300) -> str:
 
 @pytest.fixture(scope="module")
 def fresh_python(tmp_path_factory) -> Path:
-    """A new venv with nothing but the wheel built from this checkout (and its dependencies)."""
+    """A new venv with nothing but the wheel built from this checkout (and its dependencies).
+
+    Built as pip users get it: the sdist, then the wheel from the sdist (so a stale build/
+    directory in the checkout cannot leak into it, and the sdist is proven complete)."""
     dist = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), "."], ROOT)
+    run([sys.executable, "-m", "build", "--outdir", str(dist), "."], ROOT)
     (wheel,) = dist.glob("ticketqueue-*.whl")
     (sdist,) = dist.glob("ticketqueue-*.tar.gz")
     with tarfile.open(sdist) as archive:

@@ -176,6 +176,7 @@ def form_data(queue, **changes):
         "disconnect_grace": queue.disconnect_grace,
         "who_may_join": queue.who_may_join,
         "work_difficulty": queue.work_difficulty,
+        "device_policy": queue.device_policy,
         "content_type": "",
         "object_id": "",
     }

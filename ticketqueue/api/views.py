@@ -28,7 +28,16 @@ from ..core import (
     PassWrongIdentity,
     ProofRequired,
 )
-from ..identity import client_address, new_visitor_cookie, set_visitor_cookie
+from ..identity import (
+    client_address,
+    device_digest,
+    device_of,
+    ensure_device,
+    new_device_id,
+    new_visitor_cookie,
+    set_device_cookie,
+    set_visitor_cookie,
+)
 from ..models import Queue
 from .exceptions import exception_handler
 from .parsers import JSONParser
@@ -98,6 +107,15 @@ def _identity(request: Request, *, mint: bool) -> tuple[str | None, str | None]:
         return None, None
     visitor, signed = new_visitor_cookie()
     return f"anon:{visitor}", signed
+
+
+def _device(request: Request) -> tuple[str, str | None]:
+    """(the digest of the request's device id, a new device id to give it if it had none)."""
+    found = device_of(request.META, request.COOKIES)
+    if found is not None:
+        return found, None
+    device_id = new_device_id()
+    return device_digest(device_id), device_id
 
 
 def _set_visitor(response: Response, request: Request, signed: str) -> None:
@@ -188,17 +206,25 @@ class JoinView(QueueAPIView):
         if not isinstance(request.data, Mapping):
             raise InvalidInput("The body must be a JSON object.")
         proof = proofs.JoinProof.from_data(request.data)
+        device, new_device = _device(request)
         try:
-            status = services.join(row, identity, proof=proof, address=client_address(request.META))
+            status = services.join(
+                row, identity, proof=proof, address=client_address(request.META), device=device
+            )
         except ProofRequired as exc:
             if not minted:
                 raise
             # The challenge is this visitor's: it keeps the id minted for it.
-            response = exception_handler(exc, {})
-            assert response is not None
-            _set_visitor(response, request, minted)
-            return response
-        return _status_response(request, row, status, minted)
+            refusal = exception_handler(exc, {})
+            assert refusal is not None
+            _set_visitor(refusal, request, minted)
+            if new_device:
+                set_device_cookie(refusal, request, new_device)
+            return refusal
+        response = _status_response(request, row, status, minted)
+        if new_device:
+            set_device_cookie(response, request, new_device)
+        return response
 
 
 class StatusView(QueueAPIView):
@@ -213,7 +239,9 @@ class StatusView(QueueAPIView):
         row = queue_row(queue)
         identity, minted = _identity(request, mint=True)
         assert identity is not None
-        return _status_response(request, row, services.status(row, identity), minted)
+        response = _status_response(request, row, services.status(row, identity), minted)
+        ensure_device(request, response)  # what a socket of a one-device line needs
+        return response
 
 
 class LeaveView(QueueAPIView):

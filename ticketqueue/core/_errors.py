@@ -6,6 +6,9 @@
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
     │   ├── LoginRequired        login_required
+    │   ├── DeviceRequired       device_required
+    │   ├── DeviceInUse          device_in_use
+    │   ├── DeviceReplaced       device_replaced
     │   ├── ProofRequired        proof_required
     │   │   ├── ProofInvalid     proof_invalid
     │   │   └── CaptchaFailed    captcha_failed
@@ -23,6 +26,7 @@
     │   ├── PassExpired          pass_expired
     │   ├── PassWrongQueue       pass_wrong_queue
     │   ├── PassWrongIdentity    pass_wrong_identity
+    │   ├── PassWrongDevice      pass_wrong_device
     │   └── PassNotActive        pass_not_active
     ├── Throttled                throttled
     └── InvalidInput             invalid_input
@@ -39,6 +43,9 @@ __all__ = [
     "CaptchaFailed",
     "CaptchaUnavailable",
     "DatabaseUnavailable",
+    "DeviceInUse",
+    "DeviceReplaced",
+    "DeviceRequired",
     "EntryNotFound",
     "InvalidInput",
     "InvalidTransition",
@@ -50,6 +57,7 @@ __all__ = [
     "PassMissing",
     "PassNotActive",
     "PassNotYetValid",
+    "PassWrongDevice",
     "PassWrongIdentity",
     "PassWrongQueue",
     "ProofInvalid",
@@ -117,6 +125,31 @@ class LoginRequired(QueueError):
     code = "login_required"
     default_message = gettext_noop("Log in to take a place in this line.")
     status = 403
+
+
+class DeviceRequired(QueueError):
+    code = "device_required"
+    default_message = gettext_noop(
+        "This line keeps one device per person: send your device id (the tq_device cookie the "
+        "waiting page sets, or X-Queue-Device)."
+    )
+    status = 400
+
+
+class DeviceInUse(QueueError):
+    code = "device_in_use"
+    default_message = gettext_noop(
+        "Your turn came on another of your devices: finish your purchase there."
+    )
+    status = 409
+
+
+class DeviceReplaced(QueueError):
+    code = "device_replaced"
+    default_message = gettext_noop(
+        "You opened this line on another device; your place moved there."
+    )
+    status = 409
 
 
 class ProofRequired(QueueError):
@@ -227,6 +260,13 @@ class PassWrongQueue(PassError):
 class PassWrongIdentity(PassError):
     code = "pass_wrong_identity"
     default_message = gettext_noop("The queue pass belongs to someone else.")
+
+
+class PassWrongDevice(PassError):
+    code = "pass_wrong_device"
+    default_message = gettext_noop(
+        "The queue pass belongs to another of your devices: buy on the device that was admitted."
+    )
 
 
 class PassNotActive(PassError):

@@ -30,6 +30,9 @@ class PassClaims:
     identity: str
     issued_at: int
     expires_at: int
+    #: The device the pass is bound to (``dev``: a digest of its device id), for queues with
+    #: one device per person; None: any device of the identity may present it.
+    device: str | None = None
 
     @property
     def audience(self) -> str:
@@ -40,7 +43,7 @@ class PassClaims:
         return pass_jti(self.queue_id, self.seq)
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(self.seq),
@@ -49,6 +52,9 @@ class PassClaims:
             "iat": self.issued_at,
             "exp": self.expires_at,
         }
+        if self.device is not None:
+            payload["dev"] = self.device
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> PassClaims:
@@ -65,9 +71,18 @@ class PassClaims:
                 identity=str(payload["idn"]),
                 issued_at=int(payload["iat"]),
                 expires_at=int(payload["exp"]),
+                device=_device(payload.get("dev")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PassInvalid() from exc
         if payload.get("jti") != claims.jti:
             raise PassInvalid()
         return claims
+
+
+def _device(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError("dev")
+    return value

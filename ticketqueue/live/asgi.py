@@ -30,7 +30,7 @@ from django.conf import settings
 
 from ..identity import identity_for, user_identity
 from ..limits import address_of_scope
-from .connection import QueueSocket, in_thread, scope_cookies
+from .connection import QueueSocket, device_of_scope, in_thread, scope_cookies
 
 __all__ = ["QueueSocketApp", "socket_identity"]
 
@@ -70,7 +70,7 @@ class QueueSocketApp:
         socket = QueueSocket()
         try:
             identity = await socket_identity(scope)
-            await socket.open(send, slug, identity, address_of_scope(scope))
+            await socket.open(send, slug, identity, address_of_scope(scope), device_of_scope(scope))
             while True:
                 message = await receive()
                 kind = message["type"]

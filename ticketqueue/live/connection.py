@@ -23,14 +23,18 @@ from .. import limits, proofs, services
 from ..conf import queue_settings
 from ..core import (
     DatabaseUnavailable,
+    DeviceInUse,
+    DeviceRequired,
     EntryNotFound,
     QueueNotFound,
     QueueUnavailable,
     Throttled,
     TicketQueueError,
 )
+from ..identity import DEVICE_HEADER, device_of
 from .hub import Seat, get_hub
 from .protocol import (
+    CLOSE_DEVICE,
     CLOSE_IDENTITY_REQUIRED,
     CLOSE_QUEUE_NOT_FOUND,
     CLOSE_THROTTLED,
@@ -42,7 +46,7 @@ from .protocol import (
     parse_client_message,
 )
 
-__all__ = ["QueueSocket", "in_thread", "scope_cookies"]
+__all__ = ["QueueSocket", "device_of_scope", "in_thread", "scope_cookies"]
 
 log = logging.getLogger("ticketqueue.live")
 
@@ -79,6 +83,15 @@ def scope_cookies(scope: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def device_of_scope(scope: dict[str, Any]) -> str | None:
+    """The digest of the handshake's device id (``X-Queue-Device``, else the cookie)."""
+    meta = {}
+    for name, value in scope.get("headers", ()):
+        if name == b"x-queue-device":
+            meta[DEVICE_HEADER] = value.decode("latin1")
+    return device_of(meta, scope_cookies(scope))
+
+
 class QueueSocket:
     """One socket of one identity in one queue, from the accepted handshake to the disconnect.
 
@@ -86,7 +99,7 @@ class QueueSocket:
     socket of one identity shares its one entry through the hub.
     """
 
-    __slots__ = ("address", "bucket", "identity", "room", "seat")
+    __slots__ = ("address", "bucket", "device", "identity", "room", "seat")
 
     #: Seconds clock for the rate limit and heartbeats; tests swap it.
     clock = staticmethod(time.monotonic)
@@ -96,13 +109,22 @@ class QueueSocket:
         self.room: Any = None
         self.identity: str | None = None
         self.address = ""
+        self.device: str | None = None
         self.bucket: MessageBucket | None = None
 
     # -- connecting -------------------------------------------------------------------------
-    async def open(self, send: Send, slug: str, identity: str | None, address: str = "") -> None:
+    async def open(
+        self,
+        send: Send,
+        slug: str,
+        identity: str | None,
+        address: str = "",
+        device: str | None = None,
+    ) -> None:
         """After the handshake was accepted: seat the socket and tell it the truth.
 
-        ``address``: the client's (``limits.address_of_scope``), for the per-address limits.
+        ``address``: the client's (``limits.address_of_scope``), for the per-address limits;
+        ``device``: its device (``device_of_scope``), for queues with one device per person.
         """
         if identity is None:
             await refuse(send, IdentityRequired(), CLOSE_IDENTITY_REQUIRED)
@@ -125,14 +147,28 @@ class QueueSocket:
             # Not fatal: the widget reconnects with its backoff, and the limit has room then.
             await refuse(send, exc, CLOSE_THROTTLED)
             return
+        if queue.device_policy == "one":
+            # One device per person: this one takes the place (the others are told), unless
+            # the person was admitted on another.
+            try:
+                if device is None:
+                    raise DeviceRequired()
+                await in_thread(services.bind_device)(queue, identity, device)
+            except DeviceRequired as exc:  # the widget fetches its cookies and comes back
+                await refuse(send, exc, CLOSE_IDENTITY_REQUIRED)
+                return
+            except DeviceInUse as exc:
+                await refuse(send, exc, CLOSE_DEVICE)
+                return
         self.identity = identity
         self.address = address
+        self.device = device
         self.bucket = MessageBucket(
             float(queue_settings.WS_MESSAGE_RATE),
             float(queue_settings.WS_MESSAGE_BURST),
             self.clock,
         )
-        seat = Seat(identity, send)
+        seat = Seat(identity, send, device)
         # Subscribed before the status read: no broadcast after the read can be missed.
         self.room = await hub.attach(queue, seat)
         self.seat = seat
@@ -198,7 +234,9 @@ class QueueSocket:
         """A place asked for over the socket counts against the same limits as over REST."""
         queue = self.queue
         limits.check(queue.store_id, [("join_ip", self.address), ("join_identity", self.identity)])
-        return services.join(queue, self.identity, proof=proof, address=self.address)
+        return services.join(
+            queue, self.identity, proof=proof, address=self.address, device=self.device
+        )
 
     async def client_leave(self, message: dict[str, Any]) -> None:
         # Ahead of the joins: whoever gives up a place hears so at once, and the place is free.

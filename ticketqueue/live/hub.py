@@ -23,9 +23,16 @@ from channels.db import database_sync_to_async
 
 from .. import services
 from ..conf import queue_settings
-from ..core import TicketQueueError, estimate_eta
+from ..core import DeviceReplaced, TicketQueueError, estimate_eta
 from . import transport
-from .protocol import CLOSE_QUEUE_CLOSED, encode, update_frame_head, update_frame_tail
+from .protocol import (
+    CLOSE_DEVICE,
+    CLOSE_QUEUE_CLOSED,
+    encode,
+    error_frame,
+    update_frame_head,
+    update_frame_tail,
+)
 
 __all__ = ["Hub", "Room", "Seat", "get_hub", "shutdown"]
 
@@ -104,6 +111,7 @@ class Seat:
         "position",
         "admitted_seen",
         "departed_seen",
+        "device",
         "resync_at",
         "room",
         "sent",
@@ -112,8 +120,9 @@ class Seat:
         "touched",
     )
 
-    def __init__(self, identity: str, send: Send) -> None:
+    def __init__(self, identity: str, send: Send, device: str | None = None) -> None:
         self.identity = identity
+        self.device = device  # its digest, for a queue with one device per person
         self._base_send = send
         self.room: Room | None = None
         self.state: str | None = None  # None, "waiting" or "admitted"
@@ -502,6 +511,14 @@ class Room:
                 seat.eta = estimate_eta(seat.position, self.rate, None) if self.rate else None
                 self.offer_update(seat, now=now, force=True)
                 self.schedule_resync(seat, now, follow_up=True)
+
+    def _on_device(self, message: dict[str, Any]) -> None:
+        """One device per person: the identity's place moved to ``device``; its sockets on
+        other devices are told and closed (the widget offers to take it back)."""
+        for seat in list(self.by_identity.get(message["identity"], ())):
+            if seat.device != message["device"]:
+                seat.send_text(error_frame(DeviceReplaced()))
+                seat.close(CLOSE_DEVICE)
 
     def _on_closed(self, message: dict[str, Any]) -> None:
         self.queue_state = "closed"

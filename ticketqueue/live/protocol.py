@@ -16,6 +16,7 @@ from ..errors import error_body
 
 __all__ = [
     "CLIENT_TYPES",
+    "CLOSE_DEVICE",
     "CLOSE_IDENTITY_REQUIRED",
     "CLOSE_QUEUE_CLOSED",
     "CLOSE_QUEUE_NOT_FOUND",
@@ -42,6 +43,9 @@ CLIENT_TYPES = frozenset({"join", "leave", "heartbeat", "status"})
 # Close codes (4000-4999 are the application's). A client must not reconnect after these.
 CLOSE_IDENTITY_REQUIRED = 4401
 CLOSE_QUEUE_NOT_FOUND = 4404
+#: One device per person: another device took the place (``device_replaced``), or the person
+#: was admitted on another (``device_in_use``). The widget offers to continue on this device.
+CLOSE_DEVICE = 4409
 CLOSE_QUEUE_CLOSED = 4410
 #: Over a connection limit (``limits``): not fatal, the client reconnects with its backoff.
 CLOSE_THROTTLED = 4429

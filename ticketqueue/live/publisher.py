@@ -71,6 +71,11 @@ def _admitted(sender: Any, queue: Any, admissions: list[Any], **kwargs: Any) -> 
         publish(queue, {"k": "granted", "items": items})
 
 
+@receiver(signals.device_moved, dispatch_uid="ticketqueue.live.device")
+def _device_moved(sender: Any, queue: Any, identity: str, device: str, **kwargs: Any) -> None:
+    publish(queue, {"k": "device", "identity": identity, "device": device})
+
+
 @receiver(signals.entry_joined, dispatch_uid="ticketqueue.live.joined")
 def _joined(sender: Any, queue: Any, placement: Any, **kwargs: Any) -> None:
     # Other tabs and devices of the identity learn their place (with the totals read with it);

@@ -185,6 +185,15 @@ class LimitResult:
 
 
 @dataclass(frozen=True)
+class DeviceBinding:
+    """The answer of ``bind_device``: ``previous`` is the device that held the place before
+    (None: none, or this one); ``held``: refused, the identity was admitted on ``previous``."""
+
+    previous: str | None = None
+    held: bool = False
+
+
+@dataclass(frozen=True)
 class WaitingRecord:
     seq: int
     identity: str
@@ -290,6 +299,20 @@ class QueueStore(abc.ABC):
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         """Mark the identity's waiting entry as seen now; False if it has no live entry (an
         admitted one is live: its heartbeat may cross its own admission)."""
+
+    @abc.abstractmethod
+    def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
+        """Make ``device`` the one that holds ``identity``'s place (queues with one device per
+        person), in one atomic step: while the identity waits, or has no entry, the newest
+        device takes it over (``previous`` says from whom); once admitted, the device that held
+        the place then keeps it and another is refused (``held``). An admitted identity with no
+        device yet (the store lost it) binds to this one. Kept beside the queue, forgotten with
+        it; raises QueueUnavailable like the entry operations."""
+
+    @abc.abstractmethod
+    def devices(self, queue_id: str, identities: Sequence[str]) -> dict[str, str]:
+        """The devices bound to these identities (those that have one): what their passes are
+        bound to."""
 
     @abc.abstractmethod
     def leave(self, queue_id: str, identity: str, now: float) -> Change | None:

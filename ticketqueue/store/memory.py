@@ -37,6 +37,7 @@ from .base import (
     Change,
     Counts,
     Departures,
+    DeviceBinding,
     Joined,
     LimitHit,
     LimitResult,
@@ -96,6 +97,8 @@ class MemoryStore(QueueStore):
         self._limit_count = 0
         self._limit_sweep_at = -math.inf
         self._limit_sweep_size = 1_024
+        # queue id -> identity -> the device holding its place (bind_device)
+        self._devices: dict[str, dict[str, str]] = {}
         # (queue id, name) -> claimed until (claim_once), swept as it doubles
         self._claims: dict[tuple[str, str], float] = {}
         self._claims_sweep_size = 1_024
@@ -260,6 +263,7 @@ class MemoryStore(QueueStore):
             self._limit_count -= len(self._limits.pop(queue_id, {}))
             for key in [k for k in self._claims if k[0] == queue_id]:
                 del self._claims[key]
+            self._devices.pop(queue_id, None)
 
     def is_loaded(self, queue_id: str) -> bool:
         with self._mutex:
@@ -317,6 +321,23 @@ class MemoryStore(QueueStore):
             if seq in q.waiting:
                 q.waiting[seq] = replace(q.waiting[seq], seen_at=now)
             return True
+
+    def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
+        with self._mutex:
+            q = self._get(queue_id)
+            bound = self._devices.setdefault(queue_id, {})
+            current = bound.get(identity)
+            if current == device:
+                return DeviceBinding()
+            if current is not None and q.seq_of.get(identity) in q.active:
+                return DeviceBinding(current, held=True)
+            bound[identity] = device
+            return DeviceBinding(current)
+
+    def devices(self, queue_id: str, identities: Sequence[str]) -> dict[str, str]:
+        with self._mutex:
+            bound = self._devices.get(queue_id, {})
+            return {i: bound[i] for i in identities if i in bound}
 
     def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
         with self._mutex:

@@ -37,6 +37,7 @@ from .base import (
     Change,
     Counts,
     Departures,
+    DeviceBinding,
     Joined,
     LimitHit,
     LimitResult,
@@ -401,6 +402,17 @@ class RedisStore(QueueStore):
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         (seen,) = self._run("touch", queue_id, [identity, _num(now)])
         return bool(seen)
+
+    def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
+        keys = [self._key(queue_id, "dev")]
+        previous, held = self._run("bind_device", queue_id, [identity, device], keys)
+        return DeviceBinding(_text(previous) or None, bool(held))
+
+    def devices(self, queue_id: str, identities: Sequence[str]) -> dict[str, str]:
+        if not identities:
+            return {}
+        found = self.client.hmget(self._key(queue_id, "dev"), list(identities))
+        return {i: _text(d) for i, d in zip(identities, found, strict=True) if d is not None}
 
     def leave(self, queue_id: str, identity: str, now: float) -> Change | None:
         (flat,) = self._run("leave", queue_id, [identity, _num(now)])

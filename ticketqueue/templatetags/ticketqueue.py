@@ -64,6 +64,12 @@ def catalog() -> dict[str, str]:
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),
+        "error_device_replaced": gettext(
+            "You opened this line on another device, so your place moved there."
+        ),
+        "error_device_in_use": gettext(
+            "Your turn came on another of your devices: finish your purchase there."
+        ),
         "proving": gettext("Checking your browser before you take your place…"),
         "error_proof": gettext("Your browser could not be checked. Please reload the page."),
         "error_captcha_failed": gettext("The check was not passed. Please try again."),

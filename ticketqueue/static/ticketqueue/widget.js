@@ -12,14 +12,16 @@
   }
 
   // Close codes after which reconnecting cannot help (docs/protocol.md).
-  var FATAL_CLOSE = { 4401: 'identity_required', 4404: 'queue_not_found', 4410: 'queue_closed' };
+  var FATAL_CLOSE = {
+    4401: 'identity_required', 4404: 'queue_not_found', 4409: 'device', 4410: 'queue_closed'
+  };
   var BACKOFF_BASE_MS = 1000;
   var BACKOFF_CAP_MS = 30000;
   // Screen readers hear a moving position at most this often; state changes at once.
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
     'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely',
-    'countdown', 'clock', 'figures', 'login', 'captcha'];
+    'countdown', 'clock', 'figures', 'login', 'captcha', 'takeover'];
   // Refusals of a proof in a row before the widget stops trying (a bug, not a bot).
   var PROOF_ATTEMPTS = 3;
 
@@ -109,6 +111,16 @@
         self.wantsPlace = true;
         self.proofAttempts = 0;
         self.send({ type: 'join' });
+      });
+    }
+    if (this.el.takeover) {
+      // One device per person: take the place back from the device that took it.
+      this.el.takeover.addEventListener('click', function () {
+        self.el.takeover.hidden = true;
+        self.finished = false;
+        self.attempt = 0;
+        self.clearError();
+        self.connect();
       });
     }
     if (this.el.leave) {
@@ -370,8 +382,14 @@
   Widget.prototype.onError = function (message) {
     var text = this.catalog['error_' + message.code] !== undefined ?
       this.t('error_' + message.code) : this.t('error', { code: message.code });
-    if (message.code === 'identity_required' && !this.identityFetched && this.statusUrl) {
+    if ((message.code === 'identity_required' || message.code === 'device_required') &&
+        !this.identityFetched && this.statusUrl) {
       return; // the close that follows fetches an identity and connects again
+    }
+    if (message.code === 'device_replaced' && this.el.takeover) {
+      this.state = null;
+      this.position = null;
+      this.el.takeover.hidden = false;
     }
     if (message.code === 'identity_required' || message.code === 'queue_not_found') {
       this.finished = true;
