@@ -29,7 +29,7 @@ from django.utils.translation import ngettext
 
 from . import metrics, notifications, services
 from .core import QueueState, TicketQueueError
-from .models import Admission, Entry, OperatorAction, Queue, QueueSample
+from .models import Admission, Entry, OperatorAction, PriorityGroup, Queue, QueueSample
 
 log = logging.getLogger("ticketqueue")
 
@@ -93,6 +93,13 @@ class ConfirmForm(forms.Form):
     pass
 
 
+class PriorityGroupInline(admin.TabularInline):
+    """A queue's priority groups: who stands ahead of the public (docs/protection.md)."""
+
+    model = PriorityGroup
+    extra = 0
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = [
@@ -107,6 +114,7 @@ class QueueAdmin(admin.ModelAdmin):
         "control_room_link",
     ]
     list_filter = ["state", "mode"]
+    inlines = [PriorityGroupInline]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     actions = [

@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "CAPTCHA_VERIFY_URL": None,
     "CAPTCHA_TIMEOUT": 5.0,
     "CAPTCHA_HOSTNAMES": [],
+    "PRIORITY_RESOLVER": None,
     # operations (issue 5): notifications, presence, retention, metrics
     "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
     "EMAIL_RESOLVER": "ticketqueue.notifications.user_emails",
@@ -167,6 +168,10 @@ HELP: dict[str, str] = {
     "CAPTCHA_TIMEOUT": "Seconds a join waits for the CAPTCHA provider (then captcha_unavailable).",
     "CAPTCHA_HOSTNAMES": (
         "Hosts a CAPTCHA must have been solved on (the answer's hostname); empty: any."
+    ),
+    "PRIORITY_RESOLVER": (
+        "Dotted path of f(queue, identity) -> the name of the priority group a new place joins "
+        "(or None: the public line); invites to a group need none."
     ),
     "NOTIFIERS": (
         "Dotted paths of the Notifier classes that tell admitted people with no live connection."

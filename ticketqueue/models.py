@@ -16,7 +16,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .conf import min_disconnect_grace
-from .core import MAX_DIFFICULTY, EntryState, OutflowPolicy, QueueMode, QueueState
+from .core import MAX_DIFFICULTY, MAX_PRIORITY, EntryState, OutflowPolicy, QueueMode, QueueState
 from .querysets import EntryQuerySet, QueueQuerySet
 
 LIVE_STATES = [s.value for s in EntryState if s.is_live]
@@ -43,6 +43,7 @@ class Queue(models.Model):
     class WhoMayJoin(models.TextChoices):
         ANYONE = "anyone", _("anyone (visitors and logged-in users)")
         USERS = "users", _("logged-in users only")
+        INVITED = "invited", _("holders of an invite (link or code)")
 
     slug = models.SlugField(
         _("slug"), unique=True, help_text=_("Names the queue in URLs and WebSocket paths.")
@@ -108,7 +109,10 @@ class Queue(models.Model):
         max_length=16,
         choices=WhoMayJoin.choices,
         default=WhoMayJoin.ANYONE,
-        help_text=_("Logged-in users only: an anonymous visitor is asked to log in first."),
+        help_text=_(
+            "Logged-in users only: an anonymous visitor is asked to log in first. Invites: "
+            "manage.py ticketqueue_invites makes the links."
+        ),
     )
     device_policy = models.CharField(
         _("devices"),
@@ -225,6 +229,35 @@ class Queue(models.Model):
                 },
                 code="grace_below_heartbeat",
             )
+
+
+class PriorityGroup(models.Model):
+    """People who stand ahead of the public in one queue (a presale list, members): their
+    entries wait in the group's own part of the line, first come first served within it, and
+    a higher priority is admitted first. People join a group with an invite made for it
+    (``manage.py ticketqueue_invites --group``) or by the site's ``PRIORITY_RESOLVER``."""
+
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="priority_groups", verbose_name=_("queue")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"),
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_PRIORITY)],
+        help_text=_("Higher goes first; the public line is 0."),
+    )
+
+    class Meta:
+        verbose_name = _("priority group")
+        verbose_name_plural = _("priority groups")
+        ordering = ["-priority"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name"], name="tq_group_name_unique"),
+            models.UniqueConstraint(fields=["queue", "priority"], name="tq_group_priority_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.priority})"
 
 
 class Entry(models.Model):

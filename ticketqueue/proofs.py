@@ -9,7 +9,7 @@ without what the queue asks is refused with ``proof_required`` and a challenge::
 The work token is minted here for this queue and identity: ``<difficulty>.<expires>.<salt>.<mac>``,
 the mac an HMAC-SHA256 (key derived from SECRET_KEY for this use only) over the queue, the
 identity and the rest. It costs no store call to mint; verifying is one HMAC and one SHA-256
-(microseconds) and then one store call that spends it (``claim_once``): a token solves one join.
+(microseconds) and then one store call that spends it (``claim_use``): a token solves one join.
 A token minted at a lower difficulty than the queue's current one no longer counts, so raising
 the difficulty during an attack also voids the cheap puzzles bots gathered before.
 """
@@ -32,6 +32,7 @@ from django.core.signals import setting_changed
 from .captcha import MAX_TOKEN, get_verifier
 from .conf import queue_settings
 from .core import CaptchaFailed, InvalidInput, ProofInvalid, ProofRequired, solves
+from .invites import MAX_INVITE
 from .store import get_store
 
 if TYPE_CHECKING:
@@ -45,26 +46,33 @@ MAX_WORK_TOKEN = 128
 
 @dataclass(frozen=True)
 class JoinProof:
-    """What a client brought to a join: a solved work token and/or a CAPTCHA token."""
+    """What a client brought to a join: a solved work token, a CAPTCHA token, an invite."""
 
     work: str = ""
     nonce: str = ""
     captcha: str = ""
+    invite: str = ""
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any] | None) -> JoinProof | None:
-        """From a join message or request body (``work``, ``nonce``, ``captcha``, all strings);
-        None when it brings none of them, InvalidInput when they are malformed."""
+        """From a join message or request body (``work``, ``nonce``, ``captcha``, ``invite``,
+        all strings); None when it brings none of them, InvalidInput when they are malformed."""
         if not data:
             return None
         values = {}
-        for name, longest in (("work", MAX_WORK_TOKEN), ("nonce", 32), ("captcha", MAX_TOKEN)):
+        fields = (
+            ("work", MAX_WORK_TOKEN),
+            ("nonce", 32),
+            ("captcha", MAX_TOKEN),
+            ("invite", MAX_INVITE),
+        )
+        for name, longest in fields:
             value = data.get(name, "")
             if not isinstance(value, str) or len(value) > longest:
                 raise InvalidInput(f"'{name}' must be a string of at most {longest} characters.")
             values[name] = value
         proof = cls(**values)
-        return proof if proof.work or proof.captcha else None
+        return proof if proof.work or proof.captcha or proof.invite else None
 
 
 def demanded(queue: Queue) -> bool:
@@ -90,7 +98,7 @@ def check(queue: Queue, identity: str, proof: JoinProof | None, address: str, no
     """Refuse (``proof_required``, ``proof_invalid``, ``captcha_failed``, each with a new
     challenge) unless ``proof`` brings what ``queue`` asks; spends the work token. The CAPTCHA is
     asked last: a wrong or replayed work token costs the provider nothing."""
-    if proof is None:
+    if proof is None or not (proof.work or proof.captcha):
         raise ProofRequired(challenge(queue, identity, now))
     if queue.work_difficulty and not _work_holds(queue, identity, proof, now):
         raise ProofInvalid(challenge(queue, identity, now))
@@ -110,7 +118,7 @@ def _work_holds(queue: Queue, identity: str, proof: JoinProof, now: float) -> bo
         return False
     if not solves(proof.work, proof.nonce, difficulty):
         return False
-    return get_store().claim_once(queue.store_id, f"work:{salt}", expires - now + 1, now)
+    return get_store().claim_use(queue.store_id, f"work:{salt}", 1, expires - now + 1, now)
 
 
 _key: bytes | None = None

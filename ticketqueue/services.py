@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django.db.models import BigIntegerField, Case, Count, Max, Value, When
 from django.db.models.constants import OnConflict
+from django.utils.module_loading import import_string
 
-from . import passes, presence, proofs, signals
-from .conf import min_disconnect_grace
+from . import invites, passes, presence, proofs, signals
+from .conf import min_disconnect_grace, queue_settings
 from .core import (
     DeviceInUse,
     DeviceRequired,
@@ -44,7 +45,7 @@ from .core import (
     measured_rate,
 )
 from .models import Admission as AdmissionRow
-from .models import Entry, Queue
+from .models import Entry, PriorityGroup, Queue
 from .store import (
     ActiveRecord,
     Admission,
@@ -222,7 +223,9 @@ def join(
     """Give ``identity`` its one place in the line (or a pass at once); idempotent.
 
     A new entry's row is committed before this returns: an acknowledged join is never lost.
-    Raises LoginRequired for a visitor when the queue takes logged-in users only, and the
+    Raises LoginRequired for a visitor when the queue takes logged-in users only,
+    InviteRequired/InviteInvalid when it takes holders of an invite (``proof.invite``; an invite
+    to a priority group puts the place in that group's part of the line, in any queue), and the
     ProofRequired family when the queue asks a new place for proof (``proofs``) and ``proof``
     (from ``address``, for the CAPTCHA provider) does not hold. With one device per person the
     place moves to ``device`` (a digest, ``identity.device_of``) first: DeviceRequired without
@@ -235,14 +238,25 @@ def join(
         if device is None:
             raise DeviceRequired()
         bind_device(queue, identity, device, now)
-    if proofs.demanded(queue):
-        if proof is None:
-            # Someone already in line keeps their place without a new proof.
-            current = status(queue, identity, now)
-            if current.state is not None:
-                return current
-        proofs.check(queue, identity, proof, address, now)
-    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now), now)
+    invited = queue.who_may_join == Queue.WhoMayJoin.INVITED
+    token = proof.invite if proof else ""
+    priority = 0
+    if invited or token or proofs.demanded(queue):
+        # Someone already in line keeps their place: nothing is asked or spent again.
+        current = status(queue, identity, now)
+        if current.state is not None:
+            return current
+        invite = invites.check(queue, token, now) if invited or token else None
+        if invite is not None and not invited and not invite.group_id:
+            invite = None  # an invite to no group means nothing in a queue open to anyone
+        if proofs.demanded(queue):
+            proofs.check(queue, identity, proof, address, now)
+        if invite is not None:
+            priority = invites.group_of(queue, invite)
+            invites.spend(queue, invite, now)
+    if not priority and queue_settings.PRIORITY_RESOLVER:
+        priority = _resolved_priority(queue, identity)
+    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
     placement = joined.placement
     if placement.created:
         try:
@@ -272,6 +286,15 @@ def join(
             )
             signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
     return _status(queue, placement, joined.counts, now)
+
+
+def _resolved_priority(queue: Queue, identity: str) -> int:
+    """The priority of the group the site's ``PRIORITY_RESOLVER`` names for ``identity``."""
+    name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
+    if not name:
+        return 0
+    found = PriorityGroup.objects.filter(queue=queue, name=name).values_list("priority", flat=True)
+    return next(iter(found), 0)
 
 
 def bind_device(queue: Queue, identity: str, device: str, now: float | None = None) -> None:
@@ -506,8 +529,6 @@ def issue_pass(queue: Queue, seq: int, identity: str, admitted_at: float, expire
 def issue_passes(queue: Queue, admissions: Iterable[Admission]) -> list[str]:
     """The signed passes of these admissions, in order: one signature each, the settings and
     the queue's id read once for the batch (a tick signs a thousand)."""
-    from .conf import queue_settings
-
     issuer, queue_id, sign = queue_settings.PASS_ISSUER, queue.store_id, passes.sign
     admissions = list(admissions)
     devices: dict[str, str] = {}

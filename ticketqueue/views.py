@@ -14,6 +14,7 @@ from django.template.loader import get_template
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 
+from . import invites
 from .conf import queue_settings
 from .identity import ensure_visitor
 from .models import Queue
@@ -57,6 +58,8 @@ def waiting_room(request: HttpRequest, slug: str) -> HttpResponse:
             "queue": queue,
             "checkout_url": checkout_url_for(request, queue),
             "base_template": base_template(),
+            # An invite link (?invite=): the widget brings it to its join.
+            "invite": request.GET.get("invite", "")[: invites.MAX_INVITE],
         },
     )
     ensure_visitor(request, response, queue)  # the socket cannot set the cookie

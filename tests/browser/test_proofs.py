@@ -59,3 +59,27 @@ def test_the_widget_brings_work_and_a_captcha(
     expect(widget).to_have_attribute("data-state", "waiting", timeout=WAIT)
     assert len(siteverify_server.forms) == 1
     assert not errors
+
+
+def test_an_invite_link_opens_a_line_of_invited_people(asgi_server, browser_page, off_loop):
+    from playwright.sync_api import expect
+
+    from ticketqueue import invites
+
+    page = browser_page
+    queue = off_loop(
+        Queue.objects.create, slug="presale", name="Presale", mode="always", who_may_join="invited"
+    )
+    page.goto(f"{asgi_server}/queue/presale/wait/")
+    widget = page.locator("[data-ticketqueue]")
+    expect(widget.locator('[data-tq="error"]')).to_contain_text("by invitation", timeout=WAIT)
+    assert off_loop(Entry.objects.count) == 0
+    token = invites.make_invite(queue)
+    page.goto(f"{asgi_server}/queue/presale/wait/?invite={token}")
+    expect(widget).to_have_attribute("data-state", "waiting", timeout=WAIT)
+    # Used up: someone else cannot come in on the same link.
+    other = page.context.browser.new_context().new_page()
+    other.goto(f"{asgi_server}/queue/presale/wait/?invite={token}")
+    expect(other.locator('[data-tq="error"]')).to_contain_text("used up", timeout=WAIT)
+    other.context.close()
+    assert off_loop(Entry.objects.count) == 1

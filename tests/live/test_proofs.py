@@ -75,3 +75,16 @@ async def test_socket_join_brings_its_proof_in_the_join_message(make_queue, hub,
     assert (placed["state"], placed["position"]) == ("waiting", 1)
     assert await in_thread(waiting)(queue) == 1
     await socket.disconnect()
+
+
+def test_rest_join_with_an_invite(make_queue):
+    from ticketqueue import invites
+
+    queue = make_queue(who_may_join="invited")
+    url = f"/queue/api/queues/{queue.slug}/join/"
+    refused = Client().post(url)
+    assert (refused.status_code, refused.json()["code"]) == (403, "invite_required")
+    token = invites.make_invite(queue)
+    assert Client().post(url, {"invite": token}).json()["state"] == "waiting"
+    spent = Client().post(url, {"invite": token}, content_type="application/json")
+    assert (spent.status_code, spent.json()["code"]) == (403, "invite_invalid")

@@ -178,6 +178,9 @@ def form_data(queue, **changes):
         "work_difficulty": queue.work_difficulty,
         "device_policy": queue.device_policy,
         "content_type": "",
+        # The priority groups inline: none.
+        "priority_groups-TOTAL_FORMS": "0",
+        "priority_groups-INITIAL_FORMS": "0",
         "object_id": "",
     }
     data.update(changes)

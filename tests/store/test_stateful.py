@@ -6,7 +6,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ticketqueue.core import FLOW_WINDOW, EntryState, QueueClosed, QueueFull, QueueMode, QueueState
+from ticketqueue.core import (
+    FLOW_WINDOW,
+    EntryState,
+    QueueClosed,
+    QueueFull,
+    QueueMode,
+    QueueState,
+    priority_order,
+)
 from ticketqueue.store import QueueConfig
 from ticketqueue.store.memory import MemoryStore
 
@@ -27,6 +35,7 @@ class WaitingRoom(RuleBasedStateMachine):
         self.store = self.make_store()
         self.now = T0
         self.line: list[tuple[int, str]] = []  # (seq, identity), head first
+        self.priority: dict[int, int] = {}  # seq -> its priority group (0: the public)
         self.active: dict[int, tuple[str, float]] = {}  # seq -> (identity, expires_at)
         self.next_seq = 0
         self.closed = False
@@ -61,7 +70,8 @@ class WaitingRoom(RuleBasedStateMachine):
 
     def model_depart(self, seq):
         self.line = [(s, w) for s, w in self.line if s != seq]
-        self.departed.append(float(seq))  # no pre-queue draw here: order == seq
+        # No pre-queue draw here: the order is the seq in its priority's band.
+        self.departed.append(priority_order(seq, self.priority[seq]))
         self.departed_total += 1
 
     def model_counts(self):
@@ -75,10 +85,10 @@ class WaitingRoom(RuleBasedStateMachine):
         )
 
     # -- rules ----------------------------------------------------------------------------
-    @rule(who=st.sampled_from(PEOPLE))
-    def join(self, who):
+    @rule(who=st.sampled_from(PEOPLE), priority=st.sampled_from([0, 0, 0, 1, 2]))
+    def join(self, who, priority):
         if who in self.live_identities():
-            joined = self.store.join(Q, who, self.now)
+            joined = self.store.join(Q, who, self.now, priority)
             assert not joined.placement.created
             assert joined.counts == self.store.counts(Q, self.now)
             return
@@ -90,10 +100,11 @@ class WaitingRoom(RuleBasedStateMachine):
             with pytest.raises(QueueFull):
                 self.store.join(Q, who, self.now)
             return
-        joined = self.store.join(Q, who, self.now)
+        joined = self.store.join(Q, who, self.now, priority)
         placement = joined.placement
         self.next_seq += 1
         assert placement.created and placement.seq == self.next_seq
+        self.priority[placement.seq] = priority
         # Auto mode admits at once only while nobody waits and there is room. The rate is
         # unlimited here, so the bucket never refuses.
         if self.mode is QueueMode.AUTO and not self.line and len(self.active) < self.capacity:
@@ -101,8 +112,10 @@ class WaitingRoom(RuleBasedStateMachine):
             self.model_admit(placement.seq, who)
         else:
             assert placement.state is EntryState.WAITING
-            self.line.append((placement.seq, who))
-            assert placement.position == len(self.line)
+            # Behind everyone of its own group or a higher one, ahead of lower groups.
+            at = sum(1 for seq, _ in self.line if self.priority[seq] >= priority)
+            self.line.insert(at, (placement.seq, who))
+            assert placement.position == at + 1
         # The counts came from the same atomic step as the placement.
         assert joined.counts == self.store.counts(Q, self.now)
         c = joined.counts
@@ -212,7 +225,11 @@ class WaitingRoom(RuleBasedStateMachine):
 
     @invariant()
     def admissions_follow_join_order(self):
-        assert self.admitted_ever == sorted(self.admitted_ever)
+        """First come, first served within each priority group (the tick rule checks that the
+        groups go in their order: the admitted are the head of the model's line)."""
+        for group in set(self.priority.values()):
+            mine = [seq for seq in self.admitted_ever if self.priority[seq] == group]
+            assert mine == sorted(mine)
 
 
 class RedisWaitingRoom(WaitingRoom):

@@ -27,7 +27,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class JoinRequestSerializer(serializers.Serializer):
-    """Only for a queue that asks for proof (its challenge says what); otherwise no body."""
+    """Only for a queue that asks for proof (its challenge says what) or takes invited people
+    only; otherwise no body."""
 
     work = serializers.CharField(
         required=False, max_length=128, help_text="The challenge's work token, as given."
@@ -39,6 +40,11 @@ class JoinRequestSerializer(serializers.Serializer):
     )
     captcha = serializers.CharField(
         required=False, max_length=4096, help_text="The token the CAPTCHA widget gave."
+    )
+    invite = serializers.CharField(
+        required=False,
+        max_length=128,
+        help_text="An invite token, for a queue of invited people (the link's ?invite=).",
     )
 
 

@@ -19,6 +19,7 @@ from ._limits import LIMIT_SLACK, LimitWindow, limit_check
 from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
+from ._priority import MAX_PRIORITY, PRIORITY_BAND, priority_of, priority_order
 from ._states import EntryState, QueueMode, QueueState, check_queue_transition
 from ._work import MAX_DIFFICULTY, NONCE_PATTERN, solve, solves
 
@@ -29,6 +30,7 @@ __all__ = [
     "FLOW_WINDOW",
     "LIMIT_SLACK",
     "MAX_DIFFICULTY",
+    "MAX_PRIORITY",
     "NONCE_PATTERN",
     "REQUIRED_CLAIMS",
     "Bucket",
@@ -36,6 +38,7 @@ __all__ = [
     "GroupCommit",
     "LimitWindow",
     "OutflowPolicy",
+    "PRIORITY_BAND",
     "PassClaims",
     "QueueMode",
     "QueueState",
@@ -48,6 +51,8 @@ __all__ = [
     "measured_rate",
     "pass_audience",
     "pass_jti",
+    "priority_of",
+    "priority_order",
     "shuffle_order",
     "solve",
     "solves",

@@ -6,6 +6,8 @@
     │   ├── QueueClosed          queue_closed
     │   ├── QueueFull            queue_full
     │   ├── LoginRequired        login_required
+    │   ├── InviteRequired       invite_required
+    │   │   └── InviteInvalid    invite_invalid
     │   ├── DeviceRequired       device_required
     │   ├── DeviceInUse          device_in_use
     │   ├── DeviceReplaced       device_replaced
@@ -49,6 +51,8 @@ __all__ = [
     "EntryNotFound",
     "InvalidInput",
     "InvalidTransition",
+    "InviteInvalid",
+    "InviteRequired",
     "LoginRequired",
     "PassError",
     "PassExpired",
@@ -125,6 +129,19 @@ class LoginRequired(QueueError):
     code = "login_required"
     default_message = gettext_noop("Log in to take a place in this line.")
     status = 403
+
+
+class InviteRequired(QueueError):
+    code = "invite_required"
+    default_message = gettext_noop("This line is by invitation: open your invite link.")
+    status = 403
+
+
+class InviteInvalid(InviteRequired):
+    code = "invite_invalid"
+    default_message = gettext_noop(
+        "This invite cannot be used: it is for another sale, has expired or was used up."
+    )
 
 
 class DeviceRequired(QueueError):

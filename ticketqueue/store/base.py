@@ -280,9 +280,10 @@ class QueueStore(abc.ABC):
 
     # -- people -------------------------------------------------------------------------
     @abc.abstractmethod
-    def join(self, queue_id: str, identity: str, now: float) -> Joined:
-        """Give ``identity`` its one place: a new entry at the back, or its existing one; with
-        the queue's counts at ``now`` read in the same atomic step.
+    def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
+        """Give ``identity`` its one place: a new entry at the back of its ``priority``'s band
+        (``core.priority_order``: a group's band stands ahead of the public's), or its existing
+        one; with the queue's counts at ``now`` read in the same atomic step.
 
         A new entry is admitted at once when the queue is open and either the mode is OFF, or
         the mode is AUTO, nobody waits and the outflow allows one more. Raises QueueClosed,
@@ -419,10 +420,11 @@ class QueueStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
-        """Claim ``name`` for ``ttl`` seconds: True the first time, False while it is claimed (a
-        single-use token presented again). Beside the queue like the limits: never raises
-        QueueUnavailable, forgotten after ``ttl`` and with the queue by ``delete``."""
+    def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
+        """Count one use of ``name`` (a single- or N-use token): True while it has been used
+        at most ``uses`` times, False after. Counted from the first use for ``ttl`` seconds.
+        Beside the queue like the limits: never raises QueueUnavailable, forgotten after
+        ``ttl`` and with the queue by ``delete``."""
 
     # -- locking (rebuild, tick loop) --------------------------------------------------
     @abc.abstractmethod

@@ -28,6 +28,7 @@ from ..core import (
     QueueUnavailable,
     flow_in_window,
     limit_check,
+    priority_order,
     shuffle_order,
 )
 from .base import (
@@ -99,8 +100,8 @@ class MemoryStore(QueueStore):
         self._limit_sweep_size = 1_024
         # queue id -> identity -> the device holding its place (bind_device)
         self._devices: dict[str, dict[str, str]] = {}
-        # (queue id, name) -> claimed until (claim_once), swept as it doubles
-        self._claims: dict[tuple[str, str], float] = {}
+        # (queue id, name) -> (uses, counted until) (claim_use), swept as it doubles
+        self._claims: dict[tuple[str, str], tuple[int, float]] = {}
         self._claims_sweep_size = 1_024
 
     # -- helpers ------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class MemoryStore(QueueStore):
             return queue_id in self._queues
 
     # -- people -------------------------------------------------------------------------
-    def join(self, queue_id: str, identity: str, now: float) -> Joined:
+    def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
         with self._mutex:
             q = self._get(queue_id)
             seq = q.seq_of.get(identity)
@@ -286,7 +287,7 @@ class MemoryStore(QueueStore):
                 raise PassLimitReached()
             q.next_seq += 1
             seq = q.next_seq
-            order = float(seq)
+            order = priority_order(seq, priority)
             q.seq_of[identity] = seq
             if cfg.state.admits and cfg.mode is not QueueMode.ALWAYS:
                 admit_now = cfg.mode is QueueMode.OFF
@@ -510,17 +511,18 @@ class MemoryStore(QueueStore):
                     held[name] = (after, until)
             return results
 
-    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
+    def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
         with self._mutex:
             claims = self._claims
             if len(claims) >= self._claims_sweep_size:
-                for key in [k for k, until in claims.items() if until <= now]:
+                for key in [k for k, (_, until) in claims.items() if until <= now]:
                     del claims[key]
                 self._claims_sweep_size = max(1_024, 2 * len(claims))
-            if claims.get((queue_id, name), -math.inf) > now:
-                return False
-            claims[(queue_id, name)] = now + ttl
-            return True
+            count, until = claims.get((queue_id, name), (0, -math.inf))
+            if until <= now:
+                count, until = 0, now + ttl
+            claims[(queue_id, name)] = (count + 1, until)
+            return count + 1 <= uses
 
     def _sweep_limits(self, now: float) -> None:
         for queue_id in list(self._limits):

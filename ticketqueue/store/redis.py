@@ -20,6 +20,7 @@ from ..core import (
     FLOW_SAMPLE_EVERY,
     FLOW_WINDOW,
     LIMIT_SLACK,
+    PRIORITY_BAND,
     EntryState,
     PassLimitReached,
     QueueClosed,
@@ -93,7 +94,15 @@ STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm", "passes")
 
 #: Scripts that do not work on a queue's full key set and so go without the shared prelude.
 STANDALONE = frozenset(
-    {"lock_acquire", "lock_release", "rebuild_load", "line_page", "shuffle_write", "hit_limits"}
+    {
+        "lock_acquire",
+        "lock_release",
+        "rebuild_load",
+        "line_page",
+        "shuffle_write",
+        "hit_limits",
+        "claim_use",
+    }
 )
 
 _ERRORS: dict[str, Callable[[], Exception]] = {
@@ -269,6 +278,7 @@ class RedisStore(QueueStore):
             f"local FLOW_SAMPLES_KEPT = {FLOW_SAMPLES_KEPT}\n"
             f"local LIMIT_SLACK = {LIMIT_SLACK!r}\n"
             f"local STALE_SKIP_LIMIT = {STALE_SKIP_LIMIT}\n"
+            f"local PRIORITY_BAND = {PRIORITY_BAND}\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
         scripts = {}
@@ -390,9 +400,10 @@ class RedisStore(QueueStore):
         return bool(self.client.exists(self._key(queue_id, "meta")))
 
     # -- people -------------------------------------------------------------------------
-    def join(self, queue_id: str, identity: str, now: float) -> Joined:
+    def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
         channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
-        counts, placement, *announced = self._run("join", queue_id, [identity, _num(now), channel])
+        args = [identity, _num(now), channel, str(priority)]
+        counts, placement, *announced = self._run("join", queue_id, args)
         return Joined(_placement(placement), _counts(counts), announced=bool(announced))
 
     def locate(self, queue_id: str, identity: str, now: float) -> Located:
@@ -595,10 +606,10 @@ class RedisStore(QueueStore):
             for wait in map(_text, reply)
         ]
 
-    def claim_once(self, queue_id: str, name: str, ttl: float, now: float) -> bool:
+    def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
         ttl_ms = max(1, math.ceil(ttl * 1000))
-        key = self._key(queue_id, f"once:{name}")
-        return bool(self.client.set(key, b"1", nx=True, px=ttl_ms))
+        key = self._key(queue_id, f"use:{name}")
+        return bool(self._scripts["claim_use"](keys=[key], args=[str(uses), str(ttl_ms)]))
 
     # -- locking ------------------------------------------------------------------------
     def _lock_key(self, name: str) -> str:

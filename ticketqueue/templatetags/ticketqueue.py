@@ -64,6 +64,12 @@ def catalog() -> dict[str, str]:
         "error_queue_closed": gettext("The sale has ended or sold out."),
         "error_queue_unavailable": gettext("The waiting room is busy. Retrying…"),
         "error_rate_limited": gettext("Too many requests. Please wait a moment."),
+        "error_invite_required": gettext(
+            "This sale is by invitation: open the link from your invitation."
+        ),
+        "error_invite_invalid": gettext(
+            "This invitation cannot be used: it has expired or was used up."
+        ),
         "error_device_replaced": gettext(
             "You opened this line on another device, so your place moved there."
         ),
@@ -91,6 +97,7 @@ def queue_widget(
     status_url: str | None = None,
     show_name: bool = True,
     captcha: str = "",
+    invite: str = "",
 ) -> dict[str, Any]:
     """Render the widget for ``queue`` (a Queue or its slug).
 
@@ -100,7 +107,8 @@ def queue_widget(
     the HttpOnly pass cookie once the visitor is granted); ``show_name``: the queue's name as
     the widget's title; ``captcha``: the name of the page's global function that shows the
     CAPTCHA when the queue asks for one (given the widget's captcha element, it returns a
-    Promise of the token; docs/protection.md). A scheduled Queue counts down to its opening time.
+    Promise of the token; docs/protection.md); ``invite``: an invite token the widget brings to
+    its join (a queue of invited people). A scheduled Queue counts down to its opening time.
     """
     slug = getattr(queue, "slug", queue)
     if status_url is None:
@@ -123,6 +131,7 @@ def queue_widget(
         "login_url": resolve_url(settings.LOGIN_URL),
         "auto_join": bool(auto_join),
         "captcha": captcha,
+        "invite": invite,
         "captcha_side": browser_side(),
         "heartbeat": float(queue_settings.HEARTBEAT_INTERVAL),
         "catalog": json.dumps(catalog()),

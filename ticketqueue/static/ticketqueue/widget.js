@@ -240,6 +240,9 @@
   };
 
   Widget.prototype.send = function (message) {
+    if (message.type === 'join' && this.root.dataset.invite) {
+      message.invite = this.root.dataset.invite; // a line of invited people: the invitation
+    }
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify(message));
       if (message.type === 'join') {
@@ -393,6 +396,9 @@
     }
     if (message.code === 'identity_required' || message.code === 'queue_not_found') {
       this.finished = true;
+    }
+    if (message.code === 'invite_required' || message.code === 'invite_invalid') {
+      this.wantsPlace = false; // asking again cannot help
     }
     if (message.code === 'login_required' && this.el.login) {
       // A queue for logged-in users: come back here after logging in, and the place is taken.

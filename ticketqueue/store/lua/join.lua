@@ -1,9 +1,11 @@
 -- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
--- ARGV: identity, now, the live channel to announce a new waiting entry on ('' for none).
+-- ARGV: identity, now, the live channel to announce a new waiting entry on ('' for none),
+-- priority (0: the public; a group's entries stand in its band ahead, core/_priority.py).
 -- Reply: counts, placement (packed, see _common.lua), read together; then '1' if announced.
 local q = load_meta()
 if not q then return {'unavailable'} end
 local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3] or ''
+local priority = tonumber(ARGV[4] or '0') or 0
 local now = num(now_s)
 
 local member = redis.call('HGET', K_IDS, identity)
@@ -20,7 +22,8 @@ end
 
 local seq = redis.call('HINCRBY', K_META, 'seq', 1)
 member = seq_member(seq)
-local order = string.format('%d', seq)
+local order_n = seq - priority * PRIORITY_BAND
+local order = string.format('%d', order_n)
 redis.call('HSET', K_IDS, identity, member)
 redis.call('HSET', K_WHO, member, identity)
 
@@ -60,7 +63,7 @@ if channel ~= '' then
   -- with the totals read with it, and no process pays a round trip for it.
   local totals = redis.call('HMGET', K_META, 'total', 'dep')
   redis.call('PUBLISH', channel, cjson.encode({
-    k = 'joined', identity = identity, seq = seq, order = seq,
+    k = 'joined', identity = identity, seq = seq, order = order_n,
     position = redis.call('ZRANK', K_LINE, member) + 1,
     t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
   }))
