@@ -63,16 +63,7 @@ def new_device_id() -> str:
 def set_device_cookie(response: Any, request: Any, device_id: str) -> None:
     """Give the client its device id: a long-lived HttpOnly cookie, and ``X-Queue-Device`` for
     clients that keep no cookies."""
-    from .conf import queue_settings
-
-    response.set_cookie(
-        DEVICE_COOKIE,
-        device_id,
-        max_age=int(queue_settings.VISITOR_COOKIE_AGE),
-        httponly=True,
-        samesite="Lax",
-        secure=request.is_secure(),
-    )
+    _set_long_cookie(response, request, DEVICE_COOKIE, device_id)
     response["X-Queue-Device"] = device_id
 
 
@@ -120,11 +111,16 @@ def identity_for(user: Any, cookies: dict[str, str]) -> str | None:
 
 def set_visitor_cookie(response: Any, request: Any, signed: str) -> None:
     """Give the browser its signed visitor id: HttpOnly, for the visitor cookie's lifetime."""
+    _set_long_cookie(response, request, VISITOR_COOKIE, signed)
+
+
+def _set_long_cookie(response: Any, request: Any, name: str, value: str) -> None:
+    """HttpOnly, SameSite=Lax, for the visitor cookie's lifetime (``VISITOR_COOKIE_AGE``)."""
     from .conf import queue_settings
 
     response.set_cookie(
-        VISITOR_COOKIE,
-        signed,
+        name,
+        value,
         max_age=int(queue_settings.VISITOR_COOKIE_AGE),
         httponly=True,
         samesite="Lax",

@@ -14,20 +14,15 @@ place without. A use is counted when the place is given, after every other check
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import math
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from django.conf import settings
-from django.core.signals import setting_changed
+from typing import TYPE_CHECKING
 
 from .core import InviteInvalid, InviteRequired
+from .keys import short_mac
 from .store import get_store
 
 if TYPE_CHECKING:
@@ -107,23 +102,5 @@ def group_of(queue: Queue, invite: Invite) -> int:
     return next(iter(found), 0)
 
 
-_key: bytes | None = None
-_key_lock = threading.Lock()
-
-
 def _mac(queue_id: str, body: str) -> str:
-    global _key
-    if _key is None:
-        with _key_lock:
-            _key = hashlib.sha256(b"ticketqueue.invites|" + settings.SECRET_KEY.encode()).digest()
-    digest = hmac.new(_key, f"{queue_id}|{body}".encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _forget_key(*, setting: str, **kwargs: Any) -> None:
-    global _key
-    if setting == "SECRET_KEY":
-        _key = None
-
-
-setting_changed.connect(_forget_key)
+    return short_mac("invites", f"{queue_id}|{body}")

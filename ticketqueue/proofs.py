@@ -16,23 +16,18 @@ the difficulty during an attack also voids the cheap puzzles bots gathered befor
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import math
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from django.conf import settings
-from django.core.signals import setting_changed
 
 from .captcha import MAX_TOKEN, get_verifier
 from .conf import queue_settings
 from .core import CaptchaFailed, InvalidInput, ProofInvalid, ProofRequired, solves
 from .invites import MAX_INVITE
+from .keys import short_mac
 from .store import get_store
 
 if TYPE_CHECKING:
@@ -121,24 +116,5 @@ def _work_holds(queue: Queue, identity: str, proof: JoinProof, now: float) -> bo
     return get_store().claim_use(queue.store_id, f"work:{salt}", 1, expires - now + 1, now)
 
 
-_key: bytes | None = None
-_key_lock = threading.Lock()
-
-
 def _mac(queue_id: str, identity: str, body: str) -> str:
-    global _key
-    if _key is None:
-        with _key_lock:
-            _key = hashlib.sha256(b"ticketqueue.proofs|" + settings.SECRET_KEY.encode()).digest()
-    message = f"{queue_id}|{identity}|{body}".encode()
-    digest = hmac.new(_key, message, hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _forget_key(*, setting: str, **kwargs: Any) -> None:
-    global _key
-    if setting == "SECRET_KEY":
-        _key = None
-
-
-setting_changed.connect(_forget_key)
+    return short_mac("proofs", f"{queue_id}|{identity}|{body}")

@@ -2,17 +2,9 @@
 group's entries stand ahead of the public's, each group is first come first served, positions
 are exact across groups, the pre-queue draw stays inside each group, a rebuild keeps it all."""
 
-from ticketqueue.core import PRIORITY_BAND, QueueMode, QueueState, priority_of
-from ticketqueue.store import QueueConfig
+from ticketqueue.core import PRIORITY_BAND, QueueState, priority_of
 
-Q = "7"
-T0 = 1_800_000_000.0
-
-
-def setup(store, **knobs):
-    knobs.setdefault("mode", QueueMode.ALWAYS)
-    store.configure(Q, QueueConfig(**knobs), T0)
-    return store
+from .test_contract import T0, Q, setup
 
 
 def test_a_group_stands_ahead_of_the_public_and_each_is_first_come_first_served(store):

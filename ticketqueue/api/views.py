@@ -109,10 +109,11 @@ def _identity(request: Request, *, mint: bool) -> tuple[str | None, str | None]:
     return f"anon:{visitor}", signed
 
 
-def _device(request: Request) -> tuple[str, str | None]:
-    """(the digest of the request's device id, a new device id to give it if it had none)."""
+def _device(request: Request, queue: Queue) -> tuple[str | None, str | None]:
+    """(the digest of the request's device id, a new device id to give it): a new one only for
+    a queue with one device per person, the one kind that needs it."""
     found = device_of(request.META, request.COOKIES)
-    if found is not None:
+    if found is not None or queue.device_policy != Queue.DevicePolicy.ONE:
         return found, None
     device_id = new_device_id()
     return device_digest(device_id), device_id
@@ -206,7 +207,7 @@ class JoinView(QueueAPIView):
         if not isinstance(request.data, Mapping):
             raise InvalidInput("The body must be a JSON object.")
         proof = proofs.JoinProof.from_data(request.data)
-        device, new_device = _device(request)
+        device, new_device = _device(request, row)
         try:
             status = services.join(
                 row, identity, proof=proof, address=client_address(request.META), device=device
@@ -240,7 +241,8 @@ class StatusView(QueueAPIView):
         identity, minted = _identity(request, mint=True)
         assert identity is not None
         response = _status_response(request, row, services.status(row, identity), minted)
-        ensure_device(request, response)  # what a socket of a one-device line needs
+        if row.device_policy == Queue.DevicePolicy.ONE:
+            ensure_device(request, response)  # what a socket of a one-device line needs
         return response
 
 
