@@ -52,8 +52,8 @@ def device_digest(device_id: str) -> str:
 def device_of(meta: Mapping[str, Any], cookies: Mapping[str, str]) -> str | None:
     """The digest of the device id a request or socket brings (header, else cookie), or None
     when it brings none or a malformed one."""
-    raw = meta.get(DEVICE_HEADER) or cookies.get(DEVICE_COOKIE) or ""
-    return device_digest(raw) if _DEVICE_ID.fullmatch(raw) else None
+    raw = meta.get(DEVICE_HEADER) or cookies.get(DEVICE_COOKIE)
+    return device_digest(raw) if raw and _DEVICE_ID.fullmatch(raw) else None
 
 
 def new_device_id() -> str:
