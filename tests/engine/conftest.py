@@ -5,6 +5,8 @@ from ticketqueue.store import get_store, reset_store
 
 from ..conftest import drop_store
 
+T0 = 1_800_000_000.0
+
 
 @pytest.fixture
 def live_store(settings):
@@ -14,6 +16,22 @@ def live_store(settings):
     yield store
     drop_store(store)
     reset_store()
+
+
+@pytest.fixture
+def make_queue(live_store):
+    """Queue rows configured in the store at T0 (tests/engine's clock), 'sale' unless named."""
+    from ticketqueue import services
+    from ticketqueue.models import Queue
+
+    def make(**fields):
+        fields.setdefault("slug", "sale")
+        fields.setdefault("name", "The sale")
+        queue = Queue.objects.create(**fields)
+        services.configure(queue, T0)
+        return queue
+
+    return make
 
 
 def committed_entries(queue, *columns):

@@ -1,6 +1,7 @@
 """Queues of invited people: signed invite tokens (one place or N), checked on every new place,
 counted in the store; someone in line keeps the place without spending anything."""
 
+import functools
 import io
 import time
 
@@ -9,7 +10,7 @@ from django.core.management import call_command
 
 from ticketqueue import invites, services
 from ticketqueue.core import InviteInvalid, InviteRequired, ProofRequired, solve
-from ticketqueue.models import Entry, Queue
+from ticketqueue.models import Entry
 from ticketqueue.proofs import JoinProof
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,17 +19,10 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-def make_queue(live_store):
-    def make(**fields):
-        fields.setdefault("slug", "presale")
-        fields.setdefault("name", "The presale")
-        fields.setdefault("mode", "always")
-        fields.setdefault("who_may_join", "invited")
-        queue = Queue.objects.create(**fields)
-        services.configure(queue, T0)
-        return queue
-
-    return make
+def make_queue(make_queue):
+    return functools.partial(
+        make_queue, slug="presale", name="The presale", mode="always", who_may_join="invited"
+    )
 
 
 def join(queue, identity, invite="", now=T0, **proof):

@@ -1,6 +1,8 @@
 """What a queue may ask of a new place: proof of work and a CAPTCHA (services.join, real store
 and database; the CAPTCHA provider is the local stand-in)."""
 
+import functools
+
 import pytest
 
 from ticketqueue import captcha, proofs, services
@@ -23,16 +25,8 @@ ANON = "anon:" + "a" * 32
 
 
 @pytest.fixture
-def make_queue(live_store):
-    def make(**fields):
-        fields.setdefault("slug", "sale")
-        fields.setdefault("name", "The sale")
-        fields.setdefault("mode", "always")
-        queue = Queue.objects.create(**fields)
-        services.configure(queue, T0)
-        return queue
-
-    return make
+def make_queue(make_queue):
+    return functools.partial(make_queue, mode="always")
 
 
 def refusal(queue, identity, proof=None, now=T0, address=""):

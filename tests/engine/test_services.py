@@ -22,18 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture
-def make_queue(live_store):
-    def make(**fields):
-        fields.setdefault("slug", "sale")
-        fields.setdefault("name", "The sale")
-        queue = Queue.objects.create(**fields)
-        services.configure(queue, T0)
-        return queue
-
-    return make
-
-
 def rows(queue, **filters):
     return list(
         Entry.objects.filter(queue=queue, **filters).order_by("seq").values_list("seq", "state")

@@ -4,7 +4,7 @@ are exact across groups, the pre-queue draw stays inside each group, a rebuild k
 
 from ticketqueue.core import PRIORITY_BAND, QueueState, priority_of
 
-from .test_contract import T0, Q, setup
+from .test_contract import T0, Q, rebuild_as_held, setup
 
 
 def test_a_group_stands_ahead_of_the_public_and_each_is_first_come_first_served(store):
@@ -54,16 +54,6 @@ def test_a_rebuild_keeps_the_groups(store):
     setup(store)
     store.join(Q, "pub1", T0)
     store.join(Q, "pre1", T0, 1)
-    dump = store.dump(Q)
-    store.delete(Q)
-    store.rebuild(
-        Q,
-        dump.config,
-        waiting=dump.waiting,
-        active=dump.active,
-        next_seq=dump.next_seq,
-        admitted_total=dump.admitted_total,
-        now=T0 + 1,
-    )
+    rebuild_as_held(store, T0 + 1)
     assert [w.identity for w in store.dump(Q).waiting] == ["pre1", "pub1"]
     assert store.locate(Q, "pub1", T0 + 1).placement.position == 2
