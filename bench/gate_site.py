@@ -1,8 +1,10 @@
-"""The site bench/gate_bench.py serves: one purchase view with and without HasQueuePass, a
-bare DRF view, and ticketqueue's own URLs (the REST join)."""
+"""The site bench/gate_bench.py (and access_bench.py) serves: one purchase view with and
+without HasQueuePass, a bare DRF view, a bare Django view, and ticketqueue's own URLs (the REST
+join, the access check)."""
 
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
+from django.http import JsonResponse
 from django.urls import include, path
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,7 +38,13 @@ class BareView(APIView):
     post = get
 
 
+def bare_plain(request):
+    """The floor of a plain Django view (the access check is one): JSON and nothing else."""
+    return JsonResponse({"ok": True})
+
+
 urlpatterns = [
+    path("bare-plain/", bare_plain),
     path("purchase/", PurchaseView.as_view()),
     path("purchase-open/", OpenPurchaseView.as_view()),
     path("bare/", BareView.as_view()),

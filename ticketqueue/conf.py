@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "PASS_COOKIE": "tq_pass",
     "GATE_RECHECK": 30,
     "GATE_RETRY_AFTER": 5,
+    "ACCESS_CACHE_SECONDS": 2,
     "GATED_URLS": [],
     "WAITING_URL": None,
     "WAITING_BASE_TEMPLATE": None,
@@ -134,6 +135,10 @@ HELP: dict[str, str] = {
         "Seconds a process trusts a pass the store confirmed; ends arrive sooner by pub/sub."
     ),
     "GATE_RETRY_AFTER": "Retry-After seconds sent with refusals of the purchase gate.",
+    "ACCESS_CACHE_SECONDS": (
+        "Seconds another backend may cache an answer of the access check (Cache-Control; 1-5 "
+        "keeps a release or revocation felt within seconds)."
+    ),
     "GATED_URLS": (
         "Paths the QueuePassMiddleware gates: [(regex, queue slug or None to take (?P<queue>))]."
     ),

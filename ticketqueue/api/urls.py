@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 
 from . import views
+from .access import access
 from .exceptions import not_found
 
 app_name = "api"
@@ -14,6 +15,7 @@ urlpatterns = [
     path("queues/<slug:queue>/leave/", views.LeaveView.as_view(), name="leave"),
     path("queues/<slug:queue>/heartbeat/", views.HeartbeatView.as_view(), name="heartbeat"),
     path("queues/<slug:queue>/release/", views.ReleaseView.as_view(), name="release"),
+    path("access/", access, name="access"),
     path("jwks.json", views.JWKSView.as_view(), name="jwks"),
     path("schema/", views.QueueSchemaView.as_view(), name="schema"),
     # Last: whatever else is asked under the API is JSON not_found, not Django's HTML 404.
