@@ -13,12 +13,10 @@ of docs/benchmarks.md (``--quick``: a small run for CI that writes neither).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import statistics
 import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +24,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [BENCH, os.path.dirname(BENCH)]
 
 from _report import publish  # noqa: E402
-from gate_bench import ensure_database, reset_queues, setup_django  # noqa: E402
+from gate_bench import ensure_database, reset_queues, setup_django, wsgi_cpu_us  # noqa: E402
 
 HEADING = "## Access check for other backends (issue 13)"
 LABELS = {
@@ -66,23 +64,7 @@ def measure(rounds: int, requests: int) -> dict[str, Any]:
         def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
             assert status.startswith(want), (name, status)
 
-        started = time.process_time()
-        for _ in range(n):
-            environ = {
-                "REQUEST_METHOD": method,
-                "PATH_INFO": path,
-                "QUERY_STRING": query,
-                "SERVER_NAME": "127.0.0.1",
-                "SERVER_PORT": "80",
-                "HTTP_HOST": "127.0.0.1",
-                "wsgi.input": io.BytesIO(b""),
-                "wsgi.url_scheme": "http",
-                **headers,
-            }
-            response = gate_site.application(environ, start_response)
-            b"".join(response)
-            response.close()
-        return (time.process_time() - started) / n * 1e6
+        return wsgi_cpu_us(gate_site.application, start_response, method, path, headers, n, query)
 
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for name in cases:

@@ -31,6 +31,21 @@ def _fresh(settings):
 
 
 @pytest.fixture
+def store_calls(monkeypatch):
+    """Counts the store round trips of pass checks (the gate, the access check)."""
+    calls = []
+    store = get_store()
+    original = store.pass_active
+
+    def counted(queue_id, seq, now):
+        calls.append((queue_id, seq))
+        return original(queue_id, seq, now)
+
+    monkeypatch.setattr(store, "pass_active", counted)
+    return calls
+
+
+@pytest.fixture
 def clock(clock, monkeypatch):
     """One injected clock for the services and the pass checks."""
     clock.now = T0

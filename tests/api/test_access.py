@@ -8,7 +8,6 @@ from django.test.utils import CaptureQueriesContext
 
 from ticketqueue import services
 from ticketqueue.client import AccessClient
-from ticketqueue.store import get_store
 
 from .conftest import code_of
 
@@ -19,20 +18,6 @@ URL = "/queue/api/access/"
 
 def ask(client, token, **params):
     return client.get(URL, params, HTTP_AUTHORIZATION=f"Bearer {token}")
-
-
-@pytest.fixture
-def store_calls(monkeypatch):
-    calls = []
-    store = get_store()
-    original = store.pass_active
-
-    def counted(queue_id, seq, now):
-        calls.append(seq)
-        return original(queue_id, seq, now)
-
-    monkeypatch.setattr(store, "pass_active", counted)
-    return calls
 
 
 def test_an_active_pass_is_200_with_its_claims_and_no_sql(admitted, queue, client, store_calls):

@@ -23,21 +23,6 @@ from .conftest import Visitor, code_of
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def store_calls(monkeypatch):
-    """Counts the gate's store round trips."""
-    calls = []
-    store = get_store()
-    original = store.pass_active
-
-    def counted(queue_id, seq, now):
-        calls.append((queue_id, seq))
-        return original(queue_id, seq, now)
-
-    monkeypatch.setattr(store, "pass_active", counted)
-    return calls
-
-
 def wait_for(condition, timeout=5.0):
     """Waits for another thread (the subscriber), never for time itself to pass."""
     deadline = time.monotonic() + timeout
