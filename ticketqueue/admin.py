@@ -55,6 +55,10 @@ def _knobs(queue: Queue) -> dict[str, Any]:
     return {"state": queue.state, **{k: getattr(queue, k) for k in KNOBS}}
 
 
+def _groups(queue: Queue) -> list[list[Any]]:
+    return [[g.name, g.priority] for g in queue.priority_groups.order_by("-priority", "name")]
+
+
 def _record(
     request: HttpRequest,
     queue: Queue,
@@ -227,6 +231,21 @@ class QueueAdmin(admin.ModelAdmin):
                 OperatorAction.Kind.EDIT,
                 {k: before.get(k) for k in changed},
                 {k: after[k] for k in changed},
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """The priority groups (the inline) are audited like the knobs: one EDIT row when
+        they changed, with every group before and after."""
+        before = _groups(form.instance) if change else []
+        super().save_related(request, form, formsets, change)
+        after = _groups(form.instance)
+        if before != after:
+            _record(
+                request,
+                form.instance,
+                OperatorAction.Kind.EDIT,
+                {"priority_groups": before},
+                {"priority_groups": after},
             )
 
     # -- deletion ---------------------------------------------------------------------

@@ -39,6 +39,10 @@ def operator(client):
         "revoke_pass",
         "view_entry",
         "view_operatoraction",
+        "view_prioritygroup",
+        "add_prioritygroup",
+        "change_prioritygroup",
+        "delete_prioritygroup",
     )
     client.force_login(user)
     return user
@@ -223,6 +227,34 @@ def test_raising_the_bot_defence_during_an_attack_is_audited(client, operator, m
     assert after == {"work_difficulty": 20, "captcha_required": True, "who_may_join": "users"}
     too_hard = client.post(url, form_data(queue, work_difficulty=33))
     assert "work_difficulty" in too_hard.context["adminform"].form.errors
+
+
+def test_priority_groups_edited_in_the_admin_are_audited(client, operator, make_queue):
+    queue = make_queue(mode="always")
+    url = f"/admin/ticketqueue/queue/{queue.pk}/change/"
+    inline = {
+        "priority_groups-TOTAL_FORMS": "1",
+        "priority_groups-0-name": "presale",
+        "priority_groups-0-priority": "2",
+    }
+    response = client.post(url, form_data(queue, **inline))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert list(queue.priority_groups.values_list("name", "priority")) == [("presale", 2)]
+    ((user, action, before, after, _),) = audit(queue)
+    assert (user, action) == ("ops", "edit")
+    assert (before, after) == ({"priority_groups": []}, {"priority_groups": [["presale", 2]]})
+    # Saving again with the same group writes nothing more.
+    group = queue.priority_groups.get()
+    same = {
+        "priority_groups-TOTAL_FORMS": "1",
+        "priority_groups-INITIAL_FORMS": "1",
+        "priority_groups-0-id": str(group.pk),
+        "priority_groups-0-queue": str(queue.pk),
+        "priority_groups-0-name": "presale",
+        "priority_groups-0-priority": "2",
+    }
+    assert client.post(url, form_data(queue, **same)).status_code == 302
+    assert len(audit(queue)) == 1
 
 
 def test_the_admin_refuses_a_grace_shorter_than_three_heartbeats(client, operator, make_queue):
