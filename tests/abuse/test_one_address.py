@@ -72,7 +72,13 @@ def socket_join(base, slug, cookie, join=True):
                 if message["type"] == "queue_update" and message.get("state") == "waiting":
                     return "waiting"
     except ConnectionClosed as closed:
-        return f"closed {closed.rcvd.code if closed.rcvd else None}"
+        code = closed.rcvd.code if closed.rcvd else None
+        if code == 4429:
+            # Refused by a limit: the close code is the protocol's answer. The error frame the
+            # server sends just before it has once been missing on the client under this burst
+            # (daphne, in CI; cause not found), so the close alone counts.
+            return "connect throttled"
+        return f"closed {code}"
 
 
 def test_one_address_on_every_path_holds_no_more_than_the_limits(asgi_server, store_for_server):
