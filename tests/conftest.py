@@ -39,6 +39,18 @@ def drop_store(store, queue_ids=()):
     store.disconnect()
 
 
+@pytest.fixture
+def live_store(settings):
+    """The configured store (real Redis unless TICKETQUEUE_TEST_STORE=memory), emptied after."""
+    from ticketqueue.store import get_store, reset_store
+
+    reset_store()
+    store = get_store()
+    yield store
+    drop_store(store)
+    reset_store()
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request):
     """Each store backend in turn: the contract suite runs against both."""

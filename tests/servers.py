@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketqueue.store import get_store, reset_store
 from ticketqueue.store.memory import MemoryStore
-
-from .conftest import drop_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +29,9 @@ def _listening_socket():
 
 
 @pytest.fixture
-def store_for_server(transactional_db):
-    reset_store()
-    store = get_store()
-    yield store
-    drop_store(store)
-    reset_store()
+def store_for_server(transactional_db, live_store):
+    """The store the server shares with the test (after the database, so emptied before it)."""
+    return live_store
 
 
 @pytest.fixture

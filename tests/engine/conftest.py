@@ -1,21 +1,7 @@
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from ticketqueue.store import get_store, reset_store
-
-from ..conftest import drop_store
-
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def live_store(settings):
-    """The configured store (real Redis unless TICKETQUEUE_TEST_STORE=memory), emptied after."""
-    reset_store()
-    store = get_store()
-    yield store
-    drop_store(store)
-    reset_store()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ from django.core import mail
 
 from ticketqueue import notifications, services, ticker
 from ticketqueue.models import Queue
-from ticketqueue.store import get_store, reset_store
-
-from ..conftest import drop_store
 
 T0 = 1_800_000_000.0
 
@@ -27,16 +24,6 @@ def pytest_runtest_makereport(item, call):
                 title += f" (its last {LOG_TAIL_LINES} of {len(lines)} lines)"
             report.sections.append((title, "\n".join(lines[-LOG_TAIL_LINES:])))
     return report
-
-
-@pytest.fixture
-def live_store():
-    """The configured store (real Redis unless TICKETQUEUE_TEST_STORE=memory), emptied after."""
-    reset_store()
-    store = get_store()
-    yield store
-    drop_store(store)
-    reset_store()
 
 
 @pytest.fixture

@@ -8,24 +8,18 @@ from rest_framework_simplejwt.tokens import AccessToken
 from demo_project.shop.models import Event, open_sale
 from ticketqueue import gate, revocation, services
 from ticketqueue.identity import new_visitor_cookie
-from ticketqueue.store import get_store, reset_store
 
-from ..conftest import drop_store
 from ..live.conftest import hub, live_settings, make_queue  # noqa: F401 - the demo socket's tests
 
 _numbers = itertools.count(1)
 
 
 @pytest.fixture
-def live_store():
-    """The configured store (real Redis unless TICKETQUEUE_TEST_STORE=memory), emptied after."""
-    reset_store()
+def live_store(live_store):
+    """The shared live store, with the pass tracker and the gate's slug cache fresh too."""
     revocation.reset_tracker()
     gate.forget_queues()
-    store = get_store()
-    yield store
-    drop_store(store)
-    reset_store()
+    yield live_store
     revocation.reset_tracker()
     gate.forget_queues()
 
