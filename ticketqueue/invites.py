@@ -28,7 +28,7 @@ from .store import get_store
 if TYPE_CHECKING:
     from .models import PriorityGroup, Queue
 
-__all__ = ["MAX_INVITE", "Invite", "check", "group_of", "make_invite", "spend"]
+__all__ = ["MAX_INVITE", "Invite", "check", "make_invite", "spend"]
 
 #: A token is at most this long.
 MAX_INVITE = 128
@@ -88,18 +88,6 @@ def spend(queue: Queue, invite: Invite, now: float) -> None:
     ttl = invite.expires - now + 1
     if not get_store().claim_use(queue.store_id, f"invite:{invite.salt}", invite.uses, ttl, now):
         raise InviteInvalid()
-
-
-def group_of(queue: Queue, invite: Invite) -> int:
-    """The priority an invite gives (its group's; 0 when it names none or one since deleted)."""
-    if not invite.group_id:
-        return 0
-    from .models import PriorityGroup
-
-    found = PriorityGroup.objects.filter(queue=queue, pk=invite.group_id).values_list(
-        "priority", flat=True
-    )
-    return next(iter(found), 0)
 
 
 def _mac(queue_id: str, body: str) -> str:

@@ -252,10 +252,12 @@ def join(
         if proofs.demanded(queue):
             proofs.check(queue, identity, proof, address, now)
         if invite is not None:
-            priority = invites.group_of(queue, invite)
+            # A group since deleted: the invite still lets its holder in, in the public line.
+            priority = _group_priority(queue, pk=invite.group_id) if invite.group_id else 0
             invites.spend(queue, invite, now)
     if not priority and queue_settings.PRIORITY_RESOLVER:
-        priority = _resolved_priority(queue, identity)
+        name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
+        priority = _group_priority(queue, name=name) if name else 0
     joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
     placement = joined.placement
     if placement.created:
@@ -288,12 +290,9 @@ def join(
     return _status(queue, placement, joined.counts, now)
 
 
-def _resolved_priority(queue: Queue, identity: str) -> int:
-    """The priority of the group the site's ``PRIORITY_RESOLVER`` names for ``identity``."""
-    name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
-    if not name:
-        return 0
-    found = PriorityGroup.objects.filter(queue=queue, name=name).values_list("priority", flat=True)
+def _group_priority(queue: Queue, **lookup: Any) -> int:
+    """The priority of one of ``queue``'s groups (by pk or name); 0 (the public) if none."""
+    found = PriorityGroup.objects.filter(queue=queue, **lookup).values_list("priority", flat=True)
     return next(iter(found), 0)
 
 
