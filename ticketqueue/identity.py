@@ -20,6 +20,7 @@ __all__ = [
     "VISITOR_COOKIE",
     "device_digest",
     "device_of",
+    "device_or_new",
     "ensure_device",
     "new_device_id",
     "set_device_cookie",
@@ -67,14 +68,22 @@ def set_device_cookie(response: Any, request: Any, device_id: str) -> None:
     response["X-Queue-Device"] = device_id
 
 
-def ensure_device(request: Any, response: Any) -> str:
-    """The digest of the request's device id; a client without one gets one on ``response``."""
+def device_or_new(request: Any) -> tuple[str, str | None]:
+    """(the digest of the request's device id, None), or for a client without one (the digest
+    of a new id, the id): the caller gives it with ``set_device_cookie``."""
     found = device_of(request.META, request.COOKIES)
     if found is not None:
-        return found
+        return found, None
     device_id = new_device_id()
-    set_device_cookie(response, request, device_id)
-    return device_digest(device_id)
+    return device_digest(device_id), device_id
+
+
+def ensure_device(request: Any, response: Any) -> str:
+    """The digest of the request's device id; a client without one gets one on ``response``."""
+    device, new = device_or_new(request)
+    if new is not None:
+        set_device_cookie(response, request, new)
+    return device
 
 
 def user_identity(user: Any) -> str | None:

@@ -30,10 +30,9 @@ from ..core import (
 )
 from ..identity import (
     client_address,
-    device_digest,
     device_of,
+    device_or_new,
     ensure_device,
-    new_device_id,
     new_visitor_cookie,
     set_device_cookie,
     set_visitor_cookie,
@@ -122,11 +121,9 @@ def _join_body(request: Request) -> Mapping[str, Any]:
 def _device(request: Request, queue: Queue) -> tuple[str | None, str | None]:
     """(the digest of the request's device id, a new device id to give it): a new one only for
     a queue with one device per person, the one kind that needs it."""
-    found = device_of(request.META, request.COOKIES)
-    if found is not None or queue.device_policy != Queue.DevicePolicy.ONE:
-        return found, None
-    device_id = new_device_id()
-    return device_digest(device_id), device_id
+    if queue.device_policy != Queue.DevicePolicy.ONE:
+        return device_of(request.META, request.COOKIES), None
+    return device_or_new(request)
 
 
 def _set_visitor(response: Response, request: Request, signed: str) -> None:
