@@ -22,65 +22,28 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import metrics, notifications, services
+from . import apikeys, metrics, operations, services, tenancy
 from .core import QueueState, TicketQueueError
-from .models import Admission, Entry, OperatorAction, PriorityGroup, Queue, QueueSample
+from .models import (
+    Admission,
+    Entry,
+    OperatorAction,
+    OperatorKey,
+    PriorityGroup,
+    Queue,
+    QueueSample,
+    Tenant,
+)
+from .operations import Actor
 
 log = logging.getLogger("ticketqueue")
 
-#: The knobs an operator may change while a sale runs; each save pushes them to the store.
-KNOBS = (
-    "mode",
-    "capacity",
-    "rate_per_minute",
-    "purchase_window",
-    "disconnect_grace",
-    "passes_per_identity",
-    "max_size",
-    "who_may_join",
-    "device_policy",
-    "work_difficulty",
-    "captcha_required",
-)
 #: How far back the control room's chart looks.
 CHART_MINUTES = 60
-
-
-def _knobs(queue: Queue) -> dict[str, Any]:
-    return {"state": queue.state, **{k: getattr(queue, k) for k in KNOBS}}
-
-
-def _groups(queue: Queue) -> list[list[Any]]:
-    return [[g.name, g.priority] for g in queue.priority_groups.order_by("-priority", "name")]
-
-
-def _record(
-    request: HttpRequest,
-    queue: Queue,
-    action: str,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    count: int | None = None,
-) -> OperatorAction:
-    user = request.user if request.user.is_authenticated else None
-    row = OperatorAction(
-        queue=queue,
-        queue_name=queue.name,
-        user=user,
-        username=user.get_username() if user else "",
-        action=action,
-        at=timezone.now(),
-        before=before,
-        after=after,
-        count=count,
-    )
-    row.save()
-    return row
 
 
 class AdmitForm(forms.Form):
@@ -117,7 +80,7 @@ class QueueAdmin(admin.ModelAdmin):
         "abandon_rate",
         "control_room_link",
     ]
-    list_filter = ["state", "mode"]
+    list_filter = ["state", "mode", ("tenant", admin.RelatedOnlyFieldListFilter)]
     inlines = [PriorityGroupInline]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -130,7 +93,7 @@ class QueueAdmin(admin.ModelAdmin):
         "rebuild_queues",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "state", "opens_at"]}),
+        (None, {"fields": ["name", "slug", "tenant", "state", "opens_at"]}),
         (
             _("Outflow (takes effect on the next tick)"),
             {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
@@ -166,9 +129,24 @@ class QueueAdmin(admin.ModelAdmin):
         # The state moves only through the actions: they shuffle, revoke and notify.
         return [*history, "state"] if obj is not None else history
 
+    # -- tenants ----------------------------------------------------------------------
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenancy.tenants_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Queue | None = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        tenant = form.base_fields.get("tenant")
+        if tenant is not None and not request.user.is_superuser:
+            # A tenant's operator makes queues for their tenant, never the installation's.
+            tenant.required = tenancy.tenants_for_user(request.user).exists()
+        return form
+
     # -- live numbers -----------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
-        queryset = super().get_queryset(request).select_related("content_type")
+        queryset = tenancy.scoped(super().get_queryset(request), request.user)
+        queryset = queryset.select_related("content_type", "tenant")
         match = getattr(request, "resolver_match", None)
         if match is not None and match.url_name == "ticketqueue_queue_changelist":
             queryset = queryset.annotate(
@@ -215,33 +193,22 @@ class QueueAdmin(admin.ModelAdmin):
 
     # -- live edits -------------------------------------------------------------------
     def save_model(self, request: HttpRequest, obj: Queue, form: Any, change: bool) -> None:
-        before = _knobs(Queue.objects.get(pk=obj.pk)) if change else {}
+        before = operations.knobs(Queue.objects.get(pk=obj.pk)) if change else {}
         super().save_model(request, obj, form, change)
-        # A queue the store lost is rebuilt first: configuring it bare would hide its line.
-        services.ensure_loaded(obj)
-        services.configure(obj)  # the next tick admits by the new outflow
-        after = _knobs(obj)
-        if not change:
-            _record(request, obj, OperatorAction.Kind.CREATE, {}, after)
-        elif before != after:
-            changed = [k for k in after if before.get(k) != after[k]]
-            _record(
-                request,
-                obj,
-                OperatorAction.Kind.EDIT,
-                {k: before.get(k) for k in changed},
-                {k: after[k] for k in changed},
-            )
+        if change:
+            operations.edited(Actor.of(request), obj, before)
+        else:
+            operations.created(Actor.of(request), obj)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """The priority groups (the inline) are audited like the knobs: one EDIT row when
         they changed, with every group before and after."""
-        before = _groups(form.instance) if change else []
+        before = operations.groups(form.instance) if change else []
         super().save_related(request, form, formsets, change)
-        after = _groups(form.instance)
+        after = operations.groups(form.instance)
         if before != after:
-            _record(
-                request,
+            operations.record(
+                Actor.of(request),
                 form.instance,
                 OperatorAction.Kind.EDIT,
                 {"priority_groups": before},
@@ -277,20 +244,16 @@ class QueueAdmin(admin.ModelAdmin):
         self,
         request: HttpRequest,
         queryset: QuerySet[Queue],
-        kind: str,
-        operate: Callable[[Queue], int | None],
+        operate: Callable[[Actor, Queue], int | None],
     ) -> list[tuple[Queue, int | None]]:
-        """Run one operation per queue, audit each success, report each refusal."""
+        """Run one audited operation per queue, report each refusal."""
         done = []
         for queue in queryset.order_by("pk"):
-            before = _knobs(queue)
             try:
-                count = operate(queue)
+                count = operate(Actor.of(request), queue)
             except TicketQueueError as exc:
                 self.message_user(request, f"{queue}: {exc.message}", messages.ERROR)
                 continue
-            queue.refresh_from_db()
-            _record(request, queue, kind, before, _knobs(queue), count)
             done.append((queue, count))
         return done
 
@@ -299,7 +262,7 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Open the selected queues"), permissions=["operate"])
     def open_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        done = self._each(request, queryset, OperatorAction.Kind.OPEN, _open)
+        done = self._each(request, queryset, _move("open"))
         if done:
             n = len(done)
             self._moved(
@@ -309,7 +272,7 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Pause admission of the selected queues"), permissions=["operate"])
     def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        done = self._each(request, queryset, OperatorAction.Kind.PAUSE, _pause)
+        done = self._each(request, queryset, _move("pause"))
         if done:
             n = len(done)
             self._moved(
@@ -319,7 +282,7 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Resume admission of the selected queues"), permissions=["operate"])
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        done = self._each(request, queryset, OperatorAction.Kind.RESUME, _resume)
+        done = self._each(request, queryset, _move("resume"))
         if done:
             n = len(done)
             self._moved(
@@ -340,7 +303,7 @@ class QueueAdmin(admin.ModelAdmin):
                 ConfirmForm(),
                 _("Close these queues? Everyone waiting is turned away; passes stay valid."),
             )
-        done = self._each(request, queryset, OperatorAction.Kind.CLOSE, services.close)
+        done = self._each(request, queryset, _move("close"))
         if done:
             n, turned_away = len(done), sum(c or 0 for _q, c in done)
             self.message_user(
@@ -365,7 +328,7 @@ class QueueAdmin(admin.ModelAdmin):
                 request, queryset, "admit_now", form, _("Admit people from these queues now.")
             )
         n = form.cleaned_data["count"]
-        done = self._each(request, queryset, OperatorAction.Kind.ADMIT, lambda q: _admit(q, n))
+        done = self._each(request, queryset, lambda a, q: operations.admit(a, q, n))
         admitted = sum(c or 0 for _q, c in done)
         self.message_user(
             request,
@@ -379,7 +342,7 @@ class QueueAdmin(admin.ModelAdmin):
         permissions=["operate"],
     )
     def rebuild_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
-        done = self._each(request, queryset, OperatorAction.Kind.REBUILD, services.rebuild)
+        done = self._each(request, queryset, _move("rebuild"))
         live = sum(c or 0 for _q, c in done)
         self.message_user(
             request,
@@ -431,7 +394,7 @@ class QueueAdmin(admin.ModelAdmin):
     def _get_for_view(self, request: HttpRequest, object_id: str) -> Queue:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        return get_object_or_404(Queue, pk=object_id)
+        return get_object_or_404(self.get_queryset(request), pk=object_id)
 
     def live_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         queue = self._get_for_view(request, object_id)
@@ -508,24 +471,8 @@ def _operations(queue: Queue) -> list[tuple[str, str]]:
     return ops
 
 
-def _open(queue: Queue) -> None:
-    services.open_queue(queue)
-
-
-def _pause(queue: Queue) -> None:
-    services.pause(queue)
-
-
-def _resume(queue: Queue) -> None:
-    if queue.state != QueueState.PAUSED.value:
-        raise TicketQueueError(_("Only a paused queue can be resumed."))
-    services.resume(queue)
-
-
-def _admit(queue: Queue, n: int) -> int:
-    result = services.tick(queue, limit=n, use_rate=False)
-    notifications.notify_turn(queue, result.admitted)
-    return len(result.admitted)
+def _move(op: str) -> Callable[[Actor, Queue], int | None]:
+    return lambda actor, queue: operations.move(actor, queue, op)
 
 
 def _or_dash(value: Any) -> Any:
@@ -632,14 +579,14 @@ class EntryAdmin(admin.ModelAdmin):
         "pass_expires_at",
         "ended_at",
     ]
-    list_filter = ["state", "queue"]
+    list_filter = ["state", ("queue", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=identity"]
     list_select_related = ["queue"]
     actions = ["revoke_entries"]
     show_full_result_count = False  # a long line makes COUNT(*) slow on every page
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Entry]:
-        return super().get_queryset(request).select_related("queue")
+        return tenancy.scoped(super().get_queryset(request), request.user).select_related("queue")
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return _EntryChangeList
@@ -672,19 +619,9 @@ class EntryAdmin(admin.ModelAdmin):
         revoked = 0
         for queue, seqs in by_queue.items():
             try:
-                changes = services.revoke(queue, sorted(seqs), reason="operator")
+                revoked += operations.revoke(Actor.of(request), queue, seqs)
             except TicketQueueError as exc:
                 self.message_user(request, f"{queue}: {exc.message}", messages.ERROR)
-                continue
-            _record(
-                request,
-                queue,
-                OperatorAction.Kind.REVOKE,
-                {"seqs": sorted(seqs)},
-                {"revoked": sorted(c.seq for c in changes)},
-                len(changes),
-            )
-            revoked += len(changes)
         self.message_user(
             request,
             ngettext("%(count)d entry revoked.", "%(count)d entries revoked.", revoked)
@@ -693,6 +630,11 @@ class EntryAdmin(admin.ModelAdmin):
 
 
 class _ReadOnly(admin.ModelAdmin):
+    """A log: nothing added, changed or deleted here; each operator sees their queues' rows."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return tenancy.scoped(super().get_queryset(request), request.user)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -706,7 +648,7 @@ class _ReadOnly(admin.ModelAdmin):
 @admin.register(Admission)
 class AdmissionAdmin(_ReadOnly):
     list_display = ["number", "queue", "seq", "identity", "admitted_at", "expires_at"]
-    list_filter = ["queue"]
+    list_filter = [("queue", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=identity"]
     list_select_related = ["queue"]
     show_full_result_count = False
@@ -715,7 +657,115 @@ class AdmissionAdmin(_ReadOnly):
 @admin.register(OperatorAction)
 class OperatorActionAdmin(_ReadOnly):
     list_display = ["at", "username", "action", "queue_name", "count", "before", "after"]
-    list_filter = ["action", "queue"]
+    list_filter = ["action", ("queue", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["username", "queue_name"]
     list_select_related = ["queue", "user"]
     date_hierarchy = "at"
+
+
+# -- tenants and operator API keys ------------------------------------------------------------
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["members"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        return super().get_queryset(request).filter(pk__in=tenancy.tenants_for_user(request.user))
+
+
+class OperatorKeyForm(forms.ModelForm):
+    class Meta:
+        model = OperatorKey
+        fields = ["name", "tenant", "access", "queues"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tenant = data.get("tenant")
+        strays = [q for q in data.get("queues") or () if q.tenant_id != getattr(tenant, "pk", None)]
+        if strays:
+            raise forms.ValidationError(
+                _("A key reaches only queues of its own tenant: %(queues)s.")
+                % {"queues": ", ".join(q.name for q in strays)}
+            )
+        return data
+
+
+@admin.register(OperatorKey)
+class OperatorKeyAdmin(admin.ModelAdmin):
+    """Keys for the operator API (docs/api.md): made here or by ``manage.py
+    ticketqueue_keys``, shown once, revoked by the action."""
+
+    form = OperatorKeyForm
+    list_display = [
+        "name",
+        "prefix",
+        "tenant",
+        "access",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["access", ("tenant", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "=prefix"]
+    filter_horizontal = ["queues"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_keys"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OperatorKey]:
+        queryset = super().get_queryset(request).select_related("tenant")
+        if request.user.is_superuser:
+            return queryset
+        if tenancy.tenants_for_user(request.user).exists():
+            return queryset.filter(tenant__in=tenancy.tenants_for_user(request.user))
+        return queryset.filter(tenant__isnull=True)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        # A key stays in the tenant it was made for.
+        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenancy.tenants_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "queues":
+            kwargs["queryset"] = tenancy.queues_for_user(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        tenant = form.base_fields.get("tenant")
+        if tenant is not None and not request.user.is_superuser:
+            tenant.required = tenancy.tenants_for_user(request.user).exists()
+        return form
+
+    def save_model(self, request: HttpRequest, obj: OperatorKey, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+            obj._raw_key = apikeys.mint(obj)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: OperatorKey, *args: Any) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Operator API key made"),
+            "opts": self.opts,
+            "key": obj,
+            "raw_key": obj._raw_key,  # type: ignore[attr-defined]
+        }
+        # The admin's views are never cached (no-store): the key is not kept on the way.
+        return TemplateResponse(request, "admin/ticketqueue/operatorkey/created.html", context)
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[OperatorKey]) -> None:
+        revoked = sum(apikeys.revoke(key) for key in queryset)
+        self.message_user(
+            request,
+            ngettext("%(count)d key revoked.", "%(count)d keys revoked.", revoked)
+            % {"count": revoked},
+        )

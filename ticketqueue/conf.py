@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
         "visitor_ip": "120/min",
         "connect_ip": "600/min",
         "connect_identity": "60/min",
+        "operator_ip": "600/min",
+        "operator_client": "600/min",
+        "operator_token_ip": "20/min",
     },
     # what a join may have to bring (per queue: work_difficulty, captcha_required)
     "WORK_CHALLENGE_TTL": 300,
@@ -157,7 +160,9 @@ HELP: dict[str, str] = {
     "THROTTLE_RATES": (
         "Per-address and per-identity limits, e.g. '20/min' (None: off): join_ip, join_identity "
         "(REST and socket joins), status_ip, status_identity, visitor_ip (new visitor ids), "
-        "connect_ip, connect_identity (sockets opened)."
+        "connect_ip, connect_identity (sockets opened); operator_ip, operator_client (the "
+        "operator API, per address and per key or staff member), operator_token_ip (staff "
+        "token logins per address)."
     ),
     "WORK_CHALLENGE_TTL": "Seconds a proof-of-work challenge may be solved and used (once).",
     "CAPTCHA_VERIFIER": (

@@ -9,6 +9,8 @@ the queue: one count for every process and every path):
 ``status_ip``, ``status_identity`` a REST status read
 ``visitor_ip``                     a new visitor id given out (the waiting page; REST without one)
 ``connect_ip``, ``connect_identity`` a socket opened
+``operator_ip``, ``operator_client`` an operator API call (per address; per key or staff member)
+``operator_token_ip``              a staff token asked for (a password tried)
 =================================  ==============================================================
 
 The address is ``identity.client_address`` (``TRUSTED_PROXIES``). An unreachable store lets the

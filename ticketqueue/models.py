@@ -1,4 +1,5 @@
-"""The system of record: queues, their entries and the append-only admission log.
+"""The system of record: queues, their entries and the append-only admission log; the tenants
+queues belong to and the operator API's keys.
 
 Redis (or the in-process store) holds the hot state; these rows are what it is rebuilt from.
 """
@@ -20,6 +21,34 @@ from .core import MAX_DIFFICULTY, MAX_PRIORITY, EntryState, OutflowPolicy, Queue
 from .querysets import EntryQuerySet, QueueQuerySet
 
 LIVE_STATES = [s.value for s in EntryState if s.is_live]
+
+
+class Tenant(models.Model):
+    """An organisation one installation serves: its queues, its operators (members) and its API
+    keys are its own, and none of them reaches another tenant's queues. A site that serves one
+    organisation needs none: queues without a tenant are the installation's own."""
+
+    slug = models.SlugField(_("slug"), unique=True, help_text=_("Names the tenant in the API."))
+    name = models.CharField(_("name"), max_length=200)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="ticketqueue_tenants",
+        verbose_name=_("operators"),
+        help_text=_(
+            "Staff who see and run this tenant's queues. Staff who belong to no tenant see the "
+            "queues that belong to none; superusers see all."
+        ),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("tenant")
+        verbose_name_plural = _("tenants")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Queue(models.Model):
@@ -49,6 +78,15 @@ class Queue(models.Model):
         _("slug"), unique=True, help_text=_("Names the queue in URLs and WebSocket paths.")
     )
     name = models.CharField(_("name"), max_length=200, help_text=_("Shown to people in line."))
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="queues",
+        verbose_name=_("tenant"),
+        help_text=_("The organisation the queue belongs to; empty: the installation's own."),
+    )
     content_type = models.ForeignKey(
         ContentType,
         on_delete=models.SET_NULL,
@@ -427,7 +465,18 @@ class OperatorAction(models.Model):
         help_text=_("Who acted (empty once the account is deleted)."),
     )
     username = models.CharField(
-        _("operator name"), max_length=150, help_text=_("The operator's username at the time.")
+        _("operator name"),
+        max_length=150,
+        help_text=_("The operator's username at the time (or key:<name> for an API key)."),
+    )
+    key = models.ForeignKey(
+        "OperatorKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("API key"),
+        help_text=_("The operator API key that acted (empty for people, or once it is deleted)."),
     )
     action = models.CharField(
         _("action"), max_length=16, choices=Kind.choices, help_text=_("What the operator did.")
@@ -491,3 +540,70 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue_id} at {self.at:%H:%M}: {self.waiting} waiting"
+
+
+class OperatorKey(models.Model):
+    """A key for the operator API (``ticketqueue.operator``): only its digest is stored, it acts
+    within one tenant (or the installation's own queues), on all of them or the ones listed,
+    and it stops working the moment it is revoked."""
+
+    class Access(models.TextChoices):
+        READ = "read", _("read: queues, entries, admissions and the audit log")
+        OPERATE = "operate", _("operate: also create, change, admit and close")
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("What uses the key."))
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="keys",
+        verbose_name=_("tenant"),
+        help_text=_("Whose queues the key reaches; empty: the queues that belong to no tenant."),
+    )
+    queues = models.ManyToManyField(
+        Queue,
+        blank=True,
+        related_name="+",
+        verbose_name=_("queues"),
+        help_text=_(
+            "The queues it reaches; empty: every queue of its tenant, and it may create queues."
+        ),
+    )
+    access = models.CharField(
+        _("access"), max_length=8, choices=Access.choices, default=Access.READ
+    )
+    prefix = models.CharField(
+        _("prefix"),
+        max_length=16,
+        unique=True,
+        editable=False,
+        help_text=_("The key's public start, to tell keys apart; the rest is never stored."),
+    )
+    digest = models.CharField(_("digest"), max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(
+        _("revoked at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Set by the revoke action; a revoked key is refused."),
+    )
+
+    class Meta:
+        verbose_name = _("operator API key")
+        verbose_name_plural = _("operator API keys")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"

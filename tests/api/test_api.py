@@ -329,6 +329,15 @@ def test_the_schema_covers_the_api_only():
     assert schema["info"]["title"] == "ticketqueue"
     assert sorted(schema["paths"]) == [
         "/queue/api/jwks.json",
+        "/queue/api/operator/queues/",
+        "/queue/api/operator/queues/{queue}/",
+        "/queue/api/operator/queues/{queue}/actions/",
+        "/queue/api/operator/queues/{queue}/admissions/",
+        "/queue/api/operator/queues/{queue}/admit/",
+        "/queue/api/operator/queues/{queue}/close/",
+        "/queue/api/operator/queues/{queue}/entries/",
+        "/queue/api/operator/token/",
+        "/queue/api/operator/token/refresh/",
         "/queue/api/queues/{queue}/",
         "/queue/api/queues/{queue}/heartbeat/",
         "/queue/api/queues/{queue}/join/",

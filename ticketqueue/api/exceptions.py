@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -84,6 +85,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return Response(data, status=exc.status_code or status.HTTP_400_BAD_REQUEST, headers=headers)
 
 
+@csrf_exempt  # a POST to a URL that names nothing is 404 too, not the CSRF failure page
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any URL under the API that names nothing: the documented JSON ``not_found``."""
     error = exceptions.NotFound()

@@ -1,6 +1,6 @@
 """The API's URLs, included by ticketqueue.urls under ``api/`` (names: ``ticketqueue:api:*``)."""
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from . import views
 from .access import access
@@ -16,6 +16,7 @@ urlpatterns = [
     path("queues/<slug:queue>/heartbeat/", views.HeartbeatView.as_view(), name="heartbeat"),
     path("queues/<slug:queue>/release/", views.ReleaseView.as_view(), name="release"),
     path("access/", access, name="access"),
+    path("operator/", include("ticketqueue.api.operator.urls")),
     path("jwks.json", views.JWKSView.as_view(), name="jwks"),
     path("schema/", views.QueueSchemaView.as_view(), name="schema"),
     # Last: whatever else is asked under the API is JSON not_found, not Django's HTML 404.

@@ -331,4 +331,8 @@ class QueueSchemaView(SpectacularAPIView):
         "VERSION": __version__,
         "PREPROCESSING_HOOKS": ["ticketqueue.api.schema.only_ticketqueue"],
         "COMPONENT_SPLIT_REQUEST": True,
+        "ENUM_NAME_OVERRIDES": {
+            "QueueStateEnum": "ticketqueue.models.Queue.State",
+            "EntryStateEnum": "ticketqueue.models.Entry.State",
+        },
     }
