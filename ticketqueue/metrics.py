@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from . import signals
@@ -117,17 +117,16 @@ def live_numbers(
     )
 
 
-def shown_queues(now: float | None = None) -> list[Queue]:
-    """Queues worth reporting: every queue not closed, and those closed in the last day."""
+def shown_queues(now: float | None = None, among: QuerySet[Queue] | None = None) -> list[Queue]:
+    """Queues worth reporting (of ``among``, default all): every queue not closed, and those
+    closed in the last day."""
     from . import services
 
     now = services.clock() if now is None else now
     since = datetime.fromtimestamp(now, tz=UTC) - timedelta(days=1)
-    return list(
-        Queue.objects.filter(~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=since)).order_by(
-            "slug"
-        )
-    )
+    queues = Queue.objects.all() if among is None else among
+    recent = queues.filter(~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=since))
+    return list(recent.order_by("slug"))
 
 
 def snapshot(queues: Iterable[Queue] | None = None, now: float | None = None) -> list[LiveNumbers]:
@@ -236,13 +235,17 @@ def connect_signals() -> None:
 
 
 class QueueCollector:
-    """Reads every shown queue's numbers at scrape time: the gauges from the store, the
-    counters from the shared hash, joins and admissions from the store's exact totals."""
+    """Reads every shown queue's numbers (of ``among``, default all) at scrape time: the gauges
+    from the store, the counters from the shared hash, joins and admissions from the store's
+    exact totals."""
+
+    def __init__(self, among: QuerySet[Queue] | None = None) -> None:
+        self.among = among
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        numbers = snapshot()
+        numbers = snapshot(shown_queues(among=self.among))
         shared = counters([n.queue_id for n in numbers])
         waiting = GaugeMetricFamily(
             "ticketqueue_waiting", "Entries waiting in line.", labels=["queue"]
@@ -290,22 +293,27 @@ class QueueCollector:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """The Prometheus text exposition of every shown queue: for ``Authorization: Bearer
-    <METRICS_TOKEN>``, or without a token set for logged-in staff only (never for anyone who
-    reaches the URL: the numbers of a sale are the site's business)."""
+    <METRICS_TOKEN>``, or without a token set for logged-in staff only, who see the queues
+    they reach (``ticketqueue.tenancy``). Never for anyone who reaches the URL: the numbers
+    of a sale are the site's business."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     from .conf import queue_settings
+    from .tenancy import queues_for_user
 
     token = queue_settings.METRICS_TOKEN
+    among = None
     if token:
         given = request.headers.get("Authorization", "")
         allowed = hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
     else:
-        allowed = bool(getattr(getattr(request, "user", None), "is_staff", False))
+        user = getattr(request, "user", None)
+        allowed = bool(getattr(user, "is_staff", False))
+        among = queues_for_user(user)
     if not allowed:
         return HttpResponse("metrics_forbidden", status=403, content_type="text/plain")
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector())  # type: ignore[arg-type]
+    registry.register(QueueCollector(among))  # type: ignore[arg-type]
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -60,6 +60,23 @@ def test_without_a_token_only_staff_may_read_the_metrics(client, django_user_mod
     assert scrape(client)[0] == 200
 
 
+def test_a_tenants_staff_read_the_metrics_of_their_queues_only(
+    client, make_queue, django_user_model
+):
+    from ticketqueue.models import Tenant
+
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    make_queue(slug="acme-final", tenant=acme)
+    make_queue(slug="other", name="Other")
+    user = django_user_model.objects.create_user("acme-ops", is_staff=True)
+    acme.members.add(user)
+    client.force_login(user)
+    status, text = scrape(client)
+    assert status == 200
+    assert sample(text, "ticketqueue_waiting", "acme-final") == 0
+    assert 'queue="other"' not in text
+
+
 def test_the_metrics_token_guards_the_endpoint(client, make_queue, settings):
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, "METRICS_TOKEN": "s3cret"}
     make_queue(slug="tour")
