@@ -1,7 +1,8 @@
 """ticketqueue: a fair, real-time virtual waiting room for high-demand sales on Django.
 
-Site code calls ``ticketqueue.release(request.queue_pass)`` (or with the signed pass) when an
-order completes, and ``ticketqueue.set_stock(queue, tickets_left)`` as its stock goes down.
+Site code calls ``ticketqueue.release(request.queue_pass, tickets=n)`` (or with the signed
+pass) when an order of n tickets completes, and ``ticketqueue.set_stock(queue, tickets_left)``
+to say what is left to sell (or names a ``STOCK_RESOLVER``): at zero the queue closes.
 """
 
 from __future__ import annotations
@@ -12,19 +13,25 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "release", "set_stock"]
 
 
-def release(token: Any, *, identity: str | None = None) -> Any:
-    """Free the slot of this pass at once (the order behind it completed).
+def release(token: Any, *, identity: str | None = None, tickets: int = 1) -> Any:
+    """The order behind this pass completed: free its slot at once, and take ``tickets`` off
+    the queue's stock if it counts one (0: the order sold nothing countable).
 
     ``token``: the signed pass, or the claims a gated view holds as ``request.queue_pass``.
+    Returns the entry's change (``seq``, ``state``). Raises a PassError for a forged, expired
+    or foreign pass, PassNotActive when it was released, revoked or expired already: then
+    nothing changes, the stock included.
     """
-    from .services import release as _release
+    from . import inventory, services
 
-    return _release(token, identity=identity)
+    change, queue = services.release_pass(token, identity=identity)
+    inventory.sold(queue, tickets)
+    return change
 
 
 def set_stock(queue: Any, remaining: int | None) -> None:
-    """Tell the queue what is left to sell (None: unknown): people behind more buyers than
-    that are told the tickets will likely run out before their turn."""
-    from .services import set_stock as _set_stock
+    """What is left to sell (None: unknown): people behind more buyers than that are told the
+    tickets will likely run out before their turn, and at 0 the queue closes by itself."""
+    from . import inventory
 
-    _set_stock(queue, remaining)
+    inventory.set_stock(queue, remaining)

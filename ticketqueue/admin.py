@@ -96,7 +96,16 @@ class QueueAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "slug", "tenant", "state", "opens_at"]}),
         (
             _("Outflow (takes effect on the next tick)"),
-            {"fields": ["mode", "capacity", "rate_per_minute", "purchase_window", "max_size"]},
+            {
+                "fields": [
+                    "mode",
+                    "capacity",
+                    "rate_per_minute",
+                    "purchase_window",
+                    "max_size",
+                    "stock",
+                ]
+            },
         ),
         (
             _("People"),

@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "CAPTCHA_TIMEOUT": 5.0,
     "CAPTCHA_HOSTNAMES": [],
     "PRIORITY_RESOLVER": None,
+    # what is left to sell (Queue.stock), asked of the site each tick when set
+    "STOCK_RESOLVER": None,
     # operations (issue 5): notifications, presence, retention, metrics
     "NOTIFIERS": ["ticketqueue.notifications.EmailNotifier"],
     "EMAIL_RESOLVER": "ticketqueue.notifications.user_emails",
@@ -178,6 +180,10 @@ HELP: dict[str, str] = {
     "CAPTCHA_TIMEOUT": "Seconds a join waits for the CAPTCHA provider (then captcha_unavailable).",
     "CAPTCHA_HOSTNAMES": (
         "Hosts a CAPTCHA must have been solved on (the answer's hostname); empty: any."
+    ),
+    "STOCK_RESOLVER": (
+        "Dotted path of f(queue) -> tickets left (or None: unknown), asked once per tick for "
+        "each queue; at 0 the queue closes. Or count it: ticketqueue.release(..., tickets=n)."
     ),
     "PRIORITY_RESOLVER": (
         "Dotted path of f(queue, identity) -> the name of the priority group a new place joins "

@@ -187,6 +187,16 @@ class Queue(models.Model):
             "turn is not queued again by reloading the page. Empty: no limit."
         ),
     )
+    stock = models.PositiveIntegerField(
+        _("tickets left"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "What is left to sell: each ticketqueue.release(..., tickets=n) takes n off, the "
+            "site's STOCK_RESOLVER may set it each tick, and at 0 the queue closes by itself. "
+            "People too far back are told the tickets will likely run out first. Empty: unknown."
+        ),
+    )
     max_size = models.PositiveIntegerField(
         _("maximum size"),
         null=True,

@@ -26,6 +26,7 @@ __all__ = [
     "move",
     "record",
     "run",
+    "sell_out",
 ]
 
 #: The knobs an operator may change while a sale runs; each save pushes them to the store.
@@ -41,15 +42,18 @@ KNOBS = (
     "device_policy",
     "work_difficulty",
     "captcha_required",
+    "stock",
 )
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: a person (the admin, a staff token) or an operator API key."""
+    """Who acts: a person (the admin, a staff token), an operator API key, or ticketqueue itself
+    (``label``: closing a sold-out queue)."""
 
     user: Any = None
     key: OperatorKey | None = None
+    label: str = ""
 
     @classmethod
     def of(cls, request: Any) -> Actor:
@@ -63,7 +67,7 @@ class Actor:
     def name(self) -> str:
         if self.key is not None:
             return f"key:{self.key.name}"[:150]
-        return self.user.get_username() if self.user is not None else ""
+        return self.user.get_username() if self.user is not None else self.label
 
 
 def knobs(queue: Queue) -> dict[str, Any]:
@@ -98,16 +102,35 @@ def record(
     return row
 
 
+#: Who closes a queue whose stock ran out, in the audit log.
+SOLD_OUT = Actor(label="ticketqueue: sold out")
+
+
 def _push(queue: Queue) -> None:
     # A queue the store lost is rebuilt first: configuring it bare would hide its line.
     services.ensure_loaded(queue)
-    services.configure(queue)  # the next tick admits by the new outflow
+    services.configure(queue)  # the next tick admits by the new outflow (and the stock)
+
+
+def sell_out(queue: Queue) -> bool:
+    """Close ``queue`` because nothing is left to sell (audited as ``SOLD_OUT``); False when
+    it was closed already (by another process, or an operator)."""
+    if queue.state == QueueState.CLOSED.value:
+        return False
+    try:
+        move(SOLD_OUT, queue, "close")
+    except InvalidTransition:
+        queue.refresh_from_db()
+        return False
+    return True
 
 
 def created(actor: Actor, queue: Queue) -> None:
     """``queue`` was just saved for the first time."""
     _push(queue)
     record(actor, queue, OperatorAction.Kind.CREATE, {}, knobs(queue))
+    if queue.stock == 0:
+        sell_out(queue)
 
 
 def edited(actor: Actor, queue: Queue, before: dict[str, Any]) -> None:
@@ -123,6 +146,8 @@ def edited(actor: Actor, queue: Queue, before: dict[str, Any]) -> None:
             {k: before.get(k) for k in changed},
             {k: after[k] for k in changed},
         )
+    if queue.stock == 0:
+        sell_out(queue)
 
 
 def run(

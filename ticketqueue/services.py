@@ -77,6 +77,7 @@ __all__ = [
     "rebuild",
     "release",
     "release_entry",
+    "release_pass",
     "resume",
     "revoke",
     "set_stock",
@@ -199,8 +200,15 @@ def _call(queue: Queue, op: Callable[[QueueStore], T], now: float | None = None)
 
 
 def configure(queue: Queue, now: float | None = None) -> None:
-    """Push the queue's knobs to the store (after an edit); effective for the next tick."""
-    get_store().configure(queue.store_id, _config(queue), _now(now))
+    """Push the queue's knobs to the store (after an edit); effective for the next tick. The
+    stock is read from the row, not ``queue``: orders elsewhere may have taken some since."""
+    store = get_store()
+    store.configure(queue.store_id, _config(queue), _now(now))
+    store.set_stock(queue.store_id, _recorded_stock(queue))
+
+
+def _recorded_stock(queue: Queue) -> int | None:
+    return Queue.objects.filter(pk=queue.pk).values_list("stock", flat=True).first()
 
 
 def ensure_loaded(queue: Queue, now: float | None = None) -> None:
@@ -499,8 +507,9 @@ def sold_out_likely(position: int, active: int, stock: int | None) -> bool:
 
 
 def set_stock(queue: Queue, remaining: int | None) -> None:
-    """Tell the queue what is left to sell (tickets; None: unknown), after each order and at
-    the start of a sale: people far enough behind are told it will likely run out first."""
+    """Mirror what is left to sell (None: unknown) into the store, where each status and live
+    update reads it: people far enough behind are told it will likely run out first. The row
+    (``Queue.stock``) is the record; ``ticketqueue.inventory`` keeps both and closes at zero."""
     _call(queue, lambda s: s.set_stock(queue.store_id, remaining))
 
 
@@ -559,6 +568,13 @@ def release(
     Raises a PassError for a forged, expired or foreign pass, PassNotActive when it was
     already released, revoked or expired; nothing changes then.
     """
+    return release_pass(token, identity=identity, now=now)[0]
+
+
+def release_pass(
+    token: str | PassClaims, *, identity: str | None = None, now: float | None = None
+) -> tuple[Change, Queue]:
+    """``release``, also giving the pass's queue."""
     now = _now(now)
     claims = token if isinstance(token, PassClaims) else passes.verify(token, now=now)
     if identity is not None and claims.identity != identity:
@@ -567,7 +583,7 @@ def release(
         queue = Queue.objects.get(pk=claims.queue_id)
     except (Queue.DoesNotExist, ValueError):
         raise QueueNotFound() from None
-    return release_entry(queue, claims.seq, now)
+    return release_entry(queue, claims.seq, now), queue
 
 
 def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
@@ -1040,6 +1056,9 @@ def rebuild(queue: Queue, now: float | None = None) -> int:
             now=now,
             passes_given=passes_given,
         )
+        stock = _recorded_stock(queue)
+        if stock is not None:  # what is left to sell outlives a lost store too
+            store.set_stock(queue.store_id, stock)
         live = rows.live().count()
         log.info("queue rebuilt", extra={"queue": queue.slug, "live": live})
         return live

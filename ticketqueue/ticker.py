@@ -27,7 +27,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import notifications, services
+from . import inventory, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
 from .models import Entry, Queue, QueueSample
 
@@ -308,6 +308,11 @@ def run_tick(
                     held.append((queue, QueueTick(queue.store_id, queue.slug, token)))
         if report.skipped:
             log.debug("tick skipped queues another tick holds", extra={"queues": report.skipped})
+        for queue, _done in held:
+            try:
+                inventory.ask_resolver(queue)  # a sold-out queue closes before admitting more
+            except Exception:
+                log.exception("stock not updated", extra={"queue": queue.slug})
         first = batch
         while held and batch < batches:
             if batch > first:

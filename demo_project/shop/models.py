@@ -153,9 +153,9 @@ def open_sale(event: Event, **knobs: Any) -> Queue:
         name=event.name,
         content_type=ContentType.objects.get_for_model(Event),
         object_id=str(event.pk),
+        stock=event.stock,  # counted down by each order's release; at zero the queue closes
         **knobs,
     )
     services.rebuild(queue)
-    services.set_stock(queue, event.stock)  # people far behind hear it will likely sell out
     event.__dict__["queue"] = queue
     return queue

@@ -2,8 +2,9 @@
 
 The event row is locked (SELECT ... FOR UPDATE) for the length of one short transaction, so
 concurrent buyers take turns on the stock and nothing is oversold; the order's unique pass id
-means one pass buys once. When the stock reaches zero the event's queue closes, which tells
-everyone still waiting.
+means one pass buys once. The queue counts the same stock (its ``stock``, set when the sale
+opens): ``ticketqueue.release(pass, tickets=n)`` takes each order off it, and at zero the queue
+closes by itself, which tells everyone still waiting.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 
+import ticketqueue
 from ticketqueue import services
 from ticketqueue.core import InvalidTransition, PassClaims, TicketQueueError
 
@@ -104,8 +106,8 @@ def purchase(event: Event, *, claims: PassClaims, user: Any = None, quantity: in
         extra={"event": event.slug, "order": order.pk, "seq": claims.seq, "left": locked.stock},
     )
     # The order is committed: from here on nothing may turn it into an error for the buyer.
-    _release(event, claims, locked.stock)
-    if locked.stock == 0:
+    _release(event, claims, quantity)
+    if locked.stock == 0:  # the queue closed itself at zero; this heals a release that failed
         try:
             close_if_sold_out(event)
         except DatabaseError:
@@ -115,19 +117,14 @@ def purchase(event: Event, *, claims: PassClaims, user: Any = None, quantity: in
     return order
 
 
-def _release(event: Event, claims: PassClaims, stock: int) -> None:
-    """The order is committed: free the pass's slot now rather than at its expiry, and tell
-    the queue what is left (people far behind hear when it will likely run out first).
-
-    The gate verified the token already, so the entry is released by its seq (what
-    ``ticketqueue.release(token)`` does after verifying).
-    """
-    queue = event.queue
-    if queue is None:
+def _release(event: Event, claims: PassClaims, quantity: int) -> None:
+    """The order is committed: free the pass's slot now rather than at its expiry, and take
+    its tickets off the queue's stock (people far behind hear when it will likely run out
+    first; at zero the queue closes)."""
+    if event.queue is None:
         return
     try:
-        services.release_entry(queue, claims.seq)
-        services.set_stock(queue, stock)
+        ticketqueue.release(claims, tickets=quantity)
     except TicketQueueError as exc:
         # Already released (a retried request) or the store is briefly away: the order
         # stands and the pass can never buy again; at worst its slot frees at expiry.
