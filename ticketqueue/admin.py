@@ -6,10 +6,9 @@ for every one of them. Acting needs the ``operate_queue`` / ``revoke_pass`` perm
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -18,7 +17,14 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,7 +32,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import apikeys, metrics, operations, services, tenancy
+from . import analytics, apikeys, charts, metrics, operations, services, tenancy
 from .core import QueueState, TicketQueueError
 from .models import (
     Admission,
@@ -41,9 +47,6 @@ from .models import (
 from .operations import Actor
 
 log = logging.getLogger("ticketqueue")
-
-#: How far back the control room's chart looks.
-CHART_MINUTES = 60
 
 
 class AdmitForm(forms.Form):
@@ -397,6 +400,11 @@ class QueueAdmin(admin.ModelAdmin):
                 wrap(self.live_view),
                 name="ticketqueue_queue_live",
             ),
+            path(
+                "<path:object_id>/history.<str:fmt>",
+                wrap(self.history_view),
+                name="ticketqueue_queue_history",
+            ),
             *super().get_urls(),
         ]
 
@@ -409,8 +417,30 @@ class QueueAdmin(admin.ModelAdmin):
         queue = self._get_for_view(request, object_id)
         return JsonResponse(self._live(queue).as_dict())
 
+    def history_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+        """The queue's minutes as CSV or JSON (``?since=``/``?until=``, ISO 8601; default:
+        all that are kept)."""
+        queue = self._get_for_view(request, object_id)
+        if fmt not in ("csv", "json"):
+            raise Http404
+        try:
+            since, until = (_when(request.GET.get(k)) for k in ("since", "until"))
+        except ValueError:
+            return HttpResponseBadRequest("since and until are ISO 8601 times")
+        minutes = analytics.history(queue, since=since, until=until)
+        name = f"{queue.slug}-history.{fmt}"
+        if fmt == "csv":
+            response = HttpResponse(analytics.as_csv(minutes), content_type="text/csv")
+        else:
+            body = {"queue": queue.slug, "minutes": [m.as_dict() for m in minutes]}
+            response = JsonResponse(body)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
     def control_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         queue = self._get_for_view(request, object_id)
+        hours = int(h) if (h := request.GET.get("hours", "")).isdigit() else charts.WINDOWS[0]
+        hours = hours if hours in charts.WINDOWS else charts.WINDOWS[0]
         admit_form = AdmitForm()
         if request.method == "POST":
             if not self.has_operate_permission(request):
@@ -439,8 +469,19 @@ class QueueAdmin(admin.ModelAdmin):
             "can_operate": self.has_operate_permission(request),
             "admit_form": admit_form,
             "operations": _operations(queue),
-            "chart": chart(queue),
-            "audit": OperatorAction.objects.filter(queue=queue).select_related("user")[:10],
+            "charts": charts.charts(queue, hours, services.clock()),
+            "hours": hours,
+            "windows": charts.WINDOWS,
+            "audit": [
+                (row, _changes(row))
+                for row in OperatorAction.objects.filter(queue=queue).select_related("user")[:10]
+            ],
+            **{
+                f"history_{fmt}": reverse(
+                    f"{self.admin_site.name}:ticketqueue_queue_history", args=[queue.pk, fmt]
+                )
+                for fmt in ("csv", "json")
+            },
             "live_url": reverse(f"{self.admin_site.name}:ticketqueue_queue_live", args=[queue.pk]),
         }
         return TemplateResponse(request, "admin/ticketqueue/queue/control_room.html", context)
@@ -484,6 +525,28 @@ def _move(op: str) -> Callable[[Actor, Queue], int | None]:
     return lambda actor, queue: operations.move(actor, queue, op)
 
 
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _changes(row: OperatorAction) -> list[str]:
+    """An audit row as "field: before -> after", one per field that changed (the knobs a
+    queue was created with, as "field: value")."""
+    before, after = row.before or {}, row.after or {}
+    if not before:
+        return [f"{k}: {_shown(v)}" for k, v in after.items()]
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    keys += [k for k in before if k not in after]
+    return [f"{k}: {_shown(before.get(k))} → {_shown(after.get(k))}" for k in keys]
+
+
+def _shown(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
 def _or_dash(value: Any) -> Any:
     return "-" if value is None else value
 
@@ -496,60 +559,6 @@ def _duration(seconds: int | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-
-
-# -- the chart ------------------------------------------------------------------------------
-
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 160, 24
-
-
-def chart(queue: Queue, now: float | None = None) -> dict[str, Any]:
-    """Queue length and outflow per minute over the last hour, as SVG polyline points."""
-    now = services.clock() if now is None else now
-    end = math.floor(now / 60) * 60
-    start = end - CHART_MINUTES * 60
-    samples = list(
-        QueueSample.objects.filter(
-            queue=queue,
-            at__gte=datetime.fromtimestamp(start - 60, tz=UTC),
-            at__lte=datetime.fromtimestamp(end, tz=UTC),
-        )
-        .order_by("at")
-        .values_list("at", "waiting", "admitted_total")
-    )
-    waiting: list[tuple[float, float]] = []
-    outflow: list[tuple[float, float]] = []
-    previous: tuple[datetime, int] | None = None
-    for at, line, total in samples:
-        minute = at.timestamp()
-        if minute >= start:
-            waiting.append((minute, line))
-            if previous is not None and at - previous[0] == timedelta(minutes=1):
-                outflow.append((minute, max(0, total - previous[1])))
-        previous = (at, total)
-    top_waiting = max((v for _t, v in waiting), default=0)
-    top_outflow = max((v for _t, v in outflow), default=0)
-
-    def points(series: list[tuple[float, float]], top: float) -> str:
-        width = CHART_WIDTH - 2 * CHART_PAD
-        height = CHART_HEIGHT - 2 * CHART_PAD
-        return " ".join(
-            f"{CHART_PAD + (t - start) / (end - start) * width:.1f},"
-            f"{CHART_HEIGHT - CHART_PAD - (v / top if top else 0) * height:.1f}"
-            for t, v in series
-        )
-
-    return {
-        "width": CHART_WIDTH,
-        "height": CHART_HEIGHT,
-        "pad": CHART_PAD,
-        "waiting_points": points(waiting, top_waiting),
-        "outflow_points": points(outflow, top_outflow),
-        "top_waiting": top_waiting,
-        "top_outflow": top_outflow,
-        "samples": len(waiting),
-        "minutes": CHART_MINUTES,
-    }
 
 
 # -- entries, admissions, audit ---------------------------------------------------------------

@@ -214,7 +214,9 @@ HELP: dict[str, str] = {
     "ENTRY_ARCHIVER": (
         "Dotted path of a function given each batch of ended entries (a queryset) before deletion."
     ),
-    "SAMPLE_RETENTION": "Seconds the per-minute queue samples behind the admin chart are kept.",
+    "SAMPLE_RETENTION": (
+        "Seconds each queue's per-minute history (charts, CSV and JSON export) is kept."
+    ),
     "METRICS_TOKEN": (
         "Bearer token the Prometheus endpoint requires; None: only logged-in staff may read it."
     ),

@@ -21,7 +21,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from . import signals
-from .core import QueueState, QueueUnavailable, estimate_eta, measured_rate
+from .core import EntryState, QueueState, QueueUnavailable, estimate_eta, measured_rate
 from .models import Entry, Queue
 from .store import StoreCompanion
 
@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger("ticketqueue")
 
 #: Counters kept per queue (joins and admissions come from the store's exact totals).
-COUNTERS = ("expirations", "releases", "revocations", "departures")
+COUNTERS = ("expirations", "releases", "revocations", "departures", "abandons")
 
 
 # -- live numbers ----------------------------------------------------------------------
@@ -215,6 +215,8 @@ def _on_revoked(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any
 
 def _on_departed(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:
     increment(queue.store_id, "departures", len(changes))
+    abandoned = sum(1 for c in changes if c.state is EntryState.ABANDONED)
+    increment(queue.store_id, "abandons", abandoned)
 
 
 def _on_closed(sender: Any, queue: Queue, revoked: int, **kwargs: Any) -> None:
@@ -272,6 +274,11 @@ class QueueCollector:
             "departures": CounterMetricFamily(
                 "ticketqueue_departures",
                 "Waiting entries that left or were abandoned.",
+                labels=["queue"],
+            ),
+            "abandons": CounterMetricFamily(
+                "ticketqueue_abandons",
+                "Waiting entries abandoned (unseen past the disconnect grace).",
                 labels=["queue"],
             ),
         }

@@ -425,6 +425,9 @@ class Admission(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["queue", "seq"], name="ticketqueue_admission_once"),
         ]
+        # The log in order (the operator API's pages), and a minute's admissions by number
+        # (the history's wait percentiles).
+        indexes = [models.Index(fields=["queue", "number"], name="ticketqueue_admission_num")]
 
     def __str__(self) -> str:
         return f"{self.queue_id}#{self.seq} at {self.admitted_at:%H:%M:%S}"
@@ -524,7 +527,9 @@ class OperatorAction(models.Model):
 
 
 class QueueSample(models.Model):
-    """The line once a minute (written by the tick), for the control room's chart."""
+    """The line once a minute (written by the tick): the control room's charts and the history
+    export (``ticketqueue.analytics``). Totals are cumulative, so a minute's joins, admissions,
+    abandons and completions are the difference from the minute before."""
 
     queue = models.ForeignKey(
         Queue,
@@ -539,6 +544,29 @@ class QueueSample(models.Model):
     admitted_total = models.PositiveBigIntegerField(
         _("admitted so far"), help_text=_("Admissions since the queue was created.")
     )
+    joined_total = models.PositiveBigIntegerField(
+        _("joined so far"), default=0, help_text=_("Entries that ever joined.")
+    )
+    abandoned_total = models.PositiveBigIntegerField(
+        _("abandoned so far"),
+        default=0,
+        help_text=_(
+            "Waiting entries abandoned (unseen past the grace), as counted beside the store."
+        ),
+    )
+    completed_total = models.PositiveBigIntegerField(
+        _("completed so far"),
+        default=0,
+        help_text=_("Passes released by a completed order, as counted beside the store."),
+    )
+    wait_p50 = models.FloatField(
+        _("wait, median (s)"),
+        null=True,
+        blank=True,
+        help_text=_("Of the people admitted since the sample before: their wait in line."),
+    )
+    wait_p90 = models.FloatField(_("wait, 90th percentile (s)"), null=True, blank=True)
+    wait_p99 = models.FloatField(_("wait, 99th percentile (s)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("queue sample")

@@ -27,7 +27,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import inventory, notifications, services
+from . import analytics, inventory, metrics, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
 from .models import Entry, Queue, QueueSample
 
@@ -386,23 +386,18 @@ _sampled: dict[str, float] = {}
 
 
 def _sample(queue: Queue, result: services.TickResult) -> None:
-    """The line at the start of each minute, for the chart; at most one row per minute."""
+    """The line at the start of each minute, for the charts and the history
+    (``ticketqueue.analytics``); at most one row per minute."""
     if result.counts is None:
         return
     minute = math.floor(services.clock() / 60) * 60
     if _sampled.get(queue.store_id) == minute:
         return
-    counts = result.counts
+    at = _dt(minute)
+    shared = metrics.counters([queue.store_id]).get(queue.store_id, {})
+    values = analytics.sample_values(queue, result.counts, shared, at)
     QueueSample.objects.bulk_create(
-        [
-            QueueSample(
-                queue=queue,
-                at=_dt(minute),
-                waiting=counts.waiting,
-                active=counts.active,
-                admitted_total=counts.admitted_total,
-            )
-        ],
+        [QueueSample(queue=queue, at=at, **values)],
         ignore_conflicts=True,  # another worker sampled this minute first
     )
     _sampled[queue.store_id] = minute

@@ -336,6 +336,7 @@ def test_the_schema_covers_the_api_only():
         "/queue/api/operator/queues/{queue}/admit/",
         "/queue/api/operator/queues/{queue}/close/",
         "/queue/api/operator/queues/{queue}/entries/",
+        "/queue/api/operator/queues/{queue}/history/",
         "/queue/api/operator/token/",
         "/queue/api/operator/token/refresh/",
         "/queue/api/queues/{queue}/",

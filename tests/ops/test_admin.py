@@ -331,7 +331,9 @@ def test_the_control_room_shows_numbers_chart_and_acts(client, operator, make_qu
     response = client.get(url)
     assert response.status_code == 200
     page = response.content.decode()
-    assert '<polyline class="waiting"' in page and response.context["chart"]["samples"] == 3
+    waiting = response.context["charts"][0]
+    assert waiting.title == "waiting" and len(waiting.lines[0].points.split()) == 3
+    assert '<polyline class="s1"' in page
     assert response.context["live"].waiting == 3 and response.context["can_operate"]
     assert [op for op, _label in response.context["operations"]] == ["pause", "close", "rebuild"]
     response = client.post(url, {"op": "admit", "count": "1"}, follow=True)

@@ -164,3 +164,21 @@ class ActionSerializer(serializers.ModelSerializer):
         model = OperatorAction
         fields = ["at", "operator", "action", "before", "after", "count"]
         read_only_fields = fields
+
+
+class MinuteSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="The minute's start (UTC).")
+    waiting = serializers.IntegerField(help_text="In line at the minute's start.")
+    active = serializers.IntegerField(help_text="Passes active at the minute's start.")
+    joins = serializers.IntegerField(allow_null=True, help_text="During the minute before.")
+    admissions = serializers.IntegerField(allow_null=True)
+    abandons = serializers.IntegerField(allow_null=True)
+    completions = serializers.IntegerField(allow_null=True)
+    wait_p50 = serializers.FloatField(allow_null=True, help_text="Seconds, of those admitted.")
+    wait_p90 = serializers.FloatField(allow_null=True)
+    wait_p99 = serializers.FloatField(allow_null=True)
+
+
+class HistorySerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    minutes = MinuteSerializer(many=True)

@@ -19,4 +19,5 @@ urlpatterns = [
         name="operator-admissions",
     ),
     path("queues/<slug:queue>/actions/", views.ActionsView.as_view(), name="operator-actions"),
+    path("queues/<slug:queue>/history/", views.HistoryView.as_view(), name="operator-history"),
 ]

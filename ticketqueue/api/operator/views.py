@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ... import operations
+from ... import analytics, operations
 from ...models import Entry, OperatorKey, Queue, Tenant
 from ...operations import Actor
 from ...tenancy import tenants_for_user
@@ -34,6 +38,7 @@ from .serializers import (
     AdmittedSerializer,
     ClosedSerializer,
     EntrySerializer,
+    HistorySerializer,
     QueueChangeSerializer,
     QueueCreateSerializer,
     QueueSerializer,
@@ -45,6 +50,7 @@ __all__ = [
     "AdmitView",
     "CloseView",
     "EntriesView",
+    "HistoryView",
     "OperatorQueueView",
     "OperatorQueuesView",
 ]
@@ -203,6 +209,55 @@ class CloseView(OperatorAPIView):
         row = find_queue(request, queue)
         turned_away = operations.move(Actor.of(request), row, "close")
         return Response({"queue": row.slug, "turned_away": turned_away or 0})
+
+
+class HistoryCSVRenderer(BaseRenderer):
+    """``?format=csv``: the minutes as CSV (an error stays JSON-shaped text)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: Any = None, context: Any = None) -> Any:
+        if isinstance(data, Mapping) and "minutes" in data:
+            return analytics.as_csv(analytics.Minute(**m) for m in data["minutes"])
+        return json.dumps(data)
+
+
+def _when(request: Request, name: str) -> datetime | None:
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise exceptions.ValidationError({name: [_("An ISO 8601 time.")]}) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class HistoryView(OperatorAPIView):
+    renderer_classes = [JSONRenderer, HistoryCSVRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="From this minute."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="Up to this minute."),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ]
+    )
+    @described(
+        operation_id="operator_history",
+        summary="The queue's history, one row a minute (JSON, or CSV with ?format=csv).",
+        responses={200: HistorySerializer, **_QUEUE_ERRORS},
+    )
+    def get(self, request: Request, queue: str) -> Response:
+        row = find_queue(request, queue)
+        since, until = _when(request, "since"), _when(request, "until")
+        minutes = analytics.history(row, since=since, until=until)
+        return Response(
+            {"queue": row.slug, "minutes": [m.__dict__ for m in minutes]},
+            headers={"Content-Disposition": f'inline; filename="{row.slug}-history"'},
+        )
 
 
 class _LogView(OperatorAPIView):
