@@ -4,10 +4,15 @@ the gate bench measures in-process (PostgreSQL + RedisStore, alternating rounds,
 the rounds' ratios). Cases: an active pass (pinned to its queue), an ended pass (410), garbage
 (401), and a bare DRF view for scale.
 
+Then the same over the network (``--served``, the default unless ``--quick``): gunicorn with 2
+sync workers serving the gate bench's site, wrk (or this script's asyncio load) asking
+``access`` with one active pass and the bare Django view in alternating rounds; requests/s and
+the server's CPU per request, as the gate bench reports them.
+
 Writes bench/results/access.json and the "Access check for other backends (issue 13)" section
 of docs/benchmarks.md (``--quick``: a small run for CI that writes neither).
 
-    .venv/bin/python bench/access_bench.py [--quick] [--no-write]
+    .venv/bin/python bench/access_bench.py [--quick] [--no-served] [--no-write]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -24,7 +30,15 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [BENCH, os.path.dirname(BENCH)]
 
 from _report import publish  # noqa: E402
-from gate_bench import ensure_database, reset_queues, setup_django, wsgi_cpu_us  # noqa: E402
+from gate_bench import (  # noqa: E402
+    SERVER_LABELS,
+    Bench,
+    Server,
+    ensure_database,
+    reset_queues,
+    setup_django,
+    wsgi_cpu_us,
+)
 
 HEADING = "## Access check for other backends (issue 13)"
 LABELS = {
@@ -88,6 +102,35 @@ def measure(rounds: int, requests: int) -> dict[str, Any]:
     }
 
 
+def served(loadgen: str, secs: float, rounds: int) -> dict[str, Any]:
+    """Requests/s and server CPU per request of ``access`` (one active pass, pinned to its
+    queue) against the bare Django view, under gunicorn, paired round by round."""
+    bench = Bench(loadgen, 16, secs, rounds)
+    with Server("gunicorn") as server:
+        token, _visitor = server.join("bench")
+        assert token, "the bench queue admits at once"
+        section = bench.measure(
+            server,
+            {
+                "bare_plain": ("/bare-plain/", "GET", {}),
+                "access_active": (
+                    "/queue/api/access/?queue=bench",
+                    "GET",
+                    {"Authorization": f"Bearer {token}"},
+                ),
+            },
+        )
+    return {
+        "server": SERVER_LABELS["gunicorn"],
+        "loadgen": loadgen,
+        "seconds_per_round": secs,
+        "rounds": rounds,
+        "cases": section,
+        "rps_ratio": Bench.paired(section, "access_active", "bare_plain"),
+        "cpu_ratio": Bench.cpu_ratio(section, "access_active", "bare_plain"),
+    }
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["measured"]
     lines = [
@@ -113,6 +156,25 @@ def markdown(report: dict[str, Any]) -> str:
         "round trip, which the `Cache-Control: max-age=2` it gets lets it skip on most "
         "requests.",
     ]
+    net = report.get("served")
+    if net:
+        c = net["cases"]
+        lines += [
+            "",
+            f"Served: {net['server']}, load from {net['loadgen']} (16 connections), "
+            f"{net['rounds']} alternating rounds of {net['seconds_per_round']:.0f} s, medians; "
+            "one active pass asked again and again (a backend that ignores the cache header):",
+            "",
+            "| request | requests/s | server CPU per request (us) |",
+            "|---|---:|---:|",
+            f"| bare Django view | {c['bare_plain']['rps']:.0f} | "
+            f"{c['bare_plain']['server_cpu_us']:.0f} |",
+            f"| access, an active pass | {c['access_active']['rps']:.0f} | "
+            f"{c['access_active']['server_cpu_us']:.0f} |",
+            "",
+            f"Access over bare: {net['rps_ratio']:.2f} of its requests/s (paired rounds), "
+            f"{net['cpu_ratio']:.2f} as server CPU sees it.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -120,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-served", action="store_true", help="In-process figures only.")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args(argv)
     ensure_database()
     setup_django()
@@ -130,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "measured": measure(rounds, requests),
     }
+    if not (args.quick or args.no_served):
+        loadgen = args.loadgen
+        if loadgen == "auto":
+            loadgen = "wrk" if shutil.which("wrk") else "python"
+        report["served"] = served(loadgen, secs=5.0, rounds=5)
     publish("access", HEADING, report, markdown(report), quick=args.quick, write=not args.no_write)
     return 0
 
