@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def off_loop(fn, *args):
+    """Run ``fn`` in another thread: Playwright's sync API runs an event loop in this one,
+    where Django refuses database work."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def make_queues():
@@ -112,7 +120,7 @@ def shoot(out: Path) -> list[Path]:
             expect(page.locator('[data-tq="position"]')).to_have_text("1,248", timeout=WAIT)
             photograph(page, "waiting")
 
-            ticketqueue.set_stock(line, 40)  # fewer tickets than people ahead
+            off_loop(ticketqueue.set_stock, line, 40)  # fewer tickets than people ahead
             expect(page.locator('[data-tq="likely"]')).to_be_visible(timeout=WAIT)
             photograph(page, "likely-sold-out")
 

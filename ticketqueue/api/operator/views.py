@@ -277,24 +277,35 @@ class _LogView(OperatorAPIView):
         return paginator.get_paginated_response(self.serializer_class(page, many=True).data)
 
 
-def _paged(serializer: Any, operation_id: str, summary: str, **kwargs: Any) -> Any:
-    return described(
-        operation_id=operation_id,
-        summary=summary,
-        responses={200: serializer(many=True), **_QUEUE_ERRORS},
-        **kwargs,
-    )
-
-
 _PAGE_PARAMETERS = [
     OpenApiParameter("cursor", str, description="The next or previous page's cursor."),
     OpenApiParameter("limit", int, description="Rows a page (100; at most 1000)."),
 ]
 
 
+def _paged(serializer: Any, operation_id: str, summary: str, *parameters: Any) -> Any:
+    """A ``_LogView``'s GET, described: its rows in cursor pages."""
+
+    def get(self: _LogView, request: Request, queue: str) -> Response:
+        return _LogView.get(self, request, queue)
+
+    return described(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=[*parameters, *_PAGE_PARAMETERS],
+        responses={200: serializer(many=True), **_QUEUE_ERRORS},
+    )(get)
+
+
 class EntriesView(_LogView):
     serializer_class = EntrySerializer
     ordering = "seq"
+    get = _paged(
+        EntrySerializer,
+        "operator_entries",
+        "The queue's entries in join order.",
+        OpenApiParameter("state", str, enum=list(Entry.State.values)),
+    )
 
     def rows(self, request: Request, queue: Queue) -> Any:
         rows = Entry.objects.filter(queue=queue)
@@ -305,38 +316,20 @@ class EntriesView(_LogView):
             rows = rows.filter(state=state)
         return rows
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("state", str, enum=list(Entry.State.values)),
-            *_PAGE_PARAMETERS,
-        ]
-    )
-    @_paged(EntrySerializer, "operator_entries", "The queue's entries in join order.")
-    def get(self, request: Request, queue: str) -> Response:
-        return super().get(request, queue)
-
 
 class AdmissionsView(_LogView):
     serializer_class = AdmissionSerializer
     ordering = "number"
+    get = _paged(AdmissionSerializer, "operator_admissions", "The admission log, in order.")
 
     def rows(self, request: Request, queue: Queue) -> Any:
         return queue.admissions.all()
-
-    @extend_schema(parameters=_PAGE_PARAMETERS)
-    @_paged(AdmissionSerializer, "operator_admissions", "The admission log, in order.")
-    def get(self, request: Request, queue: str) -> Response:
-        return super().get(request, queue)
 
 
 class ActionsView(_LogView):
     serializer_class = ActionSerializer
     ordering = "-at"
+    get = _paged(ActionSerializer, "operator_actions", "The queue's audit log, newest first.")
 
     def rows(self, request: Request, queue: Queue) -> Any:
         return queue.operator_actions.all()
-
-    @extend_schema(parameters=_PAGE_PARAMETERS)
-    @_paged(ActionSerializer, "operator_actions", "The queue's audit log, newest first.")
-    def get(self, request: Request, queue: str) -> Response:
-        return super().get(request, queue)
