@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Count
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .models import OperatorKey, Queue, Tenant
@@ -87,3 +90,17 @@ def revoke(key: OperatorKey) -> bool:
     )
     key.refresh_from_db(fields=["revoked_at"])
     return bool(done)
+
+
+@receiver(pre_delete, sender=Queue, dispatch_uid="ticketqueue.apikeys.queue_deleted")
+def _revoke_keys_left_without_queues(sender: Any, instance: Queue, **kwargs: Any) -> None:
+    """A key that names only this queue would, once it is gone, name none: and a key that
+    names none reaches every queue of its tenant. It is revoked instead of widened."""
+    listing = OperatorKey.objects.filter(queues=instance, revoked_at__isnull=True)
+    only = (
+        OperatorKey.objects.filter(pk__in=list(listing.values_list("pk", flat=True)))
+        .annotate(n=Count("queues"))
+        .filter(n=1)
+        .values_list("pk", flat=True)
+    )
+    OperatorKey.objects.filter(pk__in=list(only)).update(revoked_at=timezone.now())

@@ -8,7 +8,10 @@ class TicketQueueConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import (
+            apikeys,  # noqa: F401 - a key left naming no queue is revoked
+            checks,  # noqa: F401 - registers the system checks
+        )
         from .live import publisher  # noqa: F401 - connects the live broadcasts
         from .revocation import connect_signals
 

@@ -140,6 +140,18 @@ def test_a_key_naming_queues_reaches_those_only_and_creates_none(client, make_qu
     assert other.capacity == 10
 
 
+def test_a_key_whose_only_queue_is_deleted_is_revoked_not_widened(client, make_queue):
+    mine, other = make_queue("mine"), make_queue("other")
+    key, raw = apikeys.issue("one", queues=[mine])
+    two, raw_two = apikeys.issue("two", queues=[mine, other])
+    mine.delete()
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert call(client, "get", "/queues/", raw).status_code == 401
+    listed = call(client, "get", "/queues/", raw_two).json()
+    assert [q["slug"] for q in listed] == ["other"]
+
+
 # -- the operations ---------------------------------------------------------------------------
 
 
