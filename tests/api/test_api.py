@@ -156,6 +156,16 @@ def test_leave_and_heartbeat(make_queue):
     assert code_of(Client().post(f"{API}/sale/leave/")) == (404, "entry_not_found")
 
 
+def test_delete_is_leave_too(make_queue):
+    make_queue(mode="always")
+    client = Client()
+    seq = client.post(f"{API}/sale/join/").json()["seq"]
+    body = client.delete(f"{API}/sale/leave/").json()
+    assert (body["seq"], body["state"]) == (seq, "left")
+    assert client.get(f"{API}/sale/status/").json()["state"] is None
+    assert code_of(client.delete(f"{API}/sale/leave/")) == (404, "entry_not_found")
+
+
 def test_release_frees_the_slot_at_once(make_queue):
     queue = make_queue(mode="auto", capacity=1)
     holder, next_in_line = Visitor(), Visitor()

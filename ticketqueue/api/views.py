@@ -266,6 +266,15 @@ class LeaveView(QueueAPIView):
         change = services.leave(row, identity)
         return Response({"queue": row.slug, "seq": change.seq, "state": change.state.value})
 
+    @described(
+        operation_id="queue_leave_delete",
+        summary="Give up your place in line (DELETE, the same as POST).",
+        request=None,
+        responses={200: LeaveSerializer, **_errors(404, 503)},
+    )
+    def delete(self, request: Request, queue: str) -> Response:
+        return self.post(request, queue)
+
 
 class HeartbeatView(QueueAPIView):
     @described(
