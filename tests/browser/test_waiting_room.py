@@ -157,6 +157,48 @@ def test_a_scheduled_sale_counts_down_to_its_opening(asgi_server, browser_page, 
     expect(widget.locator('[data-tq="status"]')).to_contain_text("has not opened yet")
 
 
+def test_the_wait_counts_down_between_updates_and_each_update_resyncs_it(
+    asgi_server, browser_page, off_loop
+):
+    from playwright.sync_api import expect
+
+    def make():
+        queue = Queue.objects.create(slug="club", name="Club", mode="always", rate_per_minute=6)
+        services.configure(queue)
+        for i in range(3):
+            services.join(queue, f"user:{2000 + i}")
+        return queue
+
+    queue = off_loop(make)
+    page = browser_page
+    said = []  # every eta_seconds the server sent this page
+
+    def heard(payload):
+        message = json.loads(payload) if isinstance(payload, str) else {}
+        if message.get("eta_seconds") is not None:
+            said.append(message["eta_seconds"])
+
+    page.on("websocket", lambda ws: ws.on("framereceived", heard))
+    page.goto(f"{asgi_server}/queue/club/wait/")
+    widget = page.locator("[data-ticketqueue]")
+    expect(widget.locator('[data-tq="position"]')).to_have_text("4", timeout=WAIT)
+    eta = widget.locator('[data-tq="eta"]')
+    expect(eta).to_have_attribute("data-seconds", re.compile(r"^\d+$"), timeout=WAIT)
+    assert said and said[-1] > 5
+    # Nobody is admitted, so no new figure comes: the page counts down on its own.
+    page.wait_for_function(
+        f"() => +document.querySelector('[data-tq=eta]').dataset.seconds <= {said[-1] - 2}",
+        timeout=WAIT,
+    )
+    # An update (two admitted) resyncs it to what the server says now.
+    heard_before = len(said)
+    off_loop(services.tick, queue, limit=2, use_rate=False)
+    expect(widget.locator('[data-tq="position"]')).to_have_text("2", timeout=WAIT)
+    assert len(said) > heard_before
+    shown = int(eta.get_attribute("data-seconds"))
+    assert said[-1] - 2 <= shown <= said[-1], (shown, said[-1])
+
+
 def test_a_visitor_is_asked_to_log_in_for_a_queue_of_users(asgi_server, browser_page, off_loop):
     from playwright.sync_api import expect
 

@@ -105,6 +105,9 @@
     this.clockSkew = this.opensAt ? (parseFloat(data.serverNow) || Date.now() / 1000) -
       Date.now() / 1000 : 0;
     this.countdownTimer = null;
+    // The wait counts down between server updates: each update resyncs it (etaAt).
+    this.etaAt = null;
+    this.etaTimer = null;
 
     if (this.el.join) {
       this.el.join.addEventListener('click', function () {
@@ -300,6 +303,7 @@
     this.state = message.state;
     this.position = message.position;
     this.eta = message.eta_seconds;
+    this.etaAt = typeof this.eta === 'number' ? Date.now() / 1000 + this.eta : null;
     // The site's stock is smaller than the buyers ahead: sent (true) only then.
     this.likelySoldOut = message.sold_out_likely === true;
     var placed = this.state === 'waiting' && typeof this.position === 'number';
@@ -608,6 +612,30 @@
     return Math.round(100 * (this.start - this.position) / (this.start - 1));
   };
 
+  // The wait left now: the last update's estimate less the time since, at least "any moment"
+  // (never below zero); the next update replaces it, up or down.
+  Widget.prototype.etaLeft = function () {
+    return this.etaAt === null ? null :
+      Math.max(0, Math.ceil(this.etaAt - Date.now() / 1000));
+  };
+
+  Widget.prototype.renderEta = function (placed) {
+    var self = this;
+    var left = placed ? this.etaLeft() : null;
+    this.setText('eta', placed ? this.formatEta(left) : '–');
+    if (this.el.eta) {
+      this.el.eta.setAttribute('data-seconds', left === null ? '' : String(left));
+    }
+    if (placed && left !== null && !this.etaTimer) {
+      this.etaTimer = window.setInterval(function () {
+        self.renderEta(self.state === 'waiting' && typeof self.position === 'number');
+      }, 1000);
+    } else if ((!placed || left === null) && this.etaTimer) {
+      window.clearInterval(this.etaTimer);
+      this.etaTimer = null;
+    }
+  };
+
   Widget.prototype.formatEta = function (seconds) {
     var minutes;
     if (seconds === null || seconds === undefined) {
@@ -668,7 +696,7 @@
     this.setText('ahead', placed ? this.number(this.position - 1) : '–');
     this.setText('behind', placed && this.waiting !== undefined ?
       this.number(Math.max(0, this.waiting - this.position)) : '–');
-    this.setText('eta', placed ? this.formatEta(this.eta) : '–');
+    this.renderEta(placed);
     if (this.el.progress) {
       this.el.progress.value = this.progress();
       this.el.progress.hidden = !this.granted && !(placed && this.queueState !== 'scheduled');
