@@ -15,11 +15,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from ticketqueue.live.stream import QueueStreamApp  # noqa: E402
 from ticketqueue.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": QueueStreamApp(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
@@ -32,7 +33,7 @@ from ticketqueue.routing import QueueSocketApp  # noqa: E402
 #: The site has no other sockets, so there is no fallback (docs/protocol.md shows one).
 lean_application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": QueueStreamApp(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": QueueSocketApp(),
     }
 )

@@ -17,7 +17,8 @@ __all__ = ["with_queue_sockets"]
 
 
 def with_queue_sockets(http: Any, websocket: Any = None) -> Any:
-    """``http`` (the site's Django application) for HTTP, the queue's sockets for WebSockets.
+    """``http`` (the site's Django application) for HTTP, the queue's sockets for WebSockets,
+    and the queue's event streams (``.../api/queues/<slug>/stream/``, ``QueueStreamApp``).
 
     ``websocket``: the site's other socket routes (any ASGI application, typically its Channels
     stack), served for every socket path that is not the queue's; without it those are
@@ -27,5 +28,8 @@ def with_queue_sockets(http: Any, websocket: Any = None) -> Any:
     from channels.routing import ProtocolTypeRouter
 
     from .live.asgi import QueueSocketApp
+    from .live.stream import QueueStreamApp
 
-    return ProtocolTypeRouter({"http": http, "websocket": QueueSocketApp(websocket)})
+    return ProtocolTypeRouter(
+        {"http": QueueStreamApp(http), "websocket": QueueSocketApp(websocket)}
+    )

@@ -19,6 +19,7 @@ from ticketqueue.models import Queue
 from ticketqueue.store import get_store, reset_store
 
 from ..conftest import drop_store
+from ..servers import asgi_server, server_settings, store_for_server  # noqa: F401
 
 #: Long enough for a loaded machine; every wait ends as soon as its message arrives.
 TIMEOUT = 10
