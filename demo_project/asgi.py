@@ -1,4 +1,5 @@
-"""ASGI entry point: the queue's WebSockets (and, in the demo's runserver, HTTP too).
+"""ASGI entry point: the queue's WebSockets and event streams (and, in the demo's runserver, HTTP
+too).
 
 The sockets are served by the lean application (``QueueSocketApp``: far less kept per open
 socket than Channels' stack, same protocol and checks). Its identity is a simplejwt bearer
@@ -17,11 +18,14 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from demo_project.shop.ws_auth import JWTAuthMiddleware  # noqa: E402
+from ticketqueue.live.stream import QueueStreamApp  # noqa: E402
 from ticketqueue.routing import QueueSocketApp  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The queue's event streams (server-sent events) from the sockets' hub; the rest
+        # is the site.
+        "http": QueueStreamApp(django_asgi_app),
         "websocket": JWTAuthMiddleware(QueueSocketApp()),
     }
 )

@@ -162,6 +162,10 @@ def test_refusals_are_http_answers_an_event_source_does_not_retry(asgi_server, o
     assert json.loads(missing.response.read())["code"] == "queue_not_found"
     foreign = open_stream("club", visitor, Origin="https://elsewhere.example")
     assert foreign.response.status == 403
+    # An app without cookies names its visitor as over REST.
+    app = open_stream("club", **{"X-Queue-Visitor": visitor})
+    assert app.response.status == 200
+    assert app.until(lambda n, m: m.get("type") == "queue_update")[1]["position"] == 1
 
 
 def test_the_stream_keeps_the_socket_limits_and_says_it_is_still_here(asgi_server, open_stream):

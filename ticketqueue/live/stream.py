@@ -2,8 +2,9 @@
 
 ``GET .../api/queues/<slug>/stream/`` (``text/event-stream``) is served by the ASGI processes that
 serve the sockets, from the same hub: the stream is a seat like any socket's, with the socket's
-identity (session or visitor cookie, ``X-Queue-Visitor``), limits (``connect_ip``,
-``connect_identity``) and messages, each as one ``data:`` line of the same JSON. What a socket
+identity (session or visitor cookie; an app without cookies sends ``X-Queue-Visitor``), limits
+(``connect_ip``, ``connect_identity``) and messages, each as one ``data:`` line of the same
+JSON. What a socket
 client sends, the stream does itself: a heartbeat every ``HEARTBEAT_INTERVAL`` while the
 connection is open (a comment line, which also shows a dead connection). Joining and leaving
 stay REST calls (``join/``, ``leave/``, ``DELETE leave/``).
@@ -23,6 +24,7 @@ import re
 from typing import Any
 
 from ..conf import queue_settings
+from ..identity import VISITOR_COOKIE, identity_for
 from ..limits import address_of_scope
 from .asgi import _origin, socket_identity
 from .connection import QueueSocket, device_of_scope
@@ -124,6 +126,14 @@ async def _answer(send: Any, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _header_identity(scope: dict[str, Any]) -> str | None:
+    """An app without cookies names its visitor as it does over REST: ``X-Queue-Visitor``."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-queue-visitor":
+            return identity_for(None, {VISITOR_COOKIE: value.decode("latin1")})
+    return None
+
+
 class QueueStreamApp:
     """ASGI application for the queue's event streams; every other HTTP request goes to
     ``http`` (the site's Django application)."""
@@ -147,7 +157,7 @@ class QueueStreamApp:
         socket = QueueSocket()
         beat: asyncio.Task[None] | None = None
         try:
-            identity = await socket_identity(scope)
+            identity = await socket_identity(scope) or _header_identity(scope)
             await socket.open(
                 stream, slug, identity, address_of_scope(scope), device_of_scope(scope)
             )
