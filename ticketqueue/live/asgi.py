@@ -86,12 +86,18 @@ class QueueSocketApp:
     @staticmethod
     def slug(scope: dict[str, Any]) -> str | None:
         """The queue slug of a ``ws/queue/<slug>/`` path (under the scope's root_path)."""
-        path: str = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        match = PATH.fullmatch(path.removeprefix("/"))
-        return match["slug"] if match else None
+        return path_slug(scope, PATH)
+
+
+def path_slug(scope: dict[str, Any], pattern: re.Pattern[str]) -> str | None:
+    """The ``slug`` group of ``pattern`` matched against the scope's path, below its
+    root_path; None when it does not match."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    match = pattern.fullmatch(path.removeprefix("/"))
+    return match["slug"] if match else None
 
 
 def _origin(scope: dict[str, Any]) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 from ..conf import queue_settings
 from ..identity import VISITOR_COOKIE, identity_for
 from ..limits import address_of_scope
-from .asgi import _origin, socket_identity
+from .asgi import _origin, path_slug, socket_identity
 from .connection import QueueSocket, device_of_scope
 from .protocol import (
     CLOSE_DEVICE,
@@ -187,11 +187,4 @@ class QueueStreamApp:
 
     @staticmethod
     def slug(scope: dict[str, Any]) -> str | None:
-        if scope["type"] != "http":
-            return None
-        path: str = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        match = PATH.fullmatch(path.removeprefix("/"))
-        return match["slug"] if match else None
+        return path_slug(scope, PATH) if scope["type"] == "http" else None
