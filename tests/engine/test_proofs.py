@@ -41,6 +41,15 @@ def solved(challenge):
     )
 
 
+def unsolved(challenge):
+    """A nonce that does not solve the challenge (a fixed one would, 1 time in 2**difficulty)."""
+    return next(
+        nonce
+        for nonce in (f"wrong{i}" for i in range(1000))
+        if not solves(challenge["work"], nonce, challenge["difficulty"])
+    )
+
+
 def test_a_new_place_needs_solved_work_and_gets_a_challenge(make_queue):
     queue = make_queue(work_difficulty=8)
     refused = refusal(queue, ANON)
@@ -132,7 +141,7 @@ def test_work_and_captcha_together_and_the_provider_is_asked_last(make_queue, si
     queue = make_queue(captcha_required=True, work_difficulty=6)
     challenge = refusal(queue, ANON).challenge
     assert challenge["captcha"] is True and challenge["difficulty"] == 6
-    bad_work = JoinProof(work=challenge["work"], nonce="x", captcha="good-1")
+    bad_work = JoinProof(work=challenge["work"], nonce=unsolved(challenge), captcha="good-1")
     assert refusal(queue, ANON, bad_work).code == "proof_invalid"
     assert siteverify.forms == []  # a wrong puzzle costs the provider nothing
     proof = solved(challenge)
