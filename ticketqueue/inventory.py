@@ -16,7 +16,7 @@ is turned away and told, passes already issued stay valid.
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -30,28 +30,36 @@ __all__ = ["ask_resolver", "set_stock", "sold"]
 
 log = logging.getLogger("ticketqueue")
 
-#: queue id -> the stock the resolver last gave, per process: a change is written, not each tick.
-_asked: dict[str, int | None] = {}
-_asked_lock = threading.Lock()
-
 
 def _mirror(queue: Queue, left: int | None) -> None:
     try:
         services.set_stock(queue, left)
     except StoreUnreachable:
-        # The row holds the count; the next set, sale or rebuild mirrors it again.
+        # The row holds the count; the next change, configure or rebuild mirrors it again.
         log.warning("stock not mirrored: the store is unreachable", extra={"queue": queue.slug})
+
+
+def _count(queue: Queue, left_of: Callable[[int | None], int | None]) -> int | None:
+    """Record ``left_of(recorded stock)`` under the row's lock and mirror it (an unchanged
+    count is neither: most orders of a queue that counts no stock); at 0 the queue closes.
+    Returns what is left."""
+    with transaction.atomic():
+        rows = Queue.objects.select_for_update().values_list("stock", flat=True)
+        recorded = rows.get(pk=queue.pk)
+        left = left_of(recorded)
+        if left != recorded:
+            Queue.objects.filter(pk=queue.pk).update(stock=left)
+            _mirror(queue, left)  # under the row lock: the store sees the counts in order
+    queue.stock = left
+    if left == 0:
+        operations.sell_out(queue)
+    return left
 
 
 def set_stock(queue: Queue, remaining: int | None) -> None:
     """What is left to sell now (None: unknown); at 0 the queue closes."""
     left = None if remaining is None else max(0, int(remaining))
-    with transaction.atomic():
-        Queue.objects.select_for_update().filter(pk=queue.pk).update(stock=left)
-        _mirror(queue, left)  # under the row lock: the store sees the counts in their order
-    queue.stock = left
-    if left == 0:
-        operations.sell_out(queue)
+    _count(queue, lambda _recorded: left)
 
 
 def sold(queue: Queue, tickets: int = 1) -> int | None:
@@ -61,18 +69,7 @@ def sold(queue: Queue, tickets: int = 1) -> int | None:
         raise ValueError("tickets must be 0 or more")
     if not tickets:
         return queue.stock
-    with transaction.atomic():
-        locked = Queue.objects.select_for_update().only("pk", "stock").get(pk=queue.pk)
-        if locked.stock is None:
-            queue.stock = None
-            return None
-        left = max(0, locked.stock - tickets)
-        Queue.objects.filter(pk=queue.pk).update(stock=left)
-        _mirror(queue, left)
-    queue.stock = left
-    if left == 0:
-        operations.sell_out(queue)
-    return left
+    return _count(queue, lambda recorded: None if recorded is None else max(0, recorded - tickets))
 
 
 def _resolver() -> Any:
@@ -94,16 +91,6 @@ def ask_resolver(queue: Queue) -> None:
         log.exception("STOCK_RESOLVER failed", extra={"queue": queue.slug})
         return
     left = None if answer is None else max(0, int(answer))
-    with _asked_lock:
-        if queue.store_id in _asked and _asked[queue.store_id] == left:
-            return
-    set_stock(queue, left)
-    with _asked_lock:
-        if len(_asked) > 10_000:
-            _asked.clear()
-        _asked[queue.store_id] = left
-
-
-def forget_answers() -> None:
-    with _asked_lock:
-        _asked.clear()
+    # Only a new answer is written: most ticks ask and hear what the row says already.
+    if Queue.objects.filter(pk=queue.pk).values_list("stock", flat=True).first() != left:
+        set_stock(queue, left)

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 
 import ticketqueue
-from ticketqueue import apikeys, inventory, passes, services, ticker
+from ticketqueue import apikeys, passes, services, ticker
 from ticketqueue.core import PassNotActive
 from ticketqueue.models import Entry, OperatorAction, OperatorKey, Queue
 from ticketqueue.store import get_store
@@ -23,9 +23,6 @@ pytestmark = pytest.mark.django_db
 def _clock(monkeypatch):
     monkeypatch.setattr(services, "clock", lambda: T0)
     monkeypatch.setattr(passes, "timer", lambda: T0)
-    inventory.forget_answers()
-    yield
-    inventory.forget_answers()
 
 
 def line(queue, n, capacity_admits=True):
