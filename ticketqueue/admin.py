@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -424,16 +423,15 @@ class QueueAdmin(admin.ModelAdmin):
         if fmt not in ("csv", "json"):
             raise Http404
         try:
-            since, until = (_when(request.GET.get(k)) for k in ("since", "until"))
+            since, until = (analytics.moment(request.GET.get(k)) for k in ("since", "until"))
         except ValueError:
             return HttpResponseBadRequest("since and until are ISO 8601 times")
-        minutes = analytics.history(queue, since=since, until=until)
+        minutes = [m.as_dict() for m in analytics.history(queue, since=since, until=until)]
         name = f"{queue.slug}-history.{fmt}"
         if fmt == "csv":
             response = HttpResponse(analytics.as_csv(minutes), content_type="text/csv")
         else:
-            body = {"queue": queue.slug, "minutes": [m.as_dict() for m in minutes]}
-            response = JsonResponse(body)
+            response = JsonResponse({"queue": queue.slug, "minutes": minutes})
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
@@ -523,13 +521,6 @@ def _operations(queue: Queue) -> list[tuple[str, str]]:
 
 def _move(op: str) -> Callable[[Actor, Queue], int | None]:
     return lambda actor, queue: operations.move(actor, queue, op)
-
-
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _changes(row: OperatorAction) -> list[str]:

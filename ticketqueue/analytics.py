@@ -20,7 +20,7 @@ from typing import Any
 
 from .models import Admission, Entry, Queue, QueueSample
 
-__all__ = ["Minute", "as_csv", "history", "sample_values", "waits_since"]
+__all__ = ["Minute", "as_csv", "history", "moment", "sample_values", "waits_since"]
 
 #: At most this many admissions are read for one minute's wait percentiles: more (a sale
 #: admitting 500/s) are read every k-th by admission number, an even sample of the minute.
@@ -110,6 +110,15 @@ def _delta(now: int, before: int | None) -> int | None:
     return now - before
 
 
+def moment(text: str | None) -> datetime | None:
+    """A ``since``/``until`` bound as asked (ISO 8601; UTC unless it says); None for none.
+    Raises ValueError for anything else."""
+    if not text:
+        return None
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def history(
     queue: Queue, since: datetime | None = None, until: datetime | None = None
 ) -> list[Minute]:
@@ -145,11 +154,11 @@ def history(
     return minutes
 
 
-def as_csv(minutes: Iterable[Minute]) -> str:
+def as_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """Minutes (``Minute.as_dict()``) as CSV: a header, then a line each; None is empty."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
-    for minute in minutes:
-        row = minute.as_dict()
+    for row in rows:
         writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
     return out.getvalue()

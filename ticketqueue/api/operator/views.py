@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -220,19 +220,15 @@ class HistoryCSVRenderer(BaseRenderer):
 
     def render(self, data: Any, accepted_media_type: Any = None, context: Any = None) -> Any:
         if isinstance(data, Mapping) and "minutes" in data:
-            return analytics.as_csv(analytics.Minute(**m) for m in data["minutes"])
+            return analytics.as_csv(data["minutes"])
         return json.dumps(data)
 
 
 def _when(request: Request, name: str) -> datetime | None:
-    text = request.query_params.get(name)
-    if not text:
-        return None
     try:
-        moment = datetime.fromisoformat(text)
+        return analytics.moment(request.query_params.get(name))
     except ValueError:
         raise exceptions.ValidationError({name: [_("An ISO 8601 time.")]}) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class HistoryView(OperatorAPIView):
@@ -255,7 +251,7 @@ class HistoryView(OperatorAPIView):
         since, until = _when(request, "since"), _when(request, "until")
         minutes = analytics.history(row, since=since, until=until)
         return Response(
-            {"queue": row.slug, "minutes": [m.__dict__ for m in minutes]},
+            {"queue": row.slug, "minutes": [m.as_dict() for m in minutes]},
             headers={"Content-Disposition": f'inline; filename="{row.slug}-history"'},
         )
 
