@@ -69,8 +69,25 @@ class PriorityGroupInline(admin.TabularInline):
     extra = 0
 
 
+class _TenantOwned(admin.ModelAdmin):
+    """A model with a ``tenant`` (queues, API keys): an operator picks one of their tenants,
+    and one who belongs to tenants must pick one, never the installation's."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenancy.tenants_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        tenant = form.base_fields.get("tenant")
+        if tenant is not None and not request.user.is_superuser:
+            tenant.required = tenancy.tenants_for_user(request.user).exists()
+        return form
+
+
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(_TenantOwned):
     list_display = [
         "name",
         "slug",
@@ -139,20 +156,6 @@ class QueueAdmin(admin.ModelAdmin):
         history = ["prequeue_seed", "opened_at", "closed_at", "created_at", "updated_at"]
         # The state moves only through the actions: they shuffle, revoke and notify.
         return [*history, "state"] if obj is not None else history
-
-    # -- tenants ----------------------------------------------------------------------
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "tenant":
-            kwargs["queryset"] = tenancy.tenants_for_user(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def get_form(self, request: HttpRequest, obj: Queue | None = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
-        tenant = form.base_fields.get("tenant")
-        if tenant is not None and not request.user.is_superuser:
-            # A tenant's operator makes queues for their tenant, never the installation's.
-            tenant.required = tenancy.tenants_for_user(request.user).exists()
-        return form
 
     # -- live numbers -----------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
@@ -704,7 +707,7 @@ class OperatorKeyForm(forms.ModelForm):
 
 
 @admin.register(OperatorKey)
-class OperatorKeyAdmin(admin.ModelAdmin):
+class OperatorKeyAdmin(_TenantOwned):
     """Keys for the operator API (docs/api.md): made here or by ``manage.py
     ticketqueue_keys``, shown once, revoked by the action."""
 
@@ -725,33 +728,16 @@ class OperatorKeyAdmin(admin.ModelAdmin):
     actions = ["revoke_keys"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OperatorKey]:
-        queryset = super().get_queryset(request).select_related("tenant")
-        if request.user.is_superuser:
-            return queryset
-        if tenancy.tenants_for_user(request.user).exists():
-            return queryset.filter(tenant__in=tenancy.tenants_for_user(request.user))
-        return queryset.filter(tenant__isnull=True)
+        return tenancy.owned(super().get_queryset(request), request.user).select_related("tenant")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         # A key stays in the tenant it was made for.
         return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "tenant":
-            kwargs["queryset"] = tenancy.tenants_for_user(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "queues":
             kwargs["queryset"] = tenancy.queues_for_user(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
-        tenant = form.base_fields.get("tenant")
-        if tenant is not None and not request.user.is_superuser:
-            tenant.required = tenancy.tenants_for_user(request.user).exists()
-        return form
 
     def save_model(self, request: HttpRequest, obj: OperatorKey, form: Any, change: bool) -> None:
         if not change:

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 
 from .models import OperatorKey, Queue, Tenant
 
-__all__ = ["queues_for_key", "queues_for_user", "scoped", "tenants_for_user"]
+__all__ = ["owned", "queues_for_key", "queues_for_user", "scoped", "tenants_for_user"]
 
 
 def tenants_for_user(user: Any) -> QuerySet[Tenant]:
@@ -28,15 +28,21 @@ def tenants_for_user(user: Any) -> QuerySet[Tenant]:
     return Tenant.objects.filter(members=user)
 
 
-def queues_for_user(user: Any) -> QuerySet[Queue]:
+def owned(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    """``queryset`` of rows with a ``tenant`` (queues, API keys) narrowed to ``user``'s: their
+    tenants' rows, or the rows of none when they belong to no tenant."""
     if getattr(user, "is_superuser", False):
-        return Queue.objects.all()
+        return queryset
     if not getattr(user, "is_authenticated", False):
-        return Queue.objects.none()
+        return queryset.none()
     tenants = list(tenants_for_user(user).values_list("pk", flat=True))
     if tenants:
-        return Queue.objects.filter(tenant__in=tenants)
-    return Queue.objects.filter(tenant__isnull=True)
+        return queryset.filter(tenant__in=tenants)
+    return queryset.filter(tenant__isnull=True)
+
+
+def queues_for_user(user: Any) -> QuerySet[Queue]:
+    return owned(Queue.objects.all(), user)
 
 
 def scoped(queryset: QuerySet[Any], user: Any, through: str = "queue") -> QuerySet[Any]:
