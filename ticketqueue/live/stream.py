@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ..conf import queue_settings
@@ -100,30 +101,33 @@ class _EventStream:
         self.ended = True
         body = next((m["text"] for m in held if m["type"] == "websocket.send"), "{}")
         code = next((m.get("code") for m in held if m["type"] == "websocket.close"), None)
-        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         error = json.loads(body)
-        if error.get("retry_after"):
-            headers.append((b"retry-after", str(int(error["retry_after"])).encode()))
         error.pop("type", None)
-        status = STATUS.get(code or 0, 503)
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": json.dumps(error).encode()})
+        wait = error.get("retry_after")
+        headers = [(b"retry-after", str(int(wait)).encode())] if wait else []
+        await _answer(self._send, STATUS.get(code or 0, 503), error, headers)
 
     async def comment(self) -> None:
         if self.held is None and not self.ended:
             await self._body(": still here\n\n")
 
 
-async def _answer(send: Any, status: int, code: str, message: str) -> None:
-    body = json.dumps({"code": code, "message": message}).encode()
+async def _answer(
+    send: Any, status: int, error: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A refusal as a plain JSON answer (``{code, message}``), never cached."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": json.dumps(error).encode()})
 
 
 def _header_identity(scope: dict[str, Any]) -> str | None:
@@ -149,10 +153,12 @@ class QueueStreamApp:
         if slug is None:
             return await self.http(scope, receive, send)
         if scope.get("method") not in ("GET", "HEAD"):
-            return await _answer(send, 405, "method_not_allowed", "Open the stream with GET.")
+            error = {"code": "method_not_allowed", "message": "Open the stream with GET."}
+            return await _answer(send, 405, error)
         origin = _origin(scope)
         if origin is not None and not self.origins.valid_origin(origin):
-            return await _answer(send, 403, "permission_denied", "Not from this site.")
+            error = {"code": "permission_denied", "message": "Not from this site."}
+            return await _answer(send, 403, error)
         stream = _EventStream(send)
         socket = QueueSocket()
         beat: asyncio.Task[None] | None = None
