@@ -17,7 +17,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ... import analytics, operations
+from ... import analytics, metrics, operations
 from ...models import Entry, OperatorKey, Queue, Tenant
 from ...operations import Actor
 from ...tenancy import tenants_for_user
@@ -91,8 +91,9 @@ class OperatorQueuesView(OperatorAPIView):
         responses={200: QueueSerializer(many=True), **_errors(401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
-        queues = reached_queues(request).select_related("tenant")[:1000]
-        return Response(QueueSerializer(queues, many=True).data)
+        queues = list(reached_queues(request).select_related("tenant")[:1000])
+        live = {n.queue_id: n for n in metrics.snapshot(queues)}  # one tally query for all
+        return Response(QueueSerializer(queues, many=True, context={"live": live}).data)
 
     @described(
         operation_id="operator_queue_create",
