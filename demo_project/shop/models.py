@@ -5,6 +5,7 @@ Each event sells through one ticketqueue Queue, linked by the Queue's generic re
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -143,7 +144,6 @@ def open_sale(event: Event, **knobs: Any) -> Queue:
     ``knobs`` are Queue fields (capacity, rate_per_minute, purchase_window, mode...). A new
     queue is loaded into the store at once, replacing anything a store kept under its id.
     """
-    from ticketqueue import services
 
     existing = event.queues.first()
     if existing is not None:
@@ -156,6 +156,28 @@ def open_sale(event: Event, **knobs: Any) -> Queue:
         stock=event.stock,  # counted down by each order's release; at zero the queue closes
         **knobs,
     )
-    services.rebuild(queue)
+    _load(queue)
     event.__dict__["queue"] = queue
     return queue
+
+
+#: How long open_sale waits for another process (the ticker) that is loading the new queue.
+LOAD_WAIT = 10.0
+
+
+def _load(queue: Queue) -> None:
+    """Load the new queue into the store. A ticker that saw the row first may be loading it
+    already: ``rebuild`` then answers QueueUnavailable, and (as its contract asks) is tried
+    again once that load is done."""
+    from ticketqueue import services
+    from ticketqueue.core import QueueUnavailable
+
+    deadline = time.monotonic() + LOAD_WAIT
+    while True:
+        try:
+            services.rebuild(queue)
+            return
+        except QueueUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
