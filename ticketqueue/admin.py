@@ -133,9 +133,14 @@ class QueueAdmin(_TenantOwned):
                     "who_may_join",
                     "device_policy",
                     "disconnect_grace",
+                    "pass_idle_grace",
                     "passes_per_identity",
                 ]
             },
+        ),
+        (
+            _("People away from the page"),
+            {"fields": ["notify_within", "notify_minutes_left", "notify_pass_ending"]},
         ),
         (
             _("Bot defence (asked of a new place only)"),

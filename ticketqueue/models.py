@@ -142,6 +142,39 @@ class Queue(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_("How long a waiting entry may go unseen before it is abandoned."),
     )
+    pass_idle_grace = models.PositiveIntegerField(
+        _("pass idle grace (seconds)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "An admitted person whose every connection to the queue has been gone this long "
+            "gives the slot back (the pass ends as abandoned). Empty: off, for sites that hand "
+            "passes to apps that hold no connection."
+        ),
+    )
+    notify_within = models.PositiveIntegerField(
+        _("tell people within"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Tell each person once when they are this many places from the front."),
+    )
+    notify_minutes_left = models.PositiveIntegerField(
+        _("tell people minutes before"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Tell each person once when their turn is about this many minutes away."),
+    )
+    notify_pass_ending = models.PositiveIntegerField(
+        _("remind seconds before the pass ends"),
+        null=True,
+        blank=True,
+        default=120,
+        validators=[MinValueValidator(1)],
+        help_text=_("Remind each pass holder once, this long before the pass ends. Empty: never."),
+    )
     who_may_join = models.CharField(
         _("who may join"),
         max_length=16,
@@ -272,6 +305,17 @@ class Queue(models.Model):
                         "The disconnect grace must be at least %(floor)d seconds: three "
                         "heartbeats of an open page (HEARTBEAT_INTERVAL), or people whose page "
                         "is open would lose their place."
+                    )
+                    % {"floor": math.ceil(floor)}
+                },
+                code="grace_below_heartbeat",
+            )
+        if self.pass_idle_grace is not None and self.pass_idle_grace < floor:
+            raise ValidationError(
+                {
+                    "pass_idle_grace": _(
+                        "The pass idle grace must be at least %(floor)d seconds (three "
+                        "heartbeats), or a page reloading would lose its pass."
                     )
                     % {"floor": math.ceil(floor)}
                 },

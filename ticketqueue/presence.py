@@ -8,6 +8,8 @@ The sockets' side (cheap, synchronous, one Redis round trip each)::
     presence.refresh(queue_id, identity)             # on each heartbeat of that connection
     presence.mark_disconnected(queue_id, identity)   # on disconnect
 
+The tick asks ``connected`` (who to notify instead of telling their socket) and ``away`` (when
+an admitted person's last connection went: the pass idle grace counts from it).
 ``queue_id`` is ``Queue.store_id`` (the primary key as a string). A connection counts as live
 until ``PRESENCE_TIMEOUT`` seconds pass without a connect or refresh of its identity, so the
 sockets of a server that crashed stop counting without anyone calling mark_disconnected.
@@ -23,6 +25,7 @@ from typing import Any
 from .store import StoreCompanion
 
 __all__ = [
+    "away",
     "connected",
     "is_connected",
     "mark_connected",
@@ -63,13 +66,13 @@ class _MemoryPresence:
             if record:
                 record[1] = now
 
-    def disconnect(self, queue_id: str, identity: str) -> None:
+    def disconnect(self, queue_id: str, identity: str, now: float) -> None:
         with self._mutex:
             record = self._live.get((queue_id, identity))
             if record:
-                record[0] -= 1
-                if record[0] <= 0:
-                    del self._live[(queue_id, identity)]
+                record[0] = max(0, record[0] - 1)
+                if record[0] == 0:
+                    record[1] = now  # gone since now (the pass idle grace counts from here)
 
     def connected(self, queue_id: str, identities: list[str], since: float) -> set[str]:
         with self._mutex:
@@ -80,13 +83,23 @@ class _MemoryPresence:
                     found.add(identity)
             return found
 
+    def away(self, queue_id: str, identities: list[str], since: float) -> dict[str, float | None]:
+        with self._mutex:
+            found: dict[str, float | None] = {}
+            for identity in identities:
+                record = self._live.get((queue_id, identity))
+                if not (record and record[0] > 0 and record[1] >= since):
+                    found[identity] = record[1] if record else None
+            return found
 
-# KEYS: connections hash, last-seen hash. ARGV: identity. Drops the identity at zero.
+
+# KEYS: connections hash, last-seen hash. ARGV: identity, now. At zero the identity's count
+# goes and its last-seen becomes now: the moment it was last there.
 _DISCONNECT = """
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if n <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
 return n
 """
@@ -112,15 +125,37 @@ return table.concat(out)
 """
 
 
+# KEYS: connections hash, last-seen hash. ARGV: since, then a JSON array of identities.
+# Returns a JSON array: '' for a live identity, else its last-seen time ('-' never seen).
+_AWAY = """
+local ids = cjson.decode(ARGV[2])
+local since = tonumber(ARGV[1])
+local out = {}
+for i = 1, #ids, 4000 do
+  local last = math.min(i + 3999, #ids)
+  local counts = redis.call('HMGET', KEYS[1], unpack(ids, i, last))
+  local seen = redis.call('HMGET', KEYS[2], unpack(ids, i, last))
+  for j = 1, last - i + 1 do
+    local live = counts[j] and tonumber(counts[j]) > 0 and seen[j] and tonumber(seen[j]) >= since
+    out[#out + 1] = live and '' or (seen[j] or '-')
+  end
+end
+if #out == 0 then return '[]' end
+return cjson.encode(out)
+"""
+
+
 class _RedisPresence:
     """Two hashes per queue, in the queue's hash slot: identity -> open connections, and
-    identity -> last seen. Both expire when nobody connects or refreshes for a while."""
+    identity -> last seen (kept after the last connection closes: when it went). Both expire
+    when nobody connects or refreshes for a while (the last-seen hash after a day)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self._disconnect = client.register_script(_DISCONNECT)
         self._connected = client.register_script(_CONNECTED)
+        self._away = client.register_script(_AWAY)
 
     def _keys(self, queue_id: str) -> tuple[str, str]:
         return (f"{self.prefix}:{{{queue_id}}}:presence", f"{self.prefix}:{{{queue_id}}}:seen_at")
@@ -130,24 +165,38 @@ class _RedisPresence:
 
     def connect(self, queue_id: str, identity: str, now: float) -> None:
         count, seen = self._keys(queue_id)
-        ttl = self._ttl()
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(count, identity, 1)
         pipe.hset(seen, identity, repr(now))
-        pipe.expire(count, ttl)
-        pipe.expire(seen, ttl)
+        pipe.expire(count, self._ttl())
+        pipe.expire(seen, SEEN_TTL)
         pipe.execute()
 
     def refresh(self, queue_id: str, identity: str, now: float) -> None:
         count, seen = self._keys(queue_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(seen, identity, repr(now))
-        pipe.expire(seen, self._ttl())
+        pipe.expire(seen, SEEN_TTL)
         pipe.expire(count, self._ttl())
         pipe.execute()
 
-    def disconnect(self, queue_id: str, identity: str) -> None:
-        self._disconnect(keys=list(self._keys(queue_id)), args=[identity])
+    def disconnect(self, queue_id: str, identity: str, now: float) -> None:
+        self._disconnect(keys=list(self._keys(queue_id)), args=[identity, repr(now)])
+
+    def away(self, queue_id: str, identities: list[str], since: float) -> dict[str, float | None]:
+        if not identities:
+            return {}
+        flags = json.loads(
+            self._away(
+                keys=list(self._keys(queue_id)),
+                args=[repr(float(since)), json.dumps(identities, ensure_ascii=False)],
+            )
+        )
+        return {
+            identity: (None if flag == "-" else float(flag))
+            for identity, flag in zip(identities, flags, strict=True)
+            if flag != ""
+        }
 
     def connected(self, queue_id: str, identities: list[str], since: float) -> set[str]:
         if not identities:
@@ -158,6 +207,11 @@ class _RedisPresence:
         )
         flags = flags.decode() if isinstance(flags, bytes) else str(flags)
         return {identity for identity, flag in zip(identities, flags, strict=True) if flag == "1"}
+
+
+#: How long a queue's last-seen times outlive its last connection: longer than any pass idle
+#: grace a site would set (after that, the grace counts from the admission).
+SEEN_TTL = 86_400
 
 
 def _make_backend(store: Any) -> Any:
@@ -186,15 +240,25 @@ def refresh(queue_id: str, identity: str, now: float | None = None) -> None:
     _backend().refresh(str(queue_id), identity, _now() if now is None else now)
 
 
-def mark_disconnected(queue_id: str, identity: str) -> None:
+def mark_disconnected(queue_id: str, identity: str, now: float | None = None) -> None:
     """One connection of ``identity`` closed; it stays connected while others remain."""
-    _backend().disconnect(str(queue_id), identity)
+    _backend().disconnect(str(queue_id), identity, _now() if now is None else now)
 
 
 def connected(queue_id: str, identities: Iterable[str], now: float | None = None) -> set[str]:
     """The identities among these with a live connection to the queue (one round trip)."""
     since = (_now() if now is None else now) - _timeout()
     return _backend().connected(str(queue_id), list(dict.fromkeys(identities)), since)
+
+
+def away(
+    queue_id: str, identities: Iterable[str], now: float | None = None
+) -> dict[str, float | None]:
+    """The identities among these with no live connection, each with when it was last there
+    (its last connection closed or went quiet); None when it never connected or that was
+    too long ago to remember. One round trip."""
+    since = (_now() if now is None else now) - _timeout()
+    return _backend().away(str(queue_id), list(dict.fromkeys(identities)), since)
 
 
 def is_connected(queue_id: str, identity: str, now: float | None = None) -> bool:

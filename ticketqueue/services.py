@@ -67,6 +67,7 @@ __all__ = [
     "connect",
     "connected",
     "disconnect",
+    "end_idle_passes",
     "disconnect_grace",
     "get_queue",
     "heartbeat",
@@ -432,7 +433,7 @@ def disconnect(
     queue: Queue, identity: str, now: float | None = None, *, waiting: bool = True
 ) -> None:
     """One connection of ``identity`` closed; a ``waiting`` entry's grace counts from now."""
-    presence.mark_disconnected(queue.store_id, identity)
+    presence.mark_disconnected(queue.store_id, identity, _now(now))
     if waiting:
         heartbeat(queue, identity, now)
 
@@ -605,6 +606,39 @@ def revoke(
     _write_rows(queue, changes)
     if changes:
         signals.entries_revoked.send(sender=Queue, queue=queue, changes=changes, reason=reason)
+    return changes
+
+
+def end_idle_passes(queue: Queue, now: float | None = None) -> list[Change]:
+    """Admitted people whose every connection has been gone longer than the queue's pass idle
+    grace give their slot back: their passes end as ABANDONED (reason ``abandoned``), so the
+    capacity goes to people who are there. Someone who never connected counts as gone since
+    their admission. Off (nothing read) while the queue has no grace."""
+    if not queue.pass_idle_grace:
+        return []
+    now = _now(now)
+    held = _call(queue, lambda s: s.passes(queue.store_id, expires_after=now), now)
+    if not held:
+        return []
+    cutoff = now - max(float(queue.pass_idle_grace), min_disconnect_grace())
+    away = presence.away(queue.store_id, [p.identity for p in held], now)
+    idle = [
+        p.seq
+        for p in held
+        if p.identity in away and max(away[p.identity] or 0.0, p.admitted_at) < cutoff
+    ]
+    if not idle:
+        return []
+    changes = _call(queue, lambda s: s.end_idle(queue.store_id, idle, now), now)
+    _write_rows(queue, changes)
+    if changes:
+        log.info(
+            "idle passes ended",
+            extra={"queue": queue.slug, "seqs": [c.seq for c in changes]},
+        )
+        signals.entries_revoked.send(
+            sender=Queue, queue=queue, changes=changes, reason=EntryState.ABANDONED.value
+        )
     return changes
 
 

@@ -14,7 +14,8 @@ entries_admitted = Signal()
 passes_expired = Signal()
 #: sender=Queue, change=store.Change (state COMPLETED)
 pass_released = Signal()
-#: sender=Queue, changes=list[store.Change] (state REVOKED), reason=str
+#: sender=Queue, changes=list[store.Change] (state REVOKED; ABANDONED with reason "abandoned":
+#: passes whose holders were away past the pass idle grace), reason=str
 entries_revoked = Signal()
 #: sender=Queue, changes=list[store.Change] (LEFT or ABANDONED)
 entries_departed = Signal()

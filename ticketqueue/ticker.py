@@ -313,6 +313,10 @@ def run_tick(
                 inventory.ask_resolver(queue)  # a sold-out queue closes before admitting more
             except Exception:
                 log.exception("stock not updated", extra={"queue": queue.slug})
+            try:
+                services.end_idle_passes(queue)  # their slots go to this tick's admissions
+            except Exception:
+                log.exception("idle passes not ended", extra={"queue": queue.slug})
         first = batch
         while held and batch < batches:
             if batch > first:

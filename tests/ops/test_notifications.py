@@ -8,6 +8,8 @@ from django.core import mail
 from ticketqueue import notifications, presence, services, ticker
 from ticketqueue.notifications import LocmemNotifier, Notifier
 
+from .conftest import T0
+
 pytestmark = pytest.mark.django_db
 
 
@@ -143,6 +145,26 @@ def test_presence_ends_without_a_refresh_for_the_timeout(live_store, now, settin
     assert presence.connected("9", ["user:1", "user:2"]) == {"user:1"}
     presence.mark_connected("9", "user:2")  # reconnected elsewhere
     assert presence.is_connected("9", "user:2")
+
+
+def test_away_tells_since_when_the_last_connection_went(live_store, now, settings):
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "PRESENCE_TIMEOUT": 60}
+    presence.mark_connected("9", "user:1")
+    presence.mark_connected("9", "user:1")  # two tabs
+    presence.mark_connected("9", "user:2")
+    presence.mark_connected("9", "user:3")
+    now.advance(10)
+    presence.mark_disconnected("9", "user:1")  # one tab of two: still there
+    presence.mark_disconnected("9", "user:2")  # gone at T0 + 10
+    now.advance(100)  # user:3's server died at T0 without a word: quiet since then
+    presence.refresh("9", "user:1")
+    assert presence.away("9", ["user:1", "user:2", "user:3", "user:4"]) == {
+        "user:2": T0 + 10,
+        "user:3": T0,
+        "user:4": None,  # never connected
+    }
+    presence.mark_connected("9", "user:2")  # back
+    assert "user:2" not in presence.away("9", ["user:2"])
 
 
 def test_disconnect_without_connect_is_harmless(live_store, now):

@@ -336,6 +336,52 @@ def test_release_and_revoke(store):
     assert store.join(Q, "u0", T0).placement.seq == 5  # a finished identity may queue again
 
 
+def test_end_idle_ends_active_passes_only(store):
+    setup(store, capacity=2, purchase_window=600)
+    join_many(store, 3)
+    store.admit(Q, T0)
+    ended = store.end_idle(Q, [2, 2, 3, 99], T0 + 30)  # 3 is waiting, 99 unknown
+    assert [(c.seq, c.state, c.identity) for c in ended] == [(2, EntryState.ABANDONED, "u1")]
+    assert ended[0].admitted_at == T0 and ended[0].expires_at == T0 + 600
+    assert not store.pass_active(Q, 2, T0 + 30) and store.pass_active(Q, 1, T0 + 30)
+    assert store.counts(Q, T0 + 30).active == 1 and line(store) == [3]
+    assert [c.seq for c in store.journal(Q) if c.state is EntryState.ABANDONED] == [2]
+    assert store.locate(Q, "u1", T0 + 30).placement is None  # the identity's place is over
+    assert store.end_idle(Q, [2], T0 + 31) == []  # once
+
+
+def test_head_reads_the_front_of_the_line(store):
+    setup(store)
+    join_many(store, 6)
+    assert [w.seq for w in store.head(Q, 3)] == [1, 2, 3]
+    first = store.head(Q, 1)[0]
+    assert (first.identity, first.order, first.seen_at) == ("u0", 1.0, T0)
+    assert [w.seq for w in store.head(Q, 3, after=2.0)] == [3]  # above the mark, within 3
+    assert [w.seq for w in store.head(Q, 5, after=2.0)] == [3, 4, 5]
+    assert store.head(Q, 2, after=2.0) == [] and store.head(Q, 0) == []
+    assert [w.seq for w in store.head(Q, 100)] == [1, 2, 3, 4, 5, 6]
+    store.leave(Q, "u0", T0)
+    assert [w.seq for w in store.head(Q, 2, after=1.0)] == [2, 3]
+
+
+def test_passes_lists_by_expiry(store):
+    setup(store, capacity=10, purchase_window=100)
+    join_many(store, 2)
+    store.admit(Q, T0)
+    store.join(Q, "late", T0 + 50)
+    store.admit(Q, T0 + 50)
+    every = store.passes(Q)
+    assert [(p.seq, p.identity, p.admitted_at, p.expires_at) for p in every] == [
+        (1, "u0", T0, T0 + 100),
+        (2, "u1", T0, T0 + 100),
+        (3, "late", T0 + 50, T0 + 150),
+    ]
+    assert [p.admission_number for p in every] == [1, 2, 3]
+    assert [p.seq for p in store.passes(Q, expires_by=T0 + 100)] == [1, 2]
+    assert [p.seq for p in store.passes(Q, expires_after=T0 + 100)] == [3]
+    assert [p.seq for p in store.passes(Q, limit=1)] == [1]
+
+
 def test_abandon_only_the_unseen(store):
     setup(store)
     join_many(store, 3, now=T0)

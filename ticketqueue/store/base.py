@@ -10,6 +10,7 @@ journal for the next tick to finish.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -368,6 +369,12 @@ class QueueStore(abc.ABC):
     def shuffle_prequeue(self, queue_id: str, seed: int) -> dict[int, float]:
         """Deal the waiting entries new orders with ``core.shuffle_order``; returns them."""
 
+    @abc.abstractmethod
+    def end_idle(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        """End these active passes as ABANDONED: their holders have been away longer than the
+        queue's pass idle grace, so the slot goes to someone who is there. Seqs that are not
+        active passes are skipped."""
+
     # -- reading ------------------------------------------------------------------------
     @abc.abstractmethod
     def position(self, queue_id: str, seq: int) -> int | None:
@@ -376,6 +383,23 @@ class QueueStore(abc.ABC):
     @abc.abstractmethod
     def pass_active(self, queue_id: str, seq: int, now: float) -> bool:
         """Whether the pass of entry ``seq`` is active (admitted, not yet ended, not expired)."""
+
+    @abc.abstractmethod
+    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
+        """The first ``count`` places of the line, in line order; with ``after``, only those
+        among them whose order is above it (the ones a milestone has not reached yet).
+        O(log n + what is returned)."""
+
+    @abc.abstractmethod
+    def passes(
+        self,
+        queue_id: str,
+        expires_after: float = -math.inf,
+        expires_by: float = math.inf,
+        limit: int = 10_000,
+    ) -> list[ActiveRecord]:
+        """Active passes expiring after ``expires_after`` and by ``expires_by``, soonest
+        first, at most ``limit``."""
 
     @abc.abstractmethod
     def counts(self, queue_id: str, now: float) -> Counts:

@@ -410,6 +410,15 @@ class MemoryStore(QueueStore):
                     changes.append(self._end_active(q, seq, EntryState.REVOKED, now))
             return changes
 
+    def end_idle(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        with self._mutex:
+            q = self._get(queue_id)
+            return [
+                self._end_active(q, seq, EntryState.ABANDONED, now)
+                for seq in dict.fromkeys(seqs)
+                if seq in q.active
+            ]
+
     def close(self, queue_id: str, now: float) -> int:
         with self._mutex:
             q = self._get(queue_id)
@@ -448,6 +457,24 @@ class MemoryStore(QueueStore):
             q = self._queues.get(queue_id)
             rec = q.active.get(seq) if q else None
             return rec is not None and rec.expires_at > now
+
+    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
+        with self._mutex:
+            q = self._get(queue_id)
+            skip = 0 if after is None else q.line.bisect_right((after, math.inf))
+            return [q.waiting[seq] for _order, seq in q.line.islice(skip, max(skip, count))]
+
+    def passes(
+        self,
+        queue_id: str,
+        expires_after: float = -math.inf,
+        expires_by: float = math.inf,
+        limit: int = 10_000,
+    ) -> list[ActiveRecord]:
+        with self._mutex:
+            q = self._get(queue_id)
+            due = q.expiries.irange((expires_after, math.inf), (expires_by, math.inf))
+            return [q.active[seq] for _expires_at, seq in itertools.islice(due, limit)]
 
     def counts(self, queue_id: str, now: float) -> Counts:
         with self._mutex:

@@ -483,6 +483,13 @@ class RedisStore(QueueStore):
             changes.extend(_changes(flat))
         return changes
 
+    def end_idle(self, queue_id: str, seqs: Sequence[int], now: float) -> list[Change]:
+        changes: list[Change] = []
+        for batch in _chunks(seqs, BATCH):
+            (flat,) = self._run("end_idle", queue_id, [_num(now), *map(_member, batch)])
+            changes.extend(_changes(flat))
+        return changes
+
     def close(self, queue_id: str, now: float) -> int:
         # The first call closes the queue atomically; the line is then cleared in chunks.
         count, remaining, epoch = self._run("close", queue_id, [str(BATCH), ""])
@@ -531,6 +538,42 @@ class RedisStore(QueueStore):
     def counts(self, queue_id: str, now: float) -> Counts:
         (packed,) = self._run("counts", queue_id, [_num(now)])
         return _counts(packed)
+
+    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
+        if count <= 0:
+            return []
+        (flat,) = self._run(
+            "head", queue_id, [str(int(count)), "" if after is None else _num(after)]
+        )
+        values = _list(flat)
+        return [
+            WaitingRecord(int(values[i]), values[i + 2], float(values[i + 1]), float(values[i + 3]))
+            for i in range(0, len(values), 4)
+        ]
+
+    def passes(
+        self,
+        queue_id: str,
+        expires_after: float = -math.inf,
+        expires_by: float = math.inf,
+        limit: int = 10_000,
+    ) -> list[ActiveRecord]:
+        if limit <= 0:
+            return []
+        (flat,) = self._run(
+            "passes", queue_id, [_num(expires_after), _num(expires_by), str(int(limit))]
+        )
+        values = _list(flat)
+        return [
+            ActiveRecord(
+                int(values[i]),
+                values[i + 2],
+                float(values[i + 3]),
+                float(values[i + 1]),
+                int(values[i + 4]),
+            )
+            for i in range(0, len(values), 5)
+        ]
 
     def dump(self, queue_id: str) -> StoreDump:
         keys = dict(zip(QUEUE_KEYS, self._keys(queue_id), strict=True))

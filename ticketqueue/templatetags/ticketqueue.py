@@ -40,6 +40,9 @@ def catalog() -> dict[str, str]:
         "revoked_released": gettext("Your purchase is complete."),
         "revoked_operator": gettext("Your place was cancelled by the organiser."),
         "revoked_closed": gettext("The sale has ended or sold out."),
+        "revoked_abandoned": gettext(
+            "Your pass ended because you were away too long; the place went to the next in line."
+        ),
         "left_left": gettext("You left the line."),
         "left_abandoned": gettext("Your place lapsed because you were away too long."),
         "closed": gettext("The sale has ended or sold out."),
