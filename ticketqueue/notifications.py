@@ -1,7 +1,10 @@
-""" "Your turn" notifications for admitted people with no live connection to the queue.
+"""Notifications for people with no live connection to the queue: their milestones (within
+N of the front, about M minutes left, your turn, your pass ends soon; ``ticketqueue.milestones``)
+through every configured channel.
 
 Delivery channels are ``Notifier`` classes named in ``NOTIFIERS``: email (the default), a
-signed webhook to the site's push relay (Web Push, FCM, APNs), or a subclass of ``Notifier``.
+signed webhook to the site's own relay, Firebase Cloud Messaging and Apple Push
+(``ticketqueue.push``, to the devices people registered), or a subclass of ``Notifier``.
 ``LocmemNotifier`` is a test double for sites' own tests.
 """
 
@@ -41,6 +44,7 @@ __all__ = [
     "WebhookNotifier",
     "absent",
     "deliver",
+    "deliver_milestone",
     "get_notifiers",
     "notify_turn",
     "user_emails",
@@ -49,22 +53,79 @@ __all__ = [
 
 log = logging.getLogger("ticketqueue")
 
-#: (seq, identity, pass expiry): what a notification needs of one admission; JSON-friendly
-#: so the Celery task can carry it.
+#: (seq, identity, until): one person to tell, and when the news stops mattering (a pass's
+#: expiry); JSON-friendly so the Celery task can carry it.
 Target = tuple[int, str, float]
+
+#: The milestones of someone still waiting: their news has no pass behind it.
+WAITING_MILESTONES = frozenset({"near", "soon"})
 
 
 @dataclass(frozen=True)
 class Recipient:
-    """One admitted identity to tell, with what the message needs."""
+    """One identity to tell that it reached a milestone, with what the message needs.
+
+    ``milestone`` is ``turn`` (the pass is ready), ``ending`` (it ends at ``expires_at``),
+    ``near`` (``within`` places of the front) or ``soon`` (about ``minutes`` to go).
+    ``expires_at`` is the pass's expiry; None for someone still waiting."""
 
     queue_id: str
     queue_slug: str
     queue_name: str
     seq: int
     identity: str
-    expires_at: float
+    expires_at: float | None
     url: str | None = None
+    milestone: str = "turn"
+    within: int | None = None
+    minutes: int | None = None
+
+    @property
+    def id(self) -> str:
+        """Names this news: a receiver that sees it twice (a retried batch) drops the repeat."""
+        base = f"{self.queue_id}.{self.seq}"
+        return base if self.milestone == "turn" else f"{base}.{self.milestone}"
+
+    def text(self) -> tuple[str, str]:
+        """(title, body) in the active language: what a person reads on any channel."""
+        queue = self.queue_name
+        if self.milestone == "near":
+            return (
+                _("Almost your turn: %(queue)s") % {"queue": queue},
+                _(
+                    "You are within %(within)d places of the front of the line for %(queue)s. "
+                    "Keep the page open, or come back to it now."
+                )
+                % {"within": self.within or 0, "queue": queue},
+            )
+        if self.milestone == "soon":
+            return (
+                _("About %(minutes)d minutes to your turn: %(queue)s")
+                % {"minutes": self.minutes or 0, "queue": queue},
+                _(
+                    "Your turn in the line for %(queue)s is about %(minutes)d minutes away. "
+                    "Come back to the page before then."
+                )
+                % {"minutes": self.minutes or 0, "queue": queue},
+            )
+        until = datetime.fromtimestamp(self.expires_at or 0, tz=UTC).strftime("%H:%M")
+        if self.milestone == "ending":
+            return (
+                _("Your pass ends soon: %(queue)s") % {"queue": queue},
+                _(
+                    "Your pass for %(queue)s ends at %(until)s UTC. Finish your purchase "
+                    "before then."
+                )
+                % {"queue": queue, "until": until},
+            )
+        return (
+            _("Your turn: %(queue)s") % {"queue": queue},
+            _(
+                "It is your turn in the waiting room for %(queue)s. Your pass lets you buy "
+                "until %(until)s UTC."
+            )
+            % {"queue": queue, "until": until},
+        )
 
 
 class NotificationFailed(Exception):
@@ -88,9 +149,10 @@ class Notifier:
         return self.name or type(self).__qualname__
 
     def notify(self, recipients: Sequence[Recipient]) -> int:
-        """Tell these people their turn came; return how many were told.
+        """Tell these people they reached ``recipient.milestone`` (one milestone per call);
+        return how many were told.
 
-        Identities this channel cannot reach (no email, no push subscription) are skipped.
+        Identities this channel cannot reach (no email, no registered device) are skipped.
         """
         raise NotImplementedError
 
@@ -116,27 +178,20 @@ class EmailNotifier(Notifier):
             return connection.send_messages(messages) or 0
 
     def message(self, recipient: Recipient, email: str) -> EmailMessage:
-        until = datetime.fromtimestamp(recipient.expires_at, tz=UTC)
-        subject = _("Your turn: %(queue)s") % {"queue": recipient.queue_name}
-        lines = [
-            _(
-                "It is your turn in the waiting room for %(queue)s. Your pass lets you buy "
-                "until %(until)s UTC."
-            )
-            % {"queue": recipient.queue_name, "until": until.strftime("%H:%M")},
-        ]
-        if recipient.url:
-            lines.append(recipient.url)
+        subject, body = recipient.text()
+        lines = [body, recipient.url] if recipient.url else [body]
         return EmailMessage(subject, "\n\n".join(lines), to=[email])
 
 
 class WebhookNotifier(Notifier):
-    """A signed JSON POST to ``WEBHOOK_URL``: the site's push relay (Web Push, FCM, APNs)
-    turns it into a notification on each person's device. One request per batch.
+    """A signed JSON POST to ``WEBHOOK_URL``: the site's own relay (Web Push, SMS, its app's
+    push) turns it into a notification for each person. One request per batch.
 
-    The body is ``{"type": "turn", "queue": {id, slug, name}, "sent_at": <unix time>,
-    "recipients": [{id, seq, identity, expires_at, url}, ...]}``; ``id`` is the pass's
-    ``jti`` (``<queue id>.<seq>``), so the relay drops a repeat. Headers:
+    The body is ``{"type": <milestone>, "queue": {id, slug, name}, "sent_at": <unix time>,
+    "recipients": [{id, seq, identity, expires_at, url, title, body}, ...]}`` (plus
+    ``within`` for ``near``, ``minutes`` for ``soon``); ``id`` names the news (the pass's
+    ``jti`` ``<queue id>.<seq>`` for ``turn``, ``<queue id>.<seq>.<milestone>`` for the
+    others), so the relay drops a repeat. Headers:
     ``X-Ticketqueue-Timestamp`` (unix seconds) and ``X-Ticketqueue-Signature``
     (``v1=`` + hex HMAC-SHA256 of ``<timestamp>.<body>`` with ``WEBHOOK_SECRET``); the relay
     recomputes it, compares in constant time and refuses old timestamps (replays).
@@ -163,21 +218,27 @@ class WebhookNotifier(Notifier):
 
     def body(self, recipients: Sequence[Recipient]) -> dict[str, Any]:
         first = recipients[0]
-        return {
-            "type": "turn",
+        body: dict[str, Any] = {
+            "type": first.milestone,
             "queue": {"id": first.queue_id, "slug": first.queue_slug, "name": first.queue_name},
             "sent_at": int(time.time()),
-            "recipients": [
-                {
-                    "id": f"{r.queue_id}.{r.seq}",
-                    "seq": r.seq,
-                    "identity": r.identity,
-                    "expires_at": r.expires_at,
-                    "url": r.url,
-                }
-                for r in recipients
-            ],
         }
+        if first.milestone == "near":
+            body["within"] = first.within
+        elif first.milestone == "soon":
+            body["minutes"] = first.minutes
+        body["recipients"] = [
+            {
+                "id": r.id,
+                "seq": r.seq,
+                "identity": r.identity,
+                "expires_at": r.expires_at,
+                "url": r.url,
+                **dict(zip(("title", "body"), r.text(), strict=True)),
+            }
+            for r in recipients
+        ]
+        return body
 
     def post(self, url: str, secret: str, recipients: Sequence[Recipient], timeout: float) -> None:
         body = json.dumps(self.body(recipients), separators=(",", ":")).encode()
@@ -288,16 +349,28 @@ def notify_turn(queue: Queue, admissions: Sequence[Admission], now: float | None
     return deliver(queue, absent(queue, admissions, now), now)
 
 
-def deliver(
-    queue: Queue, targets: Iterable[Target], now: float | None = None, *, retry: bool = False
-) -> int:
-    """Send the notifications through every notifier; returns how many were sent.
+def deliver_milestone(queue: Queue, milestone: str, targets: Iterable[Target]) -> int:
+    """``deliver`` for a milestone other than the turn: the tick's default way to tell the
+    absent people ``ticketqueue.milestones`` found (the Celery path queues a task instead)."""
+    return deliver(queue, targets, milestone=milestone)
 
-    Each admission is claimed per notifier first (one store round trip for the batch), so a
-    retried or redelivered delivery never tells anyone twice on one channel. A failing
-    notifier is logged and skipped; one that asks to be retried (``Notifier.retry``) gets its
-    claims back, and with ``retry`` (the Celery task) NotificationFailed is raised once the
-    other notifiers are done, so the task retries the released ones only.
+
+def deliver(
+    queue: Queue,
+    targets: Iterable[Target],
+    now: float | None = None,
+    *,
+    retry: bool = False,
+    milestone: str = "turn",
+) -> int:
+    """Tell these people through every notifier that they reached ``milestone``; returns how
+    many were told.
+
+    Each person is claimed per milestone and notifier first (one store round trip for the
+    batch), so a retried or redelivered delivery never tells anyone twice on one channel. A
+    failing notifier is logged and skipped; one that asks to be retried (``Notifier.retry``)
+    gets its claims back, and with ``retry`` (the Celery task) NotificationFailed is raised
+    once the other notifiers are done, so the task retries the released ones only.
     """
     from .conf import queue_settings
 
@@ -307,6 +380,7 @@ def deliver(
         return 0
     url = queue_settings.NOTIFY_URL
     link = url.format(queue=queue.slug) if url else None
+    waiting = milestone in WAITING_MILESTONES
     everyone = [
         Recipient(
             queue_id=queue.store_id,
@@ -314,17 +388,20 @@ def deliver(
             queue_name=queue.name,
             seq=seq,
             identity=identity,
-            expires_at=expires_at,
+            expires_at=None if waiting else until,
             url=link,
+            milestone=milestone,
+            within=queue.notify_within if milestone == "near" else None,
+            minutes=queue.notify_minutes_left if milestone == "soon" else None,
         )
-        for seq, identity, expires_at in targets
+        for seq, identity, until in targets
     ]
     ttl = max(t[2] for t in targets) - now
     sent = 0
     told: set[int] = set()
     failed: list[str] = []
     for notifier in get_notifiers():
-        channel = notifier.channel
+        channel = f"{milestone}:{notifier.channel}"
         claimed = _claim(queue.store_id, channel, [r.seq for r in everyone], ttl)
         recipients = [r for r in everyone if r.seq in claimed]
         if not recipients:
@@ -333,7 +410,8 @@ def deliver(
             count = notifier.notify(recipients)
         except Exception:
             log.exception(
-                "turn notification failed",
+                "%s notification failed",
+                milestone,
                 extra={"queue": queue.slug, "notifier": type(notifier).__name__},
             )
             if notifier.retry:
@@ -345,9 +423,10 @@ def deliver(
             told.update(r.seq for r in recipients)
     if sent:
         log.info(
-            "turn notified",
+            "%s notified",
+            milestone,
             extra={
-                "event": "turn_notified",
+                "event": f"{milestone}_notified",
                 "queue": queue.slug,
                 "seqs": sorted(told),
                 "sent": sent,

@@ -18,7 +18,7 @@ from celery import shared_task
 from . import notifications, ticker
 from .models import Queue
 
-__all__ = ["cleanup", "send_turn_notifications", "tick", "tick_queue"]
+__all__ = ["cleanup", "send_notifications", "tick", "tick_queue"]
 
 log = logging.getLogger("ticketqueue")
 
@@ -38,14 +38,21 @@ def tick() -> dict[str, Any]:
 
     queues = ticker.tickable_queues()
     if len(queues) <= 1:
-        return ticker.run_tick(queues=queues, notify=_enqueue_notifications).as_dict()
+        return ticker.run_tick(
+            queues=queues, notify=_enqueue_notifications, tell_absent=_enqueue_milestone
+        ).as_dict()
     interval = float(queue_settings.TICK_INTERVAL)
     random.shuffle(queues)  # no queue is always the last one a busy site gets to
     for queue in queues:
         tick_queue.apply_async((queue.pk,), expires=interval)
     report = ticker.TickReport()
     if int(queue_settings.TICK_BATCHES) > 1:
-        report = ticker.run_tick(queues=queues, notify=_enqueue_notifications, first_batch=1)
+        report = ticker.run_tick(
+            queues=queues,
+            notify=_enqueue_notifications,
+            tell_absent=_enqueue_milestone,
+            first_batch=1,
+        )
         report.skipped = []  # held by their own tasks, as intended
     report.fanned_out = [queue.slug for queue in queues]
     return report.as_dict()
@@ -57,7 +64,9 @@ def tick_queue(queue_id: int) -> dict[str, Any]:
     queue = Queue.objects.filter(pk=queue_id).first()
     if queue is None:
         return ticker.TickReport().as_dict()
-    return ticker.run_tick(queues=[queue], notify=_enqueue_notifications).as_dict()
+    return ticker.run_tick(
+        queues=[queue], notify=_enqueue_notifications, tell_absent=_enqueue_milestone
+    ).as_dict()
 
 
 @shared_task(acks_late=True)
@@ -76,18 +85,22 @@ def cleanup() -> dict[str, Any]:
     retry_backoff_max=60,
     max_retries=6,
 )
-def send_turn_notifications(queue_id: int, targets: Sequence[Sequence[Any]]) -> int:
-    """Tell admitted people with no live connection that their turn came (email, push...).
+def send_notifications(
+    queue_id: int, targets: Sequence[Sequence[Any]], milestone: str = "turn"
+) -> int:
+    """Tell people with no live connection that they reached a milestone (their turn, near
+    the front, their pass ending...) through every notifier (email, webhook, FCM, APNs).
 
-    A notifier that asks to be retried (the webhook) and failed is retried with backoff, for
-    the people it did not reach only; a pass that ended meanwhile is no news any more."""
+    A notifier that asks to be retried (webhook, push) and failed is retried with backoff,
+    for the people it did not reach only; a pass that ended meanwhile is no news any more."""
     queue = Queue.objects.filter(pk=queue_id).first()
     if queue is None:
         return 0
     return notifications.deliver(
         queue,
-        [(int(seq), str(identity), float(exp)) for seq, identity, exp in targets],
+        [(int(seq), str(identity), float(until)) for seq, identity, until in targets],
         retry=True,
+        milestone=milestone,
     )
 
 
@@ -96,5 +109,10 @@ def _enqueue_notifications(queue: Queue, admissions: Sequence[Any]) -> int:
     an SMTP server must never slow admission down."""
     targets = notifications.absent(queue, admissions)
     if targets:
-        send_turn_notifications.delay(queue.pk, targets)
+        send_notifications.delay(queue.pk, targets)
+    return len(targets)
+
+
+def _enqueue_milestone(queue: Queue, milestone: str, targets: list[tuple[int, str, float]]) -> int:
+    send_notifications.delay(queue.pk, targets, milestone)
     return len(targets)

@@ -1,5 +1,6 @@
-"""The tick loop: expiry, admission and "your turn" notifications for every running queue, run
-by Celery beat (``tasks.tick``), ``manage.py ticketqueue_ticker`` or the embedded thread.
+"""The tick loop: expiry, idle passes, admission, "your turn" and the other milestones for
+every running queue, run by Celery beat (``tasks.tick``), ``manage.py ticketqueue_ticker`` or
+the embedded thread.
 
 Each queue is ticked under a *lease*: a lock with a time to live plus a fencing token that
 grows by one with every lease taken. A tick that finds the lease held skips the queue (the
@@ -27,7 +28,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import analytics, inventory, metrics, notifications, services
+from . import analytics, inventory, metrics, milestones, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
 from .models import Entry, Queue, QueueSample
 
@@ -216,6 +217,8 @@ class QueueTick:
     admitted: int = 0
     expired: int = 0
     notified: int = 0
+    #: People who reached "near", "soon" or "ending" this tick (ticketqueue.milestones)
+    milestones: int = 0
     #: True when a newer tick took the lease over and this one stopped early
     fenced: bool = False
     error: str | None = None
@@ -266,6 +269,7 @@ def run_tick(
     batches: int | None = None,
     interval: float | None = None,
     notify: Notify | None = None,
+    tell_absent: milestones.TellAbsent | None = None,
     owner: str | None = None,
     timer: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] = time.sleep,
@@ -275,6 +279,9 @@ def run_tick(
 
     With TICK_BATCHES=10 and TICK_INTERVAL=1 a queue admitting 500/s gets 50 every 100 ms,
     inside one Celery task. ``timer`` and ``sleep`` pace the batches (tests pass a fake).
+    ``notify`` tells the admitted people who are away (default: the notifiers, inline), and
+    ``tell_absent`` those away who reached another milestone, once per tick
+    (``ticketqueue.milestones``).
 
     A round that comes due while an earlier one still runs (a slow round, a stalled process)
     is merged into the next one instead of run back to back: the bucket refills from the time
@@ -341,6 +348,10 @@ def run_tick(
         for queue, done in held:
             result = last.get(queue.store_id)
             if result is not None and not done.fenced:
+                try:
+                    done.milestones = milestones.announce(queue, result.eta_rate, None, tell_absent)
+                except Exception:
+                    log.exception("milestones not announced", extra={"queue": queue.slug})
                 _sample(queue, result)
     finally:
         for queue, _done in held:

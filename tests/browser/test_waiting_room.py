@@ -199,6 +199,46 @@ def test_the_wait_counts_down_between_updates_and_each_update_resyncs_it(
     assert said[-1] - 2 <= shown <= said[-1], (shown, said[-1])
 
 
+def test_the_page_shows_a_milestone_and_tells_the_site(asgi_server, browser_page, off_loop):
+    from playwright.sync_api import expect
+
+    from ticketqueue import ticker
+
+    def make():
+        queue = Queue.objects.create(
+            slug="arena", name="Arena", mode="always", capacity=1, notify_within=3
+        )
+        services.configure(queue)
+        for i in range(4):
+            services.join(queue, f"user:{3000 + i}")
+        return queue
+
+    queue = off_loop(make)
+    page = browser_page
+    page.goto(f"{asgi_server}/queue/arena/wait/")
+    page.evaluate(
+        "window.heard = []; document.addEventListener('ticketqueue:milestone',"
+        " e => window.heard.push(e.detail))"
+    )
+    widget = page.locator("[data-ticketqueue]")
+    expect(widget.locator('[data-tq="position"]')).to_have_text("5", timeout=WAIT)
+    milestone = widget.locator('[data-tq="milestone"]')
+    expect(milestone).to_be_hidden()
+
+    def admit_two():
+        for _ in range(2):
+            ticker.run_tick(queues=[queue], batches=1, sleep=lambda s: None)
+            services.release_entry(queue, queue.entries.filter(state="admitted").get().seq)
+        ticker.run_tick(queues=[queue], batches=1, sleep=lambda s: None)
+
+    off_loop(admit_two)  # three admitted: this page is 2nd, within 3 of the front
+    expect(milestone).to_have_text(
+        "You are within 3 places of the front. Stay close: your turn is coming.", timeout=WAIT
+    )
+    heard = page.evaluate("window.heard")
+    assert [(h["queue"], h["milestone"], h["within"]) for h in heard] == [("arena", "near", 3)]
+
+
 def test_a_visitor_is_asked_to_log_in_for_a_queue_of_users(asgi_server, browser_page, off_loop):
     from playwright.sync_api import expect
 

@@ -134,6 +134,28 @@ def test_the_stream_carries_the_sockets_messages_from_the_same_hub(asgi_server, 
     assert granted["seq"] == body["seq"] and granted["pass"]
 
 
+def test_a_stream_hears_its_milestones_and_no_notifier_does(asgi_server, open_stream, settings):
+    from ticketqueue import ticker
+    from ticketqueue.notifications import LocmemNotifier
+
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "NOTIFIERS": ["ticketqueue.notifications.LocmemNotifier"],
+    }
+    LocmemNotifier.outbox.clear()
+    queue = make_line()
+    queue.notify_within = 5
+    queue.save()
+    status, body, visitor = rest(asgi_server, "POST", "/queue/api/queues/club/join/")
+    stream = open_stream("club", visitor)
+    stream.until(lambda n, m: m.get("type") == "queue_update")
+    services.join(queue, "user:away")  # 2nd in line, with no stream or socket
+    ticker.run_tick(queues=[queue], batches=1, sleep=lambda s: None)
+    _name, news = stream.until(lambda n, m: m.get("type") == "milestone")
+    assert news == {"type": "milestone", "milestone": "near", "within": 5}
+    assert [(r.identity, r.milestone) for r in LocmemNotifier.outbox] == [("user:away", "near")]
+
+
 def body_identity(queue, seq):
     return queue.entries.get(seq=seq).identity
 

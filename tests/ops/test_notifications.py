@@ -288,7 +288,7 @@ def test_a_failed_webhook_is_handed_back_to_celery_and_only_it_is_retried(
     assert "turn notification failed" in caplog.text
     assert len(LocmemNotifier.outbox) == 1  # the other channel did its job
     # Celery retries the task on that error; the retry reaches the relay, and only the relay.
-    assert notifications.NotificationFailed in tasks.send_turn_notifications.autoretry_for
+    assert notifications.NotificationFailed in tasks.send_notifications.autoretry_for
     assert notifications.deliver(queue, targets, retry=True) == 1
     assert len(server.requests) == 2 and len(LocmemNotifier.outbox) == 1
     # Without Celery (inline notify_turn) a failure is logged, never raised.

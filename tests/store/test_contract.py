@@ -364,6 +364,28 @@ def test_head_reads_the_front_of_the_line(store):
     assert [w.seq for w in store.head(Q, 2, after=1.0)] == [2, 3]
 
 
+def test_head_returns_at_most_limit(store):
+    setup(store)
+    join_many(store, 6)
+    assert [w.seq for w in store.head(Q, 5, limit=2)] == [1, 2]
+    assert [w.seq for w in store.head(Q, 5, after=2.0, limit=2)] == [3, 4]
+
+
+def test_marks_only_rise_and_go_with_the_queue(store):
+    setup(store)
+    assert store.marks(Q) == {}
+    assert store.advance_mark(Q, "near", 5.0) is None
+    assert store.advance_mark(Q, "near", 3.0) == 5.0  # never lowered
+    assert store.advance_mark(Q, "near", 7.5) == 5.0
+    assert store.advance_mark(Q, "ending", T0 + 0.25) is None
+    assert store.marks(Q) == {"near": 7.5, "ending": T0 + 0.25}
+    assert store.marks("other") == {}
+    rebuild_as_held(store, T0)
+    assert store.marks(Q)["near"] == 7.5  # a rebuild keeps who was told
+    store.delete(Q)
+    assert store.marks(Q) == {}
+
+
 def test_passes_lists_by_expiry(store):
     setup(store, capacity=10, purchase_window=100)
     join_many(store, 2)

@@ -487,6 +487,17 @@ class Room:
         for seat, (_, seq, token, expires_at) in self._each(message["items"]):
             self.grant(seat, seq, token, expires_at)
 
+    def _on_milestone(self, message: dict[str, Any]) -> None:
+        """People reached a milestone (``ticketqueue.milestones``): each of their seats hears
+        it once, at once (it is news, never coalesced)."""
+        extra = {k: message[k] for k in ("within", "minutes") if k in message}
+        for seat, item in self._each(message["items"]):
+            if seat.seq == item[1]:
+                frame = {"type": "milestone", "milestone": message["m"], **extra}
+                if len(item) > 2:
+                    frame["expires_at"] = item[2]
+                seat.send_text(encode(frame))
+
     def _on_revoked(self, message: dict[str, Any]) -> None:
         self._end_entries(message, "revoked")
 

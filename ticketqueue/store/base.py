@@ -385,10 +385,12 @@ class QueueStore(abc.ABC):
         """Whether the pass of entry ``seq`` is active (admitted, not yet ended, not expired)."""
 
     @abc.abstractmethod
-    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
+    def head(
+        self, queue_id: str, count: int, after: float | None = None, limit: int = 10_000
+    ) -> list[WaitingRecord]:
         """The first ``count`` places of the line, in line order; with ``after``, only those
-        among them whose order is above it (the ones a milestone has not reached yet).
-        O(log n + what is returned)."""
+        among them whose order is above it (the ones a milestone has not reached yet); at
+        most ``limit``. O(log n + what is returned)."""
 
     @abc.abstractmethod
     def passes(
@@ -449,6 +451,17 @@ class QueueStore(abc.ABC):
         at most ``uses`` times, False after. Counted from the first use for ``ttl`` seconds.
         Beside the queue like the limits: never raises QueueUnavailable, forgotten after
         ``ttl`` and with the queue by ``delete``."""
+
+    # -- milestones ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def marks(self, queue_id: str) -> dict[str, float]:
+        """The queue's high-water marks by name (milestones: who was told so far)."""
+
+    @abc.abstractmethod
+    def advance_mark(self, queue_id: str, name: str, value: float) -> float | None:
+        """Raise the mark ``name`` to ``value``, never lowering it, in one atomic step; return
+        what it was (None: unset). Kept beside the queue (a rebuild keeps it; a flush loses it),
+        dropped with ``delete``."""
 
     # -- locking (rebuild, tick loop) --------------------------------------------------
     @abc.abstractmethod

@@ -103,6 +103,8 @@ class MemoryStore(QueueStore):
         # (queue id, name) -> (uses, counted until) (claim_use), swept as it doubles
         self._claims: dict[tuple[str, str], tuple[int, float]] = {}
         self._claims_sweep_size = 1_024
+        # (queue id, milestone) -> its high-water mark (advance_mark)
+        self._marks: dict[tuple[str, str], float] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def _get(self, queue_id: str) -> _Queue:
@@ -265,6 +267,8 @@ class MemoryStore(QueueStore):
             for key in [k for k in self._claims if k[0] == queue_id]:
                 del self._claims[key]
             self._devices.pop(queue_id, None)
+            for key in [k for k in self._marks if k[0] == queue_id]:
+                del self._marks[key]
 
     def is_loaded(self, queue_id: str) -> bool:
         with self._mutex:
@@ -458,11 +462,14 @@ class MemoryStore(QueueStore):
             rec = q.active.get(seq) if q else None
             return rec is not None and rec.expires_at > now
 
-    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
+    def head(
+        self, queue_id: str, count: int, after: float | None = None, limit: int = 10_000
+    ) -> list[WaitingRecord]:
         with self._mutex:
             q = self._get(queue_id)
             skip = 0 if after is None else q.line.bisect_right((after, math.inf))
-            return [q.waiting[seq] for _order, seq in q.line.islice(skip, max(skip, count))]
+            stop = max(skip, min(count, skip + max(0, limit)))
+            return [q.waiting[seq] for _order, seq in q.line.islice(skip, stop)]
 
     def passes(
         self,
@@ -571,6 +578,17 @@ class MemoryStore(QueueStore):
                 return False
             self._locks[name] = (owner, now + ttl)
             return True
+
+    def marks(self, queue_id: str) -> dict[str, float]:
+        with self._mutex:
+            return {name: value for (qid, name), value in self._marks.items() if qid == queue_id}
+
+    def advance_mark(self, queue_id: str, name: str, value: float) -> float | None:
+        with self._mutex:
+            before = self._marks.get((queue_id, name))
+            if before is None or value > before:
+                self._marks[(queue_id, name)] = value
+            return before
 
     def release_lock(self, name: str, owner: str) -> None:
         with self._mutex:

@@ -102,6 +102,7 @@ STANDALONE = frozenset(
         "shuffle_write",
         "hit_limits",
         "claim_use",
+        "advance_mark",
     }
 )
 
@@ -539,12 +540,13 @@ class RedisStore(QueueStore):
         (packed,) = self._run("counts", queue_id, [_num(now)])
         return _counts(packed)
 
-    def head(self, queue_id: str, count: int, after: float | None = None) -> list[WaitingRecord]:
-        if count <= 0:
+    def head(
+        self, queue_id: str, count: int, after: float | None = None, limit: int = 10_000
+    ) -> list[WaitingRecord]:
+        if count <= 0 or limit <= 0:
             return []
-        (flat,) = self._run(
-            "head", queue_id, [str(int(count)), "" if after is None else _num(after)]
-        )
+        args = [str(int(count)), "" if after is None else _num(after), str(int(limit))]
+        (flat,) = self._run("head", queue_id, args)
         values = _list(flat)
         return [
             WaitingRecord(int(values[i]), values[i + 2], float(values[i + 1]), float(values[i + 3]))
@@ -653,6 +655,15 @@ class RedisStore(QueueStore):
         ttl_ms = max(1, math.ceil(ttl * 1000))
         key = self._key(queue_id, f"use:{name}")
         return bool(self._scripts["claim_use"](keys=[key], args=[str(uses), str(ttl_ms)]))
+
+    def marks(self, queue_id: str) -> dict[str, float]:
+        raw = self.client.hgetall(self._key(queue_id, "marks"))
+        return {_text(name): float(value) for name, value in raw.items()}
+
+    def advance_mark(self, queue_id: str, name: str, value: float) -> float | None:
+        script = self._scripts["advance_mark"]
+        before = _text(script(keys=[self._key(queue_id, "marks")], args=[name, _num(value)]))
+        return float(before) if before else None
 
     # -- locking ------------------------------------------------------------------------
     def _lock_key(self, name: str) -> str:

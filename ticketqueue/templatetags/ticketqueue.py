@@ -46,6 +46,13 @@ def catalog() -> dict[str, str]:
         "left_left": gettext("You left the line."),
         "left_abandoned": gettext("Your place lapsed because you were away too long."),
         "closed": gettext("The sale has ended or sold out."),
+        "milestone_near": gettext(
+            "You are within %(within)s places of the front. Stay close: your turn is coming."
+        ),
+        "milestone_soon": gettext("About %(minutes)s minutes to your turn. Stay close."),
+        "milestone_ending": gettext(
+            "Your pass ends at %(time)s. Finish your purchase before then."
+        ),
         "paused": gettext("The line is paused for a moment. Your place is kept."),
         "scheduled": gettext(
             "The sale has not opened yet. At opening, everyone already here gets a random place."

@@ -21,7 +21,7 @@
   var ANNOUNCE_EVERY_MS = 30000;
   var PARTS = ['status', 'progress', 'position', 'ahead', 'behind', 'eta', 'granted',
     'granted-text', 'checkout', 'error', 'join', 'leave', 'announce', 'alert', 'likely',
-    'countdown', 'clock', 'figures', 'login', 'captcha', 'takeover'];
+    'milestone', 'countdown', 'clock', 'figures', 'login', 'captcha', 'takeover'];
   // Refusals of a proof in a row before the widget stops trying (a bug, not a bot).
   var PROOF_ATTEMPTS = 3;
 
@@ -282,6 +282,9 @@
       case 'left':
         this.onEnded('left_' + message.reason);
         break;
+      case 'milestone':
+        this.onMilestone(message);
+        break;
       case 'closed':
         this.onClosed();
         break;
@@ -373,6 +376,41 @@
     this.ended = key;
     this.render();
     this.announce(this.t(key), true);
+  };
+
+  // Near the front, minutes to go, the pass ending: shown, said aloud, and (on a tab in the
+  // background whose site was granted notifications) a system notification.
+  Widget.prototype.onMilestone = function (message) {
+    var text = this.t('milestone_' + message.milestone, {
+      within: message.within,
+      minutes: message.minutes,
+      time: message.expires_at ? new Date(message.expires_at * 1000).toLocaleTimeString([], {
+        hour: '2-digit', minute: '2-digit'
+      }) : null
+    });
+    if (this.el.milestone) {
+      this.el.milestone.textContent = text;
+      this.el.milestone.hidden = false;
+    }
+    this.announce(text, true);
+    if (document.hidden && window.Notification && window.Notification.permission === 'granted') {
+      try {
+        var title = this.root.querySelector('.tq-title');
+        new window.Notification(title ? title.textContent : document.title, { body: text });
+      } catch (e) {
+        // some browsers allow notifications from a service worker only
+      }
+    }
+    this.root.dispatchEvent(new CustomEvent('ticketqueue:milestone', {
+      bubbles: true,
+      detail: {
+        queue: this.slug,
+        milestone: message.milestone,
+        within: message.within,
+        minutes: message.minutes,
+        expiresAt: message.expires_at
+      }
+    }));
   };
 
   Widget.prototype.onClosed = function () {

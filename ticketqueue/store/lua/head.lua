@@ -1,5 +1,6 @@
 -- head: the first `count` places of the line, from the first whose order is above `after`
--- (a milestone's high-water mark; '' for the whole head). ARGV: count, after
+-- (a milestone's high-water mark; '' for the whole head), at most `limit` of them.
+-- ARGV: count, after, limit
 -- Reply: one JSON list member, order, identity, seen, ... in line order.
 local q = load_meta()
 if not q then return {'unavailable'} end
@@ -9,7 +10,8 @@ if ARGV[2] ~= '' then
   low = '(' .. ARGV[2]
 end
 if count <= skip then return {'ok', '[]'} end
-local page = redis.call('ZRANGEBYSCORE', K_LINE, low, '+inf', 'WITHSCORES', 'LIMIT', 0, count - skip)
+local page = redis.call('ZRANGEBYSCORE', K_LINE, low, '+inf', 'WITHSCORES', 'LIMIT', 0,
+  math.min(count - skip, tonumber(ARGV[3])))
 local members = {}
 for i = 1, #page, 2 do members[#members + 1] = page[i] end
 if #members == 0 then return {'ok', '[]'} end
