@@ -64,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
         "operator_ip": "600/min",
         "operator_client": "600/min",
         "operator_token_ip": "20/min",
+        "device_ip": "120/min",
+        "device_identity": "10/min",
     },
     # what a join may have to bring (per queue: work_difficulty, captcha_required)
     "WORK_CHALLENGE_TTL": 300,
@@ -84,6 +86,15 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,
     "WEBHOOK_TIMEOUT": 5.0,
+    "FCM_CREDENTIALS": None,
+    "FCM_ENDPOINT": "https://fcm.googleapis.com",
+    "APNS_KEY": None,
+    "APNS_KEY_ID": None,
+    "APNS_TEAM_ID": None,
+    "APNS_TOPIC": None,
+    "APNS_ENDPOINT": "https://api.push.apple.com",
+    "PUSH_TIMEOUT": 10.0,
+    "PUSH_CONCURRENCY": 8,
     "PRESENCE_TIMEOUT": 120,
     "ENTRY_RETENTION": None,
     "ENTRY_ARCHIVER": None,
@@ -164,7 +175,7 @@ HELP: dict[str, str] = {
         "(REST and socket joins), status_ip, status_identity, visitor_ip (new visitor ids), "
         "connect_ip, connect_identity (sockets opened); operator_ip, operator_client (the "
         "operator API, per address and per key or staff member), operator_token_ip (staff "
-        "token logins per address)."
+        "token logins per address); device_ip, device_identity (push devices registered)."
     ),
     "WORK_CHALLENGE_TTL": "Seconds a proof-of-work challenge may be solved and used (once).",
     "CAPTCHA_VERIFIER": (
@@ -195,16 +206,31 @@ HELP: dict[str, str] = {
     "EMAIL_RESOLVER": (
         "Dotted path of a function taking identities and returning {identity: email address}."
     ),
-    "NOTIFY_URL": "Link in 'your turn' notifications: a URL with {queue} (the slug), or None.",
+    "NOTIFY_URL": "Link in notifications: a URL with {queue} (the slug), or None.",
     "WEBHOOK_URL": (
-        "Where WebhookNotifier POSTs 'your turn' batches (the site's push relay); http(s)."
+        "Where WebhookNotifier POSTs each batch of milestones (the site's own relay); http(s)."
     ),
     "WEBHOOK_SECRET": (
         "Key of the webhook's X-Ticketqueue-Signature (HMAC-SHA256 of '<timestamp>.<body>')."
     ),
     "WEBHOOK_TIMEOUT": (
-        "Seconds WebhookNotifier waits for the relay; a failure is retried by Celery."
+        "Seconds WebhookNotifier waits for the relay; a failure is retried with backoff."
     ),
+    "FCM_CREDENTIALS": (
+        "FCMNotifier's Firebase service-account key: the JSON file's path or its text "
+        "(from the environment, never the repo)."
+    ),
+    "FCM_ENDPOINT": "Base URL of Firebase Cloud Messaging's HTTP v1 API.",
+    "APNS_KEY": "APNsNotifier's .p8 signing key: its path or its PEM text (never in the repo).",
+    "APNS_KEY_ID": "The 10-character id of APNS_KEY (Apple's Key ID).",
+    "APNS_TEAM_ID": "The Apple developer team id that owns APNS_KEY.",
+    "APNS_TOPIC": "The app's bundle id (the apns-topic of each notification).",
+    "APNS_ENDPOINT": (
+        "Base URL of APNs: production by default; https://api.sandbox.push.apple.com for "
+        "development builds."
+    ),
+    "PUSH_TIMEOUT": "Seconds FCMNotifier and APNsNotifier wait for each answer.",
+    "PUSH_CONCURRENCY": "Requests FCMNotifier and APNsNotifier have in flight at once.",
     "PRESENCE_TIMEOUT": (
         "Seconds a connection counts as live without a refresh (a crashed server's sockets end)."
     ),

@@ -11,6 +11,7 @@ the queue: one count for every process and every path):
 ``connect_ip``, ``connect_identity`` a socket opened
 ``operator_ip``, ``operator_client`` an operator API call (per address; per key or staff member)
 ``operator_token_ip``              a staff token asked for (a password tried)
+``device_ip``, ``device_identity`` a push device registered or dropped
 =================================  ==============================================================
 
 The address is ``identity.client_address`` (``TRUSTED_PROXIES``). An unreachable store lets the

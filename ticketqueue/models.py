@@ -689,3 +689,35 @@ class OperatorKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix})"
+
+
+class PushDevice(models.Model):
+    """A phone that asked to hear one queue's milestones while its app is in the background:
+    the push token its platform gave it (Firebase Cloud Messaging or Apple Push), under the
+    identity that registered it (``ticketqueue.push``)."""
+
+    class Platform(models.TextChoices):
+        FCM = "fcm", _("Firebase Cloud Messaging")
+        APNS = "apns", _("Apple Push Notification service")
+
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="push_devices", verbose_name=_("queue")
+    )
+    identity = models.CharField(_("identity"), max_length=200)
+    platform = models.CharField(_("platform"), max_length=8, choices=Platform.choices)
+    token = models.CharField(_("push token"), max_length=1024)
+    created_at = models.DateTimeField(_("registered at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("last registered at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("push device")
+        verbose_name_plural = _("push devices")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "platform", "token"], name="ticketqueue_pushdevice_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["queue", "identity"], name="ticketqueue_push_who")]
+
+    def __str__(self) -> str:
+        return f"{self.platform} {self.token[:12]}…"

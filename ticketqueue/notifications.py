@@ -43,6 +43,7 @@ __all__ = [
     "Recipient",
     "WebhookNotifier",
     "absent",
+    "close_notifiers",
     "deliver",
     "deliver_milestone",
     "get_notifiers",
@@ -130,7 +131,17 @@ class Recipient:
 
 class NotificationFailed(Exception):
     """A notifier that asks to be retried failed; its recipients were released for the retry
-    (the Celery task retries on this)."""
+    (the Celery task retries on this).
+
+    A notifier that reached some recipients and not others raises it with ``failed`` (the
+    ones to retry) and ``sent`` (how many it told): only the failed ones are released."""
+
+    def __init__(
+        self, message: str = "", *, failed: Sequence[Recipient] | None = None, sent: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.sent = sent
 
 
 class Notifier:
@@ -147,6 +158,9 @@ class Notifier:
     @property
     def channel(self) -> str:
         return self.name or type(self).__qualname__
+
+    def close(self) -> None:
+        """Let go of connections (the notifiers are built again with new settings)."""
 
     def notify(self, recipients: Sequence[Recipient]) -> int:
         """Tell these people they reached ``recipient.milestone`` (one milestone per call);
@@ -336,6 +350,15 @@ def get_notifiers() -> list[Notifier]:
     return _cache[key]
 
 
+def close_notifiers() -> None:
+    """Close and forget the notifiers built so far (tests; new settings)."""
+    with _cache_lock:
+        built = [n for key, value in _cache.items() if key[0] == "notifiers" for n in value]
+        _cache.clear()
+    for notifier in built:
+        notifier.close()
+
+
 def absent(queue: Queue, admissions: Sequence[Admission], now: float | None = None) -> list[Target]:
     """The admissions whose identity has no live connection: the ones to notify."""
     if not admissions:
@@ -408,14 +431,19 @@ def deliver(
             continue
         try:
             count = notifier.notify(recipients)
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "%s notification failed",
                 milestone,
                 extra={"queue": queue.slug, "notifier": type(notifier).__name__},
             )
+            back = list(recipients)
+            if isinstance(exc, NotificationFailed) and exc.failed is not None:
+                back = list(exc.failed)  # told the others: they keep their claims
+                sent += exc.sent
+                told.update({r.seq for r in recipients} - {r.seq for r in back})
             if notifier.retry:
-                _unclaim(queue.store_id, channel, [r.seq for r in recipients])
+                _unclaim(queue.store_id, channel, [r.seq for r in back])
                 failed.append(channel)
             continue
         sent += count

@@ -30,6 +30,7 @@ from django.dispatch import receiver
 
 from . import analytics, inventory, metrics, milestones, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
+from .courier import Courier, get_courier
 from .models import Entry, Queue, QueueSample
 
 __all__ = [
@@ -544,11 +545,15 @@ def run_loop(
     batches: int | None = None,
     cleanup_every: float = 60.0,
     timer: Callable[[], float] = time.monotonic,
+    courier: Courier | None = None,
 ) -> LoopReport:
     """Tick every ``interval`` seconds until ``stop`` is set (or ``ticks`` ticks ran), with a
-    cleanup every ``cleanup_every`` seconds (0: never). Errors are logged, never fatal."""
+    cleanup every ``cleanup_every`` seconds (0: never). Errors are logged, never fatal.
+    Notifications go to the ``courier``'s thread (the process's own by default): a slow
+    notifier never delays the next tick."""
     from .conf import queue_settings
 
+    courier = courier or get_courier()
     interval = float(interval or queue_settings.TICK_INTERVAL)
     report = LoopReport()
     next_cleanup = timer() + cleanup_every if cleanup_every else math.inf
@@ -556,7 +561,12 @@ def run_loop(
     while not stop.is_set() and (ticks is None or report.ticks < ticks):
         try:
             result = run_tick(
-                batches=batches, interval=interval, timer=timer, sleep=lambda s: stop.wait(s)
+                batches=batches,
+                interval=interval,
+                notify=courier.turn,
+                tell_absent=courier.send,
+                timer=timer,
+                sleep=lambda s: stop.wait(s),
             )
             report.admitted += result.admitted
             if timer() >= next_cleanup:

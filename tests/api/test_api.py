@@ -350,6 +350,7 @@ def test_the_schema_covers_the_api_only():
         "/queue/api/operator/token/",
         "/queue/api/operator/token/refresh/",
         "/queue/api/queues/{queue}/",
+        "/queue/api/queues/{queue}/devices/",
         "/queue/api/queues/{queue}/heartbeat/",
         "/queue/api/queues/{queue}/join/",
         "/queue/api/queues/{queue}/leave/",

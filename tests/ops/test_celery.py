@@ -67,22 +67,28 @@ def wait_for(condition, timeout, what):
 def test_tasks_run_in_a_real_worker_on_the_redis_broker(celery_queue):
     from celery.contrib.testing.worker import start_worker
 
-    queue = make_queue(mode="always", capacity=2)
+    queue = make_queue(mode="always", capacity=2, notify_within=1)
     users = get_user_model()
     away = users.objects.create_user("away", email="away@example.com")
     here = users.objects.create_user("here", email="here@example.com")
+    third = users.objects.create_user("third", email="third@example.com")
     services.join(queue, f"user:{away.pk}")
     services.join(queue, f"user:{here.pk}")
-    services.join(queue, "anon:third")
+    services.join(queue, f"user:{third.pk}")
     services.connect(queue, f"user:{here.pk}")
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
         assert report["admitted"] == 2 and report["skipped"] == []
         assert report["ticked"][0]["notified"] == 1  # one admitted person is away
-        # The tick handed the email to the notifier task, which the worker runs next.
-        wait_for(lambda: len(mail.outbox) == 1, 30, "the turn notification")
+        assert report["ticked"][0]["milestones"] == 1  # the third is now first in line
+        # The tick handed the emails to the notifier task, which the worker runs next.
+        wait_for(lambda: len(mail.outbox) == 2, 30, "the turn and near notifications")
         cleaned = app.send_task("ticketqueue.tasks.cleanup").get(timeout=30)
-    assert mail.outbox[0].to == ["away@example.com"]
+    sent = sorted((m.to[0], m.subject) for m in mail.outbox)
+    assert sent == [
+        ("away@example.com", "Your turn: Rush"),
+        ("third@example.com", "Almost your turn: Rush"),
+    ]
     assert cleaned["skipped"] is False
     assert sorted(Entry.objects.filter(queue=queue).values_list("state", flat=True)) == [
         "admitted",

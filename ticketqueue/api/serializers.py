@@ -122,3 +122,14 @@ class LeaveSerializer(serializers.Serializer):
 
 class HeartbeatSerializer(serializers.Serializer):
     seen = serializers.BooleanField(help_text="False when the identity has no live entry.")
+
+
+class DeviceSerializer(serializers.Serializer):
+    """A phone's push token for this queue's milestones (``ticketqueue.push``)."""
+
+    platform = serializers.ChoiceField(
+        choices=["fcm", "apns"], help_text="fcm (Firebase Cloud Messaging) or apns (Apple)."
+    )
+    token = serializers.CharField(
+        max_length=1024, help_text="The push token the platform gave the app."
+    )

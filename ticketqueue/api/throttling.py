@@ -17,6 +17,7 @@ from ..identity import client_address
 from .rows import queue_row
 
 __all__ = [
+    "DeviceThrottle",
     "JoinThrottle",
     "QueueThrottle",
     "StatusThrottle",
@@ -72,3 +73,11 @@ class JoinThrottle(QueueThrottle):
 class StatusThrottle(QueueThrottle):
     ip_scope = "status_ip"
     identity_scope = "status_identity"
+
+
+class DeviceThrottle(QueueThrottle):
+    """Push devices registered: an app does it once per sale, a script thousands of times."""
+
+    ip_scope = "device_ip"
+    identity_scope = "device_identity"
+    mints = False

@@ -15,6 +15,7 @@ urlpatterns = [
     path("queues/<slug:queue>/leave/", views.LeaveView.as_view(), name="leave"),
     path("queues/<slug:queue>/heartbeat/", views.HeartbeatView.as_view(), name="heartbeat"),
     path("queues/<slug:queue>/release/", views.ReleaseView.as_view(), name="release"),
+    path("queues/<slug:queue>/devices/", views.DevicesView.as_view(), name="devices"),
     path("access/", access, name="access"),
     path("operator/", include("ticketqueue.api.operator.urls")),
     path("jwks.json", views.JWKSView.as_view(), name="jwks"),

@@ -20,13 +20,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import __version__, gate, passes, proofs, services
+from .. import __version__, gate, passes, proofs, push, services
 from ..core import (
     EntryNotFound,
     InvalidInput,
     PassMissing,
     PassWrongIdentity,
     ProofRequired,
+    PushDeviceNotFound,
 )
 from ..identity import (
     client_address,
@@ -37,11 +38,13 @@ from ..identity import (
     set_device_cookie,
     set_visitor_cookie,
 )
+from ..live.protocol import IdentityRequired
 from ..models import Queue
 from .exceptions import exception_handler
 from .parsers import JSONParser
 from .rows import queue_row
 from .serializers import (
+    DeviceSerializer,
     ErrorSerializer,
     HeartbeatSerializer,
     JoinRequestSerializer,
@@ -51,9 +54,10 @@ from .serializers import (
     ReleaseSerializer,
     StatusSerializer,
 )
-from .throttling import JoinThrottle, StatusThrottle
+from .throttling import DeviceThrottle, JoinThrottle, StatusThrottle
 
 __all__ = [
+    "DevicesView",
     "HeartbeatView",
     "JoinView",
     "JWKSView",
@@ -312,6 +316,55 @@ class ReleaseView(QueueAPIView):
         response = Response({"queue": row.slug, "seq": change.seq, "state": change.state.value})
         response.delete_cookie(gate.pass_cookie_name(row.store_id), samesite="Lax")
         return response
+
+
+class DevicesView(QueueAPIView):
+    """A mobile app's push token for this queue: its milestones reach the phone while the app
+    is in the background (docs/notifications.md). The identity is the one that joins."""
+
+    throttle_classes = [DeviceThrottle]
+
+    def _device(self, request: Request) -> tuple[str, str]:
+        if not isinstance(request.data, Mapping):
+            raise InvalidInput("The body must be a JSON object.")
+        unknown = set(request.data) - {"platform", "token"}
+        if unknown:
+            raise InvalidInput(f"Unknown fields: {', '.join(sorted(unknown))}.")
+        body = DeviceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        platform, token = body.validated_data["platform"], body.validated_data["token"]
+        return platform, push.check_token(platform, token)
+
+    @described(
+        operation_id="device_register",
+        summary="Send this queue's milestones to a phone (FCM or APNs push token).",
+        request=DeviceSerializer,
+        responses={201: DeviceSerializer, **_errors(400, 401, 404, 429)},
+    )
+    def post(self, request: Request, queue: str) -> Response:
+        row = queue_row(queue)
+        identity, _ = _identity(request, mint=False)
+        if identity is None:
+            raise IdentityRequired()
+        platform, token = self._device(request)
+        push.register(row, identity, platform, token)
+        return Response({"platform": platform, "token": token}, status=201)
+
+    @described(
+        operation_id="device_unregister",
+        summary="Stop sending this queue's milestones to a phone.",
+        request=DeviceSerializer,
+        responses={204: None, **_errors(400, 401, 404, 429)},
+    )
+    def delete(self, request: Request, queue: str) -> Response:
+        row = queue_row(queue)
+        identity, _ = _identity(request, mint=False)
+        if identity is None:
+            raise IdentityRequired()
+        platform, token = self._device(request)
+        if not push.unregister(row, identity, platform, token):
+            raise PushDeviceNotFound()
+        return Response(status=204)
 
 
 class JWKSView(QueueAPIView):

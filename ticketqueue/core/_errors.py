@@ -21,6 +21,7 @@
     │   │   └── CaptchaUnavailable captcha_unavailable
     │   └── InvalidTransition    invalid_transition
     ├── EntryNotFound            entry_not_found
+    ├── PushDeviceNotFound       push_device_not_found
     ├── PassError
     │   ├── PassInvalid          pass_invalid
     │   │   └── PassNotYetValid  pass_not_yet_valid
@@ -66,6 +67,7 @@ __all__ = [
     "PassWrongQueue",
     "ProofInvalid",
     "ProofRequired",
+    "PushDeviceNotFound",
     "QueueClosed",
     "QueueError",
     "QueueFull",
@@ -239,6 +241,12 @@ class InvalidTransition(QueueError):
 class EntryNotFound(TicketQueueError):
     code = "entry_not_found"
     default_message = gettext_noop("You have no place in this queue.")
+    status = 404
+
+
+class PushDeviceNotFound(TicketQueueError):
+    code = "push_device_not_found"
+    default_message = gettext_noop("This device is not registered for this queue.")
     status = 404
 
 
