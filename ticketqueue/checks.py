@@ -38,6 +38,7 @@ class Codes:
     RETENTION = "ticketqueue.E062"
     METRICS_AUTH = "ticketqueue.E063"
     WEBHOOK = "ticketqueue.E064"
+    PUSH = "ticketqueue.E065"
 
 
 class Messages:
@@ -75,6 +76,7 @@ class Messages:
     RETENTION = "TICKETQUEUE['ENTRY_RETENTION'] must be None or a positive number, not {value!r}."
     METRICS_AUTH = "TICKETQUEUE['METRICS_TOKEN'] must be None or a non-empty string."
     WEBHOOK = "WebhookNotifier needs {problem}."
+    PUSH = "{notifier} needs {problem}."
 
 
 class Hints:
@@ -328,6 +330,7 @@ def check_operations_settings(app_configs: Any = None, **kwargs: Any) -> list[An
     if token is not None and not (isinstance(token, str) and token):
         errors.append(Error(Messages.METRICS_AUTH, id=Codes.METRICS_AUTH))
     errors += _webhook_errors(merged)
+    errors += _push_errors(merged)
     return errors
 
 
@@ -380,18 +383,46 @@ def check_waiting_page(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     ]
 
 
-def _webhook_errors(merged: dict[str, Any]) -> list[Any]:
-    from .notifications import WebhookNotifier
-
+def _named(merged: dict[str, Any], base: type) -> bool:
+    """Whether NOTIFIERS names ``base`` or a subclass of it."""
     notifiers = merged["NOTIFIERS"] if isinstance(merged["NOTIFIERS"], list | tuple) else []
-    named = False
     for path in notifiers:
         try:
             cls = import_string(path) if isinstance(path, str) else path
         except ImportError:
             continue
-        named = named or (isinstance(cls, type) and issubclass(cls, WebhookNotifier))
-    if not named:
+        if isinstance(cls, type) and issubclass(cls, base):
+            return True
+    return False
+
+
+def _push_errors(merged: dict[str, Any]) -> list[Any]:
+    """FCM and APNs: their credentials are set, and httpx with HTTP/2 is installed."""
+    from . import push
+
+    problems: list[tuple[str, str]] = []
+    for cls, keys in (
+        (push.FCMNotifier, ("FCM_CREDENTIALS",)),
+        (push.APNsNotifier, ("APNS_KEY", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")),
+    ):
+        if not _named(merged, cls):
+            continue
+        problems += [(cls.__name__, f"TICKETQUEUE[{key!r}]") for key in keys if not merged[key]]
+        try:
+            import h2  # noqa: F401
+            import httpx  # noqa: F401
+        except ImportError:
+            problems.append((cls.__name__, 'httpx with HTTP/2: pip install "ticketqueue[push]"'))
+    return [
+        Error(Messages.PUSH.format(notifier=name, problem=problem), id=Codes.PUSH)
+        for name, problem in problems
+    ]
+
+
+def _webhook_errors(merged: dict[str, Any]) -> list[Any]:
+    from .notifications import WebhookNotifier
+
+    if not _named(merged, WebhookNotifier):
         return []
     problems = []
     url = merged["WEBHOOK_URL"]

@@ -29,7 +29,15 @@ EVENTS = [
         30,
         "89.00",
         200,
-        {"mode": "always", "capacity": 10, "rate_per_minute": 60, "purchase_window": 300},
+        {
+            "mode": "always",
+            "capacity": 10,
+            "rate_per_minute": 60,
+            "purchase_window": 300,
+            # people away from the page hear these too (docs/notifications.md)
+            "notify_within": 10,
+            "notify_minutes_left": 5,
+        },
     ),
     (
         "summer-festival",

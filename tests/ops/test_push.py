@@ -295,3 +295,20 @@ def test_apns_busy_is_retried_later(make_queue, apns, fresh_notifiers):
         notifications.deliver(queue, targets, retry=True)
     assert notifications.deliver(queue, targets, retry=True) == 1
     assert len(apns.requests) == 1
+
+
+def test_the_push_settings_are_checked(settings):
+    from ticketqueue.checks import check_operations_settings
+
+    settings.TICKETQUEUE = {
+        **settings.TICKETQUEUE,
+        "NOTIFIERS": ["ticketqueue.push.FCMNotifier", "ticketqueue.push.APNsNotifier"],
+        "APNS_KEY": "/run/secrets/apns.p8",
+        "APNS_TOPIC": "com.example.tickets",
+    }
+    problems = [(e.id, e.msg) for e in check_operations_settings()]
+    assert problems == [
+        ("ticketqueue.E065", "FCMNotifier needs TICKETQUEUE['FCM_CREDENTIALS']."),
+        ("ticketqueue.E065", "APNsNotifier needs TICKETQUEUE['APNS_KEY_ID']."),
+        ("ticketqueue.E065", "APNsNotifier needs TICKETQUEUE['APNS_TEAM_ID']."),
+    ]

@@ -56,7 +56,9 @@ ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {
     EntryState.WAITING: frozenset(
         {EntryState.ADMITTED, EntryState.LEFT, EntryState.ABANDONED, EntryState.REVOKED}
     ),
-    EntryState.ADMITTED: frozenset({EntryState.COMPLETED, EntryState.EXPIRED, EntryState.REVOKED}),
+    EntryState.ADMITTED: frozenset(
+        {EntryState.COMPLETED, EntryState.EXPIRED, EntryState.REVOKED, EntryState.ABANDONED}
+    ),
 }
 
 
