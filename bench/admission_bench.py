@@ -167,6 +167,7 @@ def instrument(meter: Meter) -> Callable[..., Any]:
     passes.sign = counted_sign
     publisher.publish = meter.wrap("publishing", publisher.publish)
     ticker._sample = meter.wrap("sample", ticker._sample)
+    ticker.milestones.announce = meter.wrap("milestones", ticker.milestones.announce)
     lease = ticker.get_lease()
     for name in ("acquire", "renew", "release"):
         setattr(lease, name, meter.wrap("lease", getattr(lease, name)))
@@ -238,7 +239,16 @@ def load_line(slug: str, identities: list[str], **fields: Any) -> Any:
     return queue
 
 
-PARTS = ("store", "rows", "signing", "notifying", "publishing", "lease", "sample")
+PARTS = (
+    "store",
+    "rows",
+    "signing",
+    "notifying",
+    "milestones",
+    "publishing",
+    "lease",
+    "sample",
+)
 
 
 def burst(rounds: int, meter: Meter, notify: Callable[..., Any], enqueue: Callable[..., Any]):
@@ -410,6 +420,9 @@ def analysis(report: dict[str, Any]) -> list[str]:
         "same bytes PyJWT writes; the live layer reuses the tick's passes.",
         f"- **notifying, {p['notifying']} ms**: one presence script call for the 1,000 "
         "(one byte per person back) and one Celery message for the 500 absent ones.",
+        f"- **milestones, {p['milestones']} ms**: the queue's defaults (the pass-ending "
+        "reminder only): its mark and the passes ending within the notice, two reads "
+        "returning nobody right after admission.",
         f"- **publishing, {p['publishing']} ms**: one `tick` broadcast and one `granted` "
         "message carrying the 1,000 passes, whatever the number of sockets.",
         f"- lease {p['lease']} ms, the per-minute sample row {p['sample']} ms (here every "
@@ -421,7 +434,7 @@ def analysis(report: dict[str, Any]) -> list[str]:
         "",
         f"{per['redis_round_trips']} Redis round trips per tick (a pipeline or script is "
         "one; the lease's three, the store's six, presence, the Celery message, two "
-        "publishes). "
+        "publishes, the milestones' two, the sample's read of the shared counters). "
         "The next step would be PostgreSQL's: the UPDATE's index upkeep, e.g. dropping the "
         "entry table's `queue_id` index, which `(queue_id, seq)` already covers.",
         "",
@@ -468,8 +481,8 @@ def markdown(report: dict[str, Any]) -> str:
         "people have the page open, the other half are told by email). Target: < 100 ms.",
         "",
         "| notification path | tick min / median / p99 (ms) | CPU | store | rows | signing "
-        "| notifying | publishing | lease | sample | other |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| notifying | milestones | publishing | lease | sample | other |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, run in (
         ("Celery (absent ones handed to a task)", celery),
