@@ -238,6 +238,15 @@ def test_the_page_shows_a_milestone_and_tells_the_site(asgi_server, browser_page
     heard = page.evaluate("window.heard")
     assert [(h["queue"], h["milestone"], h["within"]) for h in heard] == [("arena", "near", 3)]
 
+    def admit_page():
+        for _ in range(2):
+            services.release_entry(queue, queue.entries.filter(state="admitted").get().seq)
+            ticker.run_tick(queues=[queue], batches=1, sleep=lambda s: None)
+
+    off_loop(admit_page)  # its turn: "near the front" is over
+    expect(widget).to_have_attribute("data-state", "granted", timeout=WAIT)
+    expect(milestone).to_be_hidden()
+
 
 def test_a_visitor_is_asked_to_log_in_for_a_queue_of_users(asgi_server, browser_page, off_loop):
     from playwright.sync_api import expect

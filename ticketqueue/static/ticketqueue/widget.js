@@ -98,6 +98,7 @@
     this.queueState = null;
     this.position = null;
     this.granted = null;
+    this.milestone = null; // the last milestone heard: {kind, text}
     this.lastAnnounceAt = 0;
     this.lastAnnounced = '';
     // A scheduled sale: count down to its opening on the server's clock.
@@ -388,10 +389,8 @@
         hour: '2-digit', minute: '2-digit'
       }) : null
     });
-    if (this.el.milestone) {
-      this.el.milestone.textContent = text;
-      this.el.milestone.hidden = false;
-    }
+    this.milestone = { kind: message.milestone, text: text };
+    this.render();
     this.announce(text, true);
     if (document.hidden && window.Notification && window.Notification.permission === 'granted') {
       try {
@@ -752,6 +751,14 @@
     }
     if (this.el.likely) {
       this.el.likely.hidden = !(placed && this.likelySoldOut && this.queueState !== 'closed');
+    }
+    if (this.el.milestone) {
+      // A milestone shows while it is true: "near the front" while waiting, "ends soon"
+      // while the pass lasts.
+      var mark = this.milestone;
+      var current = mark && (mark.kind === 'ending' ? !!this.granted : waiting);
+      this.el.milestone.hidden = !current;
+      this.el.milestone.textContent = current ? mark.text : '';
     }
     if (this.el.granted) {
       this.el.granted.hidden = !this.granted;
