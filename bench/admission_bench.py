@@ -428,9 +428,10 @@ def analysis(report: dict[str, Any]) -> list[str]:
         f"- lease {p['lease']} ms, the per-minute sample row {p['sample']} ms (here every "
         "tick, as each round uses a new queue; once a minute in a sale), "
         f"other {p['other']} ms (signal dispatch, `TickResult`, logging calls).",
-        f"- Without Celery (inline email) notifying takes {inline_notify} ms: Django builds "
+        f"- Delivered inline (email) notifying takes {inline_notify} ms: Django builds "
         f"and renders the 500 messages (~{email_us} us each) inside the tick, which is why "
-        "the Celery path hands them to a task.",
+        "the Celery path hands them to a task and a tick loop without Celery to its courier "
+        "thread (`ticketqueue.courier`).",
         "",
         f"{per['redis_round_trips']} Redis round trips per tick (a pipeline or script is "
         "one; the lease's three, the store's six, presence, the Celery message, two "
