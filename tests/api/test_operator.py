@@ -222,6 +222,20 @@ def test_patch_tunes_the_outflow_and_the_next_tick_uses_it(client, make_queue, o
     )
 
 
+def test_patch_sets_the_milestones_and_the_idle_grace(client, make_queue, operate_key):
+    queue = make_queue("line", mode="always", capacity=1)
+    _row, raw = operate_key
+    body = {"notify_within": 50, "notify_minutes_left": 10, "pass_idle_grace": 300}
+    response = call(client, "patch", "/queues/line/", raw, body)
+    assert response.status_code == 200, response.content
+    assert {k: response.json()[k] for k in body} == body
+    assert response.json()["notify_pass_ending"] == 120  # the default reminder
+    short = call(client, "patch", "/queues/line/", raw, {"pass_idle_grace": 10})
+    assert short.status_code == 400 and "pass_idle_grace" in short.json()["errors"]
+    queue.refresh_from_db()
+    assert (queue.notify_within, queue.pass_idle_grace) == (50, 300)
+
+
 def test_patch_moves_the_state_as_the_admin_does(client, make_queue, operate_key):
     queue = make_queue("sale", mode="always")
     _row, raw = operate_key
