@@ -324,7 +324,12 @@ class DevicesView(QueueAPIView):
 
     throttle_classes = [DeviceThrottle]
 
-    def _device(self, request: Request) -> tuple[str, str]:
+    def _device(self, request: Request, queue: str) -> tuple[Queue, str, str, str]:
+        """(queue row, identity, platform, token) of the request, or its error."""
+        row = queue_row(queue)
+        identity, _ = _identity(request, mint=False)
+        if identity is None:
+            raise IdentityRequired()
         if not isinstance(request.data, Mapping):
             raise InvalidInput("The body must be a JSON object.")
         unknown = set(request.data) - {"platform", "token"}
@@ -333,7 +338,7 @@ class DevicesView(QueueAPIView):
         body = DeviceSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         platform, token = body.validated_data["platform"], body.validated_data["token"]
-        return platform, push.check_token(platform, token)
+        return row, identity, platform, push.check_token(platform, token)
 
     @described(
         operation_id="device_register",
@@ -342,11 +347,7 @@ class DevicesView(QueueAPIView):
         responses={201: DeviceSerializer, **_errors(400, 401, 404, 429)},
     )
     def post(self, request: Request, queue: str) -> Response:
-        row = queue_row(queue)
-        identity, _ = _identity(request, mint=False)
-        if identity is None:
-            raise IdentityRequired()
-        platform, token = self._device(request)
+        row, identity, platform, token = self._device(request, queue)
         push.register(row, identity, platform, token)
         return Response({"platform": platform, "token": token}, status=201)
 
@@ -357,11 +358,7 @@ class DevicesView(QueueAPIView):
         responses={204: None, **_errors(400, 401, 404, 429)},
     )
     def delete(self, request: Request, queue: str) -> Response:
-        row = queue_row(queue)
-        identity, _ = _identity(request, mint=False)
-        if identity is None:
-            raise IdentityRequired()
-        platform, token = self._device(request)
+        row, identity, platform, token = self._device(request, queue)
         if not push.unregister(row, identity, platform, token):
             raise PushDeviceNotFound()
         return Response(status=204)
