@@ -60,3 +60,14 @@ def store(request):
     s = make_redis_store()
     yield s
     drop_store(s)
+
+
+@pytest.fixture(autouse=True)
+def courier_done():
+    """What a test handed the process's courier (a release letting the next one in) is
+    delivered before the next test starts, so no test hears another's notifications."""
+    yield
+    from ticketqueue import courier
+
+    if courier._courier is not None:
+        assert courier._courier.join(20), "the courier did not finish"

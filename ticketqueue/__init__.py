@@ -24,8 +24,9 @@ def release(token: Any, *, identity: str | None = None, tickets: int = 1) -> Any
     """
     from . import inventory, services
 
-    change, queue = services.release_pass(token, identity=identity)
-    inventory.sold(queue, tickets)
+    change, queue = services.release_pass(token, identity=identity, refill_now=False)
+    inventory.sold(queue, tickets)  # the last tickets close the line: nobody is let in then
+    services.refill(queue, 1)
     return change
 
 

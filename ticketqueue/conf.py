@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "DISCONNECT_GRACE": 1800,
     "TICK_INTERVAL": 1.0,
     "TICK_BATCHES": 1,
+    "REFILL_ON_RELEASE": True,
     "EMBEDDED_TICKER": "auto",
     "UPDATE_INTERVAL": 2.0,
     "RESYNC_INTERVAL": 60.0,
@@ -113,6 +114,10 @@ HELP: dict[str, str] = {
     ),
     "TICK_INTERVAL": "Seconds between ticks of the tick loop (Celery beat ticks each second).",
     "TICK_BATCHES": "Admission batches inside one tick (10 = a batch every 100 ms of a 1 s tick).",
+    "REFILL_ON_RELEASE": (
+        "A pass ended by release or revoke admits the next in line at once (False: at the "
+        "next tick)."
+    ),
     "EMBEDDED_TICKER": (
         "Run the tick loop in a thread of the web process: True, False or 'auto' (MemoryStore)."
     ),

@@ -68,6 +68,7 @@ __all__ = [
     "connected",
     "disconnect",
     "end_idle_passes",
+    "refill",
     "disconnect_grace",
     "get_queue",
     "heartbeat",
@@ -573,9 +574,14 @@ def release(
 
 
 def release_pass(
-    token: str | PassClaims, *, identity: str | None = None, now: float | None = None
+    token: str | PassClaims,
+    *,
+    identity: str | None = None,
+    now: float | None = None,
+    refill_now: bool = True,
 ) -> tuple[Change, Queue]:
-    """``release``, also giving the pass's queue."""
+    """``release``, also giving the pass's queue; ``refill_now=False`` leaves the freed slot to
+    the caller (``ticketqueue.release`` counts the stock first)."""
     now = _now(now)
     claims = token if isinstance(token, PassClaims) else passes.verify(token, now=now)
     if identity is not None and claims.identity != identity:
@@ -584,10 +590,12 @@ def release_pass(
         queue = Queue.objects.get(pk=claims.queue_id)
     except (Queue.DoesNotExist, ValueError):
         raise QueueNotFound() from None
-    return release_entry(queue, claims.seq, now), queue
+    return release_entry(queue, claims.seq, now, refill_now=refill_now), queue
 
 
-def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
+def release_entry(
+    queue: Queue, seq: int, now: float | None = None, *, refill_now: bool = True
+) -> Change:
     now = _now(now)
     change = _call(queue, lambda s: s.release(queue.store_id, seq, now), now)
     if change is None:
@@ -595,6 +603,8 @@ def release_entry(queue: Queue, seq: int, now: float | None = None) -> Change:
     _write_rows(queue, [change])
     log.info("pass released", extra={"queue": queue.slug, "seq": seq})
     signals.pass_released.send(sender=Queue, queue=queue, change=change)
+    if refill_now:
+        refill(queue, 1, now)
     return change
 
 
@@ -606,7 +616,45 @@ def revoke(
     _write_rows(queue, changes)
     if changes:
         signals.entries_revoked.send(sender=Queue, queue=queue, changes=changes, reason=reason)
+        refill(queue, sum(1 for c in changes if c.admitted_at is not None), now)
     return changes
+
+
+def refill(queue: Queue, freed: int, now: float | None = None) -> list[Admission]:
+    """A pass ended by release or revoke: admit the next in line now instead of at the next
+    tick (up to a second later), up to ``freed`` people.
+
+    The store decides as in a tick (one atomic step: capacity, the rate bucket, only while
+    OPEN), so nothing is admitted that a tick would not have admitted. Only what the admitted
+    person needs happens here: the pass, the ``granted`` broadcast and, for someone away from
+    the page, the notification (handed to this process's courier). The rows follow from the
+    journal at the next tick, as the position broadcast to the rest of the line does (its
+    admitted total already counts these). ``REFILL_ON_RELEASE = False`` leaves it to the tick.
+    A failure here is logged, never raised: the release it follows has happened, and the next
+    tick admits anyway.
+    """
+    if freed <= 0 or not queue_settings.REFILL_ON_RELEASE:
+        return []
+    now = _now(now)
+    try:
+        admitted = get_store().admit(queue.store_id, now, limit=freed)
+        if not admitted:
+            return []
+        signed = list(zip(admitted, issue_passes(queue, admitted), strict=True))
+        log.info(
+            "entries admitted on release",
+            extra={"queue": queue.slug, "seqs": [a.seq for a in admitted]},
+        )
+        signals.entries_admitted.send(
+            sender=Queue, queue=queue, admissions=admitted, passes=_passes_by_seq(signed)
+        )
+        from .courier import get_courier
+
+        get_courier().turn(queue, admitted)
+        return admitted
+    except Exception:
+        log.exception("refill failed; the next tick admits", extra={"queue": queue.slug})
+        return []
 
 
 def end_idle_passes(queue: Queue, now: float | None = None) -> list[Change]:

@@ -72,7 +72,10 @@ def test_release_takes_the_orders_tickets_and_closes_the_line_at_zero(make_queue
     assert (queue.stock, queue.state) == (0, "closed")
     assert Entry.objects.filter(queue=queue, state="waiting").count() == 0
     assert services.status(queue, "user:5").queue_state == "closed"
-    assert audit(queue) == [("ticketqueue: sold out", "close", 4)]
+    # The first release let position 1 in at once; the last one sold out: nobody more.
+    assert Entry.objects.get(queue=queue, identity="user:2").state == "admitted"
+    assert Entry.objects.get(queue=queue, identity="user:3").state == "revoked"
+    assert audit(queue) == [("ticketqueue: sold out", "close", 3)]
 
 
 def test_a_queue_without_stock_counts_nothing(make_queue):
@@ -143,7 +146,13 @@ def test_concurrent_orders_take_the_stock_exactly_and_close_once(make_queue):
     assert errors == []
     queue.refresh_from_db()
     assert (queue.stock, queue.state) == (0, "closed")
-    assert audit(queue) == [("ticketqueue: sold out", "close", 5)]
+    # The five who waited were let in by a release before the stock ran out, or turned away
+    # by the one close.
+    [(who, action, turned_away)] = audit(queue)
+    services.sync_journal(queue)
+    waited = Entry.objects.filter(queue=queue, seq__gt=buyers)
+    let_in = waited.filter(admitted_at__isnull=False).count()
+    assert (who, action, turned_away + let_in) == ("ticketqueue: sold out", "close", 5)
 
 
 def tickets_left(queue):

@@ -86,10 +86,39 @@ def test_release_frees_the_slot_at_once_and_only_once(make_queue):
         services.release(token, identity="user:2", now=T0 + 1)
     change = services.release(token, identity="user:1", now=T0 + 1)
     assert change.state.value == "completed"
+    # The freed slot went to the next in line with the release, not at the next tick.
+    assert services.status(queue, "user:2", T0 + 1).state == "admitted"
     with pytest.raises(PassNotActive):
         services.release(token, now=T0 + 1)
+    assert services.tick(queue, T0 + 1).admitted == []  # the tick finds the slot taken
+    assert rows(queue) == [(1, "completed"), (2, "admitted")]  # its rows follow the journal
+
+
+def test_without_refill_the_freed_slot_waits_for_the_tick(make_queue, settings):
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "REFILL_ON_RELEASE": False}
+    queue = make_queue(mode="always", capacity=1, purchase_window=60)
+    services.join(queue, "user:1", T0)
+    services.join(queue, "user:2", T0)
+    token = services.tick(queue, T0).passes[0][1]
+    services.release(token, identity="user:1", now=T0 + 1)
+    assert services.status(queue, "user:2", T0 + 1).state == "waiting"
     assert [a.seq for a in services.tick(queue, T0 + 1).admitted] == [2]
-    assert rows(queue) == [(1, "completed"), (2, "admitted")]
+
+
+def test_refill_keeps_to_the_rate_and_to_capacity(make_queue):
+    # Two a minute: the first tick spends the bucket.
+    queue = make_queue(mode="always", capacity=5, rate_per_minute=2, purchase_window=60)
+    for i in range(4):
+        services.join(queue, f"user:{i}", T0)
+    first = services.tick(queue, T0).passes
+    assert len(first) == 1
+    services.release(first[0][1], now=T0 + 1)
+    assert services.status(queue, "user:1", T0 + 1).state == "waiting"  # the rate says no
+    later = services.tick(queue, T0 + 31).passes  # half a minute: one more by the rate
+    assert [a.seq for a, _ in later] == [2]
+    services.release(later[0][1], now=T0 + 61)  # another half minute: the bucket has one
+    assert services.status(queue, "user:2", T0 + 61).state == "admitted"
+    assert services.status(queue, "user:3", T0 + 61).state == "waiting"
 
 
 def test_release_refuses_forged_and_expired_passes_and_changes_nothing(make_queue):

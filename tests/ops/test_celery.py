@@ -148,6 +148,13 @@ def rendezvous(tmp_path):
 
 
 @pytest.fixture
+def slots_left_to_the_ticks(settings):
+    """These tests are about the ticks: the buyers' releases here leave freed slots to them
+    (REFILL_ON_RELEASE off in this process) instead of letting the next one in at once."""
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "REFILL_ON_RELEASE": False}
+
+
+@pytest.fixture
 def processes(request, tmp_path, celery_queue, rendezvous):
     started = []
     request.node.stash[CELERY_PROCESSES] = started  # their logs join a failure's report
@@ -195,6 +202,7 @@ def processes(request, tmp_path, celery_queue, rendezvous):
 
 
 @needs_shared_store
+@pytest.mark.usefixtures("slots_left_to_the_ticks")
 def test_two_workers_and_a_doubled_beat_admit_each_entry_once_within_capacity(
     processes, live_store
 ):
@@ -253,6 +261,7 @@ def test_two_workers_and_a_doubled_beat_admit_each_entry_once_within_capacity(
 
 
 @needs_shared_store
+@pytest.mark.usefixtures("slots_left_to_the_ticks")
 def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
     processes, tmp_path, live_store
 ):
@@ -300,6 +309,7 @@ def test_a_worker_killed_mid_tick_leaves_nothing_the_next_tick_cannot_finish(
 
 
 @needs_shared_store
+@pytest.mark.usefixtures("slots_left_to_the_ticks")
 def test_several_queues_are_spread_over_the_workers_and_a_busy_site_still_ticks_them(
     processes, live_store, rendezvous
 ):

@@ -6,6 +6,7 @@ import pytest
 from django.core import mail
 
 from ticketqueue import notifications, services, ticker
+from ticketqueue.courier import get_courier
 from ticketqueue.notifications import LocmemNotifier
 
 from .conftest import T0
@@ -106,6 +107,7 @@ def test_milestones_are_off_by_default_except_the_pass_reminder(make_queue, fake
     assert told("near") == told("soon") == []
 
 
+@pytest.mark.django_db(transaction=True)  # the courier's thread reads the user's email
 def test_each_milestone_reads_as_its_own_email(make_queue, now, fake_pacing, django_user_model):
     user = django_user_model.objects.create_user("fan", email="fan@example.com")
     queue = make_queue(
@@ -117,7 +119,8 @@ def test_each_milestone_reads_as_its_own_email(make_queue, now, fake_pacing, dja
     (near,) = mail.outbox
     assert near.to == ["fan@example.com"] and near.subject == "Almost your turn: Arena tour"
     assert "within 3 places of the front" in near.body
-    services.release_entry(queue, 1)
+    services.release_entry(queue, 1)  # the fan is let in at once, told by the courier
+    assert get_courier().join()
     tick(fake_pacing)
     now.advance(600 - 119)
     tick(fake_pacing)
