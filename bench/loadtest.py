@@ -742,6 +742,8 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
     grant_delay = granted_delays(run)
     update_delay, early = update_delays(run)
     purchase = [b.purchase_latency for b in buyers if b.purchase_latency is not None]
+    bought = sorted(b.bought_at for b in buyers if b.bought_at)
+    buy_span = bought[-1] - bought[0] if len(bought) > 1 else 0.0
     leave = [b.leave_latency for b in buyers if b.leave_latency is not None]
     eta_ratio = eta_accuracy(run)
     result = {
@@ -763,6 +765,7 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         "updates_faster_than_sampling": early,
         "updates_per_buyer": statistics.mean([b.updates for b in buyers]) if buyers else 0,
         "purchase_latency_s": {"p50": pct(purchase, 50), "p99": pct(purchase, 99)},
+        "purchases_per_s": (len(bought) - 1) / buy_span if buy_span > 0 else None,
         "leave_latency_s": {"p50": pct(leave, 50), "p99": pct(leave, 99)},
         "first_eta_shown_over_actual": {
             "buyers": len(eta_ratio),
@@ -788,7 +791,9 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         f"  update delay     p50 {fmt_ms(pct(update_delay, 50))}, "
         f"p99 {fmt_ms(pct(update_delay, 99))} (position changed -> shown; {len(update_delay)}"
         f" changes, {early} faster than the {run.args.sample_every * 1000:.0f} ms sampling)",
-        f"  purchase         p50 {fmt_ms(pct(purchase, 50))}, p99 {fmt_ms(pct(purchase, 99))}",
+        f"  purchase         p50 {fmt_ms(pct(purchase, 50))}, p99 {fmt_ms(pct(purchase, 99))};"
+        f" {len(bought)} orders, {(result['purchases_per_s'] or 0):.1f}/s from the first to"
+        " the last",
         f"  leave            p50 {fmt_ms(pct(leave, 50))}, p99 {fmt_ms(pct(leave, 99))}"
         " (leave sent -> acknowledged)",
         f"  first ETA        shown / actual p10 {fmt_ratio(pct(eta_ratio, 10))}, "

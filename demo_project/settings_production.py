@@ -40,11 +40,13 @@ TICKETQUEUE = {
     "STORE": "ticketqueue.store.redis.RedisStore",
     "REDIS_URL": REDIS_URL,
     "EMBEDDED_TICKER": False,  # Celery beat (or manage.py ticketqueue_ticker) ticks
-    # Admit in 2 rounds a second: a slot freed by a purchase is refilled within 500 ms. More
-    # rounds refill faster but send more broadcasts, and each one visits every socket of
-    # every socket process: at 10 rounds and 10,000 sockets that starved the purchases of
-    # CPU on this 2-core machine (docs/benchmarks.md, "End-to-end sale").
+    # Admit in 2 rounds a second. A slot freed by a purchase is refilled by the purchase itself
+    # (REFILL_ON_RELEASE; TICKETQUEUE_REFILL=0 leaves it to these rounds, for comparison). More
+    # rounds send more broadcasts, and each one visits every socket of every socket process:
+    # at 10 rounds and 10,000 sockets that starved the purchases of CPU on this 2-core machine
+    # (docs/benchmarks.md, "End-to-end sale").
     "TICK_BATCHES": 2,
+    "REFILL_ON_RELEASE": os.environ.get("TICKETQUEUE_REFILL", "1") == "1",
     # nginx (deploy/nginx.conf) appends the address it saw to X-Forwarded-For: the per-address
     # limits count that one, never what a client wrote before it.
     # nginx in front; the end-to-end sale sets 2 (a CDN in front of it: each simulated buyer
