@@ -106,43 +106,41 @@ return n
 
 
 # KEYS: connections hash, last-seen hash. ARGV: since, then a JSON array of identities.
-# Returns one string of '1' (live) and '0' per identity: a tick asking about 1,000 admitted
-# people sends one argument and reads back 1,000 bytes, not 2,000 reply elements.
-_CONNECTED = """
-local ids = cjson.decode(ARGV[2])
-local since = tonumber(ARGV[1])
-local out = {}
-for i = 1, #ids, 4000 do
-  local last = math.min(i + 3999, #ids)
-  local counts = redis.call('HMGET', KEYS[1], unpack(ids, i, last))
-  local seen = redis.call('HMGET', KEYS[2], unpack(ids, i, last))
-  for j = 1, last - i + 1 do
-    local live = counts[j] and tonumber(counts[j]) > 0 and seen[j] and tonumber(seen[j]) >= since
-    out[#out + 1] = live and '1' or '0'
+# each() visits every identity with (live, last seen), reading both hashes in slices.
+_SCAN = """
+local ids, since, out = cjson.decode(ARGV[2]), tonumber(ARGV[1]), {}
+local function each(visit)
+  for i = 1, #ids, 4000 do
+    local last = math.min(i + 3999, #ids)
+    local counts = redis.call('HMGET', KEYS[1], unpack(ids, i, last))
+    local seen = redis.call('HMGET', KEYS[2], unpack(ids, i, last))
+    for j = 1, last - i + 1 do
+      local live = counts[j] and tonumber(counts[j]) > 0 and seen[j] and tonumber(seen[j]) >= since
+      visit(live, seen[j])
+    end
   end
 end
-return table.concat(out)
 """
 
+# One string of '1' (live) and '0' per identity: a tick asking about 1,000 admitted people
+# sends one argument and reads back 1,000 bytes, not 2,000 reply elements.
+_CONNECTED = (
+    _SCAN
+    + """
+each(function(live) out[#out + 1] = live and '1' or '0' end)
+return table.concat(out)
+"""
+)
 
-# KEYS: connections hash, last-seen hash. ARGV: since, then a JSON array of identities.
-# Returns a JSON array: '' for a live identity, else its last-seen time ('-' never seen).
-_AWAY = """
-local ids = cjson.decode(ARGV[2])
-local since = tonumber(ARGV[1])
-local out = {}
-for i = 1, #ids, 4000 do
-  local last = math.min(i + 3999, #ids)
-  local counts = redis.call('HMGET', KEYS[1], unpack(ids, i, last))
-  local seen = redis.call('HMGET', KEYS[2], unpack(ids, i, last))
-  for j = 1, last - i + 1 do
-    local live = counts[j] and tonumber(counts[j]) > 0 and seen[j] and tonumber(seen[j]) >= since
-    out[#out + 1] = live and '' or (seen[j] or '-')
-  end
-end
+# A JSON array: '' for a live identity, else its last-seen time ('-' never seen).
+_AWAY = (
+    _SCAN
+    + """
+each(function(live, seen) out[#out + 1] = live and '' or (seen or '-') end)
 if #out == 0 then return '[]' end
 return cjson.encode(out)
 """
+)
 
 
 class _RedisPresence:
