@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": 25.0,
     "LIVE_BROADCAST": "auto",
     "WS_MAX_MESSAGE": 4096,
+    "SOCKETS_PER_PROCESS": None,
     "WS_MESSAGE_RATE": 5.0,
     "WS_MESSAGE_BURST": 20,
     "PASS_ISSUER": "ticketqueue",
@@ -133,6 +134,10 @@ HELP: dict[str, str] = {
     "LIVE_BROADCAST": (
         "How ticks reach the socket processes: 'redis' (pub/sub), 'local' (one process) or "
         "'auto' (redis with the RedisStore)."
+    ),
+    "SOCKETS_PER_PROCESS": (
+        "Most sockets one socket process holds (None: as many as its descriptor limit allows, "
+        "less a reserve); past it new ones get HTTP 503 with Retry-After."
     ),
     "WS_MAX_MESSAGE": (
         "Largest client WebSocket message in bytes; larger ones get an error (a join carrying "

@@ -16,6 +16,7 @@ from channels.sessions import InstanceSessionWrapper
 from .identity import identity_for
 from .limits import address_of_scope
 from .live.connection import QueueSocket, device_of_scope, scope_cookies
+from .live.headroom import get_headroom, refuse
 
 __all__ = ["QueueConsumer"]
 
@@ -47,6 +48,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
     groups: list[str] = []
 
     socket: QueueSocket
+    #: Whether this socket counts in the process's headroom (given back on disconnect).
+    held = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # channels' __init__ only gives each instance its own empty ``groups`` list.
@@ -74,6 +77,11 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
+        if not get_headroom().take():
+            # Full: turned away at the handshake; the sockets this process holds go on.
+            await refuse(self.scope, _socket_send(self.base_send))
+            raise StopConsumer()
+        self.held = True
         await self.accept()
         scope = self.scope
         identity = identity_for(scope.get("user"), scope_cookies(scope))
@@ -87,6 +95,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        if self.held:
+            self.held = False
+            get_headroom().give_back()
         await self.socket.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

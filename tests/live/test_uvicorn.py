@@ -128,3 +128,34 @@ async def test_refusals_through_the_lighter_protocol(served, visitor):
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
         assert closed.value.rcvd.code == 4404
+
+
+async def test_past_sockets_per_process_a_handshake_gets_503_and_the_others_go_on(
+    served, make_queue, visitor, live_settings
+):
+    live_settings.TICKETQUEUE = {**live_settings.TICKETQUEUE, "SOCKETS_PER_PROCESS": 2}
+    _, base = served
+    queue = await in_thread(make_queue)()
+    first, second, third = visitor(), visitor(), visitor()
+    async with socket_to(base, queue.slug, first.cookie) as one:
+        await next_message(one)
+        async with socket_to(base, queue.slug, second.cookie) as two:
+            await next_message(two)
+            with pytest.raises(InvalidStatus) as refused:
+                async with socket_to(base, queue.slug, third.cookie):
+                    pass
+            response = refused.value.response
+            assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+            assert json.loads(response.body)["code"] == "server_busy"
+            await two.send(json.dumps({"type": "join"}))
+            assert (await next_message(two))["position"] == 1  # still served
+        # One closed: once the server has seen it go, there is room again.
+        for _ in range(100):
+            try:
+                async with socket_to(base, queue.slug, third.cookie) as three:
+                    assert (await next_message(three))["type"] == "queue_update"
+                    break
+            except InvalidStatus:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the freed room was never given back")

@@ -31,6 +31,7 @@ from django.conf import settings
 from ..identity import identity_for, user_identity
 from ..limits import address_of_scope
 from .connection import QueueSocket, device_of_scope, in_thread, scope_cookies
+from .headroom import get_headroom, refuse
 
 __all__ = ["QueueSocketApp", "socket_identity"]
 
@@ -66,9 +67,13 @@ class QueueSocketApp:
         if not self.origins.valid_origin(_origin(scope)):
             await send({"type": "websocket.close"})  # before accepting: a 403 at the handshake
             return None
-        await send({"type": "websocket.accept"})
+        headroom = get_headroom()
+        if not headroom.take():
+            await refuse(scope, send)  # full: 503 + Retry-After, the sockets held go on
+            return None
         socket = QueueSocket()
         try:
+            await send({"type": "websocket.accept"})
             identity = await socket_identity(scope)
             await socket.open(send, slug, identity, address_of_scope(scope), device_of_scope(scope))
             while True:
@@ -80,6 +85,7 @@ class QueueSocketApp:
                 elif kind == "websocket.disconnect":
                     break
         finally:
+            headroom.give_back()
             await socket.close()
         return None
 

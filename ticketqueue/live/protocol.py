@@ -11,7 +11,7 @@ from typing import Any
 
 from django.utils.translation import gettext_noop
 
-from ..core import InvalidInput, TicketQueueError
+from ..core import InvalidInput, Throttled, TicketQueueError
 from ..errors import error_body
 
 __all__ = [
@@ -80,6 +80,15 @@ class RateLimited(TicketQueueError):
     code = "rate_limited"
     default_message = gettext_noop("Too many messages; slow down. Extra messages are ignored.")
     status = 429
+
+
+class ServerBusy(Throttled):
+    """This socket process is full (its descriptors or SOCKETS_PER_PROCESS): try again in a
+    moment, when a load balancer may send the handshake to another process."""
+
+    code = "server_busy"
+    default_message = gettext_noop("The waiting room is busy. Trying again in a moment…")
+    status = 503
 
 
 class IdentityRequired(TicketQueueError):
