@@ -66,6 +66,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            self._give_back()  # also when the task is cancelled before a disconnect
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels' dispatch closes stale DB connections around every frame (a thread hop per
@@ -95,10 +97,13 @@ class QueueConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        self._give_back()
+        await self.socket.close()
+
+    def _give_back(self) -> None:
         if self.held:
             self.held = False
             get_headroom().give_back()
-        await self.socket.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.socket.receive(text_data, bytes_data)
