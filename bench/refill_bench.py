@@ -86,7 +86,6 @@ def scenario(refill: bool, releases: int, pace: float) -> dict[str, Any]:
 
     import ticketqueue
     from ticketqueue import services, ticker
-    from ticketqueue.courier import get_courier
     from ticketqueue.store import get_store, live_channel
 
     tq = {**settings.TICKETQUEUE, "REFILL_ON_RELEASE": refill}
@@ -100,18 +99,14 @@ def scenario(refill: bool, releases: int, pace: float) -> dict[str, Any]:
         assert len(first.admitted) == CAPACITY
         tokens = {a.seq: token for a, token in first.passes}
         stop = threading.Event()
-
-        def tick_loop() -> None:
-            # run_loop's beat (one round a second), on this queue only: the bench database
-            # keeps other runs' queues, which a tick of every queue would load into the store.
-            courier = get_courier()
-            began, beats = time.perf_counter(), 0
-            while not stop.is_set():
-                ticker.run_tick(queues=[queue], notify=courier.turn, tell_absent=courier.send)
-                beats += 1
-                stop.wait(max(0.0, began + beats - time.perf_counter()))
-
-        loop = threading.Thread(target=tick_loop, daemon=True)
+        # run_loop as the embedded ticker runs it, on this queue only: the bench database
+        # keeps other runs' queues, which a tick of every queue would load into the store.
+        loop = threading.Thread(
+            target=ticker.run_loop,
+            args=(stop,),
+            kwargs={"cleanup_every": 0, "queues": [queue]},
+            daemon=True,
+        )
         loop.start()
         released_at: list[float] = []
         try:

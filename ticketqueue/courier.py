@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections
 
 from . import notifications
+from .milestones import Milestone
 
 if TYPE_CHECKING:
     from .models import Queue
@@ -51,7 +52,7 @@ class Courier:
     # -- what ticks call ----------------------------------------------------------------------
     def turn(self, queue: Queue, admissions: Sequence[Any]) -> int:
         """The tick's ``notify``: the admitted people away from the page, told off the tick."""
-        return self.send(queue, "turn", notifications.absent(queue, admissions))
+        return self.send(queue, Milestone.TURN, notifications.absent(queue, admissions))
 
     def send(self, queue: Queue, milestone: str, targets: Sequence[notifications.Target]) -> int:
         """The tick's ``tell_absent``: deliver later, on the courier's thread."""

@@ -85,7 +85,7 @@ def reached(queue: Queue, rate: float | None, now: float) -> list[Reached]:
             continue
         heads = store.head(qid, within, after=marks.get(milestone), limit=BATCH)
         if heads:
-            before = _raise(qid, milestone, heads[-1].order)
+            before = store.advance_mark(qid, milestone, heads[-1].order)
             found.extend(
                 Reached(milestone, w.seq, w.identity, now + WAITING_NEWS_TTL)
                 for w in heads
@@ -95,17 +95,13 @@ def reached(queue: Queue, rate: float | None, now: float) -> list[Reached]:
         after = max(marks.get(Milestone.ENDING, -math.inf), now)
         due = store.passes(qid, expires_after=after, expires_by=now + notice, limit=BATCH)
         if due:
-            before = _raise(qid, Milestone.ENDING, due[-1].expires_at)
+            before = store.advance_mark(qid, Milestone.ENDING, due[-1].expires_at)
             found.extend(
                 Reached(Milestone.ENDING, p.seq, p.identity, p.expires_at)
                 for p in due
                 if before is None or p.expires_at > before
             )
     return found
-
-
-def _raise(queue_id: str, milestone: Milestone, value: float) -> float | None:
-    return get_store().advance_mark(queue_id, milestone.value, value)
 
 
 #: (queue, milestone, [(seq, identity, until)]) -> how many were handed to the notifiers

@@ -30,6 +30,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import services
+from .milestones import Milestone
 
 if TYPE_CHECKING:
     from .models import Queue
@@ -59,7 +60,7 @@ log = logging.getLogger("ticketqueue")
 Target = tuple[int, str, float]
 
 #: The milestones of someone still waiting: their news has no pass behind it.
-WAITING_MILESTONES = frozenset({"near", "soon"})
+WAITING_MILESTONES = frozenset({Milestone.NEAR, Milestone.SOON})
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Recipient:
     identity: str
     expires_at: float | None
     url: str | None = None
-    milestone: str = "turn"
+    milestone: str = Milestone.TURN
     within: int | None = None
     minutes: int | None = None
 
@@ -85,12 +86,12 @@ class Recipient:
     def id(self) -> str:
         """Names this news: a receiver that sees it twice (a retried batch) drops the repeat."""
         base = f"{self.queue_id}.{self.seq}"
-        return base if self.milestone == "turn" else f"{base}.{self.milestone}"
+        return base if self.milestone == Milestone.TURN else f"{base}.{self.milestone}"
 
     def text(self) -> tuple[str, str]:
         """(title, body) in the active language: what a person reads on any channel."""
         queue = self.queue_name
-        if self.milestone == "near":
+        if self.milestone == Milestone.NEAR:
             return (
                 _("Almost your turn: %(queue)s") % {"queue": queue},
                 _(
@@ -99,7 +100,7 @@ class Recipient:
                 )
                 % {"within": self.within or 0, "queue": queue},
             )
-        if self.milestone == "soon":
+        if self.milestone == Milestone.SOON:
             return (
                 _("About %(minutes)d minutes to your turn: %(queue)s")
                 % {"minutes": self.minutes or 0, "queue": queue},
@@ -110,7 +111,7 @@ class Recipient:
                 % {"minutes": self.minutes or 0, "queue": queue},
             )
         until = datetime.fromtimestamp(self.expires_at or 0, tz=UTC).strftime("%H:%M")
-        if self.milestone == "ending":
+        if self.milestone == Milestone.ENDING:
             return (
                 _("Your pass ends soon: %(queue)s") % {"queue": queue},
                 _(
@@ -237,9 +238,9 @@ class WebhookNotifier(Notifier):
             "queue": {"id": first.queue_id, "slug": first.queue_slug, "name": first.queue_name},
             "sent_at": int(time.time()),
         }
-        if first.milestone == "near":
+        if first.milestone == Milestone.NEAR:
             body["within"] = first.within
-        elif first.milestone == "soon":
+        elif first.milestone == Milestone.SOON:
             body["minutes"] = first.minutes
         body["recipients"] = [
             {
@@ -384,7 +385,7 @@ def deliver(
     now: float | None = None,
     *,
     retry: bool = False,
-    milestone: str = "turn",
+    milestone: str = Milestone.TURN,
 ) -> int:
     """Tell these people through every notifier that they reached ``milestone``; returns how
     many were told.
@@ -414,8 +415,8 @@ def deliver(
             expires_at=None if waiting else until,
             url=link,
             milestone=milestone,
-            within=queue.notify_within if milestone == "near" else None,
-            minutes=queue.notify_minutes_left if milestone == "soon" else None,
+            within=queue.notify_within if milestone == Milestone.NEAR else None,
+            minutes=queue.notify_minutes_left if milestone == Milestone.SOON else None,
         )
         for seq, identity, until in targets
     ]

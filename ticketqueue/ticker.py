@@ -546,9 +546,11 @@ def run_loop(
     cleanup_every: float = 60.0,
     timer: Callable[[], float] = time.monotonic,
     courier: Courier | None = None,
+    queues: Sequence[Queue] | None = None,
 ) -> LoopReport:
     """Tick every ``interval`` seconds until ``stop`` is set (or ``ticks`` ticks ran), with a
     cleanup every ``cleanup_every`` seconds (0: never). Errors are logged, never fatal.
+    ``queues``: tick these only (default: every tickable queue, looked up each tick).
     Notifications go to the ``courier``'s thread (the process's own by default): a slow
     notifier never delays the next tick."""
     from .conf import queue_settings
@@ -561,6 +563,7 @@ def run_loop(
     while not stop.is_set() and (ticks is None or report.ticks < ticks):
         try:
             result = run_tick(
+                queues=queues,
                 batches=batches,
                 interval=interval,
                 notify=courier.turn,
