@@ -15,7 +15,7 @@ from channels.sessions import InstanceSessionWrapper
 
 from .identity import identity_for
 from .limits import address_of_scope
-from .live.connection import QueueSocket, device_of_scope, scope_cookies
+from .live.connection import QueueSocket, accept_message, device_of_scope, scope_cookies
 from .live.headroom import get_headroom, refuse
 
 __all__ = ["QueueConsumer"]
@@ -84,8 +84,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
             await refuse(self.scope, _socket_send(self.base_send))
             raise StopConsumer()
         self.held = True
-        await self.accept()
         scope = self.scope
+        accept = accept_message(scope)
+        await self.accept(subprotocol=accept.get("subprotocol"))
         identity = identity_for(scope.get("user"), scope_cookies(scope))
         slug = scope["url_route"]["kwargs"]["slug"]
         await self.socket.open(
@@ -94,6 +95,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             identity,
             address_of_scope(scope),
             device_of_scope(scope),
+            follows="subprotocol" in accept,
         )
 
     async def disconnect(self, code: int) -> None:

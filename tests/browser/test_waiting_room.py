@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from ticketqueue import services
 from ticketqueue.models import Queue
+from ticketqueue.place import Place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,12 +172,14 @@ def test_the_wait_counts_down_between_updates_and_each_update_resyncs_it(
 
     queue = off_loop(make)
     page = browser_page
-    said = []  # every eta_seconds the server sent this page
+    said = []  # the wait the server's frames give this page's place
+    place = Place()  # what the page should work out from them (protocol version 2)
 
     def heard(payload):
         message = json.loads(payload) if isinstance(payload, str) else {}
-        if message.get("eta_seconds") is not None:
-            said.append(message["eta_seconds"])
+        place.apply(message)
+        if message.get("type") in ("queue_update", "line") and place.eta_seconds is not None:
+            said.append(place.eta_seconds)
 
     page.on("websocket", lambda ws: ws.on("framereceived", heard))
     page.goto(f"{asgi_server}/queue/club/wait/")
@@ -190,7 +193,7 @@ def test_the_wait_counts_down_between_updates_and_each_update_resyncs_it(
         f"() => +document.querySelector('[data-tq=eta]').dataset.seconds <= {said[-1] - 2}",
         timeout=WAIT,
     )
-    # An update (two admitted) resyncs it to what the server says now.
+    # An update (two admitted: a line frame with the line's rate) resyncs it.
     heard_before = len(said)
     off_loop(services.tick, queue, limit=2, use_rate=False)
     expect(widget.locator('[data-tq="position"]')).to_have_text("2", timeout=WAIT)

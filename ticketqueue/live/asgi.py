@@ -30,7 +30,7 @@ from django.conf import settings
 
 from ..identity import identity_for, user_identity
 from ..limits import address_of_scope
-from .connection import QueueSocket, device_of_scope, in_thread, scope_cookies
+from .connection import QueueSocket, accept_message, device_of_scope, in_thread, scope_cookies
 from .headroom import get_headroom, refuse
 
 __all__ = ["QueueSocketApp", "socket_identity"]
@@ -73,9 +73,17 @@ class QueueSocketApp:
             return None
         socket = QueueSocket()
         try:
-            await send({"type": "websocket.accept"})
+            accept = accept_message(scope)
+            await send(accept)
             identity = await socket_identity(scope)
-            await socket.open(send, slug, identity, address_of_scope(scope), device_of_scope(scope))
+            await socket.open(
+                send,
+                slug,
+                identity,
+                address_of_scope(scope),
+                device_of_scope(scope),
+                follows="subprotocol" in accept,
+            )
             while True:
                 message = await receive()
                 kind = message["type"]

@@ -41,12 +41,13 @@ from .protocol import (
     IdentityRequired,
     InvalidMessage,
     MessageBucket,
+    SUBPROTOCOL,
     RateLimited,
     error_frame,
     parse_client_message,
 )
 
-__all__ = ["QueueSocket", "device_of_scope", "in_thread", "scope_cookies"]
+__all__ = ["QueueSocket", "accept_message", "device_of_scope", "in_thread", "scope_cookies"]
 
 log = logging.getLogger("ticketqueue.live")
 
@@ -81,6 +82,14 @@ def scope_cookies(scope: dict[str, Any]) -> dict[str, str]:
         if name == b"cookie":
             return parse_cookie(value.decode("latin1"))
     return {}
+
+
+def accept_message(scope: dict[str, Any]) -> dict[str, Any]:
+    """The handshake's acceptance: protocol version 2 when the client offered its
+    subprotocol, else version 1 (no subprotocol)."""
+    if SUBPROTOCOL in scope.get("subprotocols", ()):
+        return {"type": "websocket.accept", "subprotocol": SUBPROTOCOL}
+    return {"type": "websocket.accept"}
 
 
 def device_of_scope(scope: dict[str, Any]) -> str | None:
@@ -120,11 +129,14 @@ class QueueSocket:
         identity: str | None,
         address: str = "",
         device: str | None = None,
+        *,
+        follows: bool = False,
     ) -> None:
         """After the handshake was accepted: seat the socket and tell it the truth.
 
         ``address``: the client's (``limits.address_of_scope``), for the per-address limits;
-        ``device``: its device (``device_of_scope``), for queues with one device per person.
+        ``device``: its device (``device_of_scope``), for queues with one device per person;
+        ``follows``: the client speaks protocol version 2 (``accept_message``).
         """
         if identity is None:
             await refuse(send, IdentityRequired(), CLOSE_IDENTITY_REQUIRED)
@@ -168,7 +180,7 @@ class QueueSocket:
             float(queue_settings.WS_MESSAGE_BURST),
             self.clock,
         )
-        seat = Seat(identity, send, device)
+        seat = Seat(identity, send, device, follows=follows)
         # Subscribed before the status read: no broadcast after the read can be missed.
         self.room = await hub.attach(queue, seat)
         self.seat = seat

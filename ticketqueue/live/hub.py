@@ -30,6 +30,7 @@ from .protocol import (
     CLOSE_QUEUE_CLOSED,
     encode,
     error_frame,
+    line_frame,
     update_frame_head,
     update_frame_tail,
 )
@@ -40,6 +41,9 @@ log = logging.getLogger("ticketqueue.live")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: What a frame waiting behind a slow reader is: news (never replaced), a queue_update or a
+#: line frame (each replaced by the next of its kind).
+NEWS, UPDATE, LINE = 0, 1, 2
 #: Seats handled between two yields to the event loop during a fan-out.
 FANOUT_SLICE = 500
 #: Most seats whose exact position one resync pass reads from the store.
@@ -103,6 +107,7 @@ class Seat:
         "dirty",
         "eta",
         "expires_at",
+        "follows",
         "identity",
         "joining",
         "last_update",
@@ -120,9 +125,14 @@ class Seat:
         "touched",
     )
 
-    def __init__(self, identity: str, send: Send, device: str | None = None) -> None:
+    def __init__(
+        self, identity: str, send: Send, device: str | None = None, *, follows: bool = False
+    ) -> None:
         self.identity = identity
         self.device = device  # its digest, for a queue with one device per person
+        #: Protocol version 2: the client moves its own place by the room's ``line`` frames;
+        #: the hub keeps only what its last exact read said.
+        self.follows = follows
         self._base_send = send
         self.room: Room | None = None
         self.state: str | None = None  # None, "waiting" or "admitted"
@@ -145,24 +155,28 @@ class Seat:
         self.joining = False  # its own join is in flight: the reply, not the broadcast, answers
         self.closed = False
         self._inflight: asyncio.Future[Any] | None = None
-        self._backlog: list[tuple[bool, dict[str, Any]]] = []  # (is a queue_update, message)
+        self._backlog: list[tuple[int, dict[str, Any]]] = []  # (NEWS/UPDATE/LINE, message)
 
     # -- writing to the socket, in order, never waiting on a slow reader --------------------
     def send_text(self, text: str, *, update: bool = False) -> None:
-        self.send_message({"type": "websocket.send", "text": text}, update=update)
+        self.send_message({"type": "websocket.send", "text": text}, kind=UPDATE if update else NEWS)
 
-    def send_message(self, message: dict[str, Any], *, update: bool = False) -> None:
+    def send_message(self, message: dict[str, Any], *, kind: int = NEWS) -> bool:
+        """Write ``message`` now, or after the frames the socket is still busy with. A frame
+        queued right behind one of its kind replaces it; False when it replaced a ``line``
+        frame (its departures are lost to the client: the caller reads the seat again)."""
         if self.closed:
-            return
+            return True
         if self._inflight is not None:
             # The socket is still busy with an earlier frame: keep the order, and let a
             # queue_update replace one queued right before it (the newer one says it all).
-            if update and self._backlog and self._backlog[-1][0]:
-                self._backlog[-1] = (True, message)
-            else:
-                self._backlog.append((update, message))
-            return
+            if kind != NEWS and self._backlog and self._backlog[-1][0] == kind:
+                self._backlog[-1] = (kind, message)
+                return kind != LINE
+            self._backlog.append((kind, message))
+            return True
         self._start(message)
+        return True
 
     def _start(self, message: dict[str, Any]) -> None:
         try:
@@ -180,8 +194,8 @@ class Seat:
             self.closed = True
             return
         queued, self._backlog = self._backlog, []
-        for update, message in queued:
-            self.send_message(message, update=update)
+        for kind, message in queued:
+            self.send_message(message, kind=kind)
 
     def close(self, code: int) -> None:
         self.send_message({"type": "websocket.close", "code": code})
@@ -190,11 +204,15 @@ class Seat:
     # -- what the seat says ---------------------------------------------------------------
     def update_frame(self, room: Room) -> str:
         waiting = self.state == "waiting"
+        seen = None
+        if self.follows and waiting:
+            seen = (self.order, self.admitted_seen, self.departed_seen)
         return room.frame_head() + update_frame_tail(
             state=self.state,
             position=self.position if waiting else None,
             eta_seconds=self.eta if waiting else None,
             sold_out_likely=waiting and room.sold_out_likely(self.position),
+            seen=seen,
         )
 
     def granted_frame(self) -> str:
@@ -218,6 +236,8 @@ class Room:
         self.slug: str = queue.slug
         self.channel = transport.channel_name(self.queue_id)
         self.seats: set[Seat] = set()
+        #: The seats speaking protocol version 2: one shared ``line`` frame moves them all.
+        self.followers: set[Seat] = set()
         self.by_identity: dict[str, set[Seat]] = {}
         self.dirty: set[Seat] = set()
         self.queue_state: str = queue.state
@@ -236,17 +256,27 @@ class Room:
         self._resync_task: asyncio.Task[None] | None = None
         self._resyncing = False
         self._refreshed_at = hub.clock()
+        # The next line frame: what the ticks since the last one said (see _line_news).
+        self._line_news = False
+        self._line_admitted: int | None = None
+        self._line_departed: list[float] = []
+        self._line_departed_total: int | None = None
+        self._line_at = -math.inf
+        self._line_task: asyncio.Task[None] | None = None
 
     # -- membership -------------------------------------------------------------------------
     def add(self, seat: Seat) -> None:
         seat.room = self
         self.seats.add(seat)
+        if seat.follows:
+            self.followers.add(seat)
         self.by_identity.setdefault(seat.identity, set()).add(seat)
         if self._resync_task is None:
             self._resync_task = self.hub.loop.create_task(self._resync_loop())
 
     def remove(self, seat: Seat) -> None:
         self.seats.discard(seat)
+        self.followers.discard(seat)
         self.dirty.discard(seat)
         same = self.by_identity.get(seat.identity)
         if same is not None:
@@ -261,6 +291,9 @@ class Room:
         if self._resync_task is not None:
             self._resync_task.cancel()
             self._resync_task = None
+        if self._line_task is not None:
+            self._line_task.cancel()
+            self._line_task = None
 
     # -- sending updates, coalesced -----------------------------------------------------------
     def offer_update(
@@ -430,6 +463,10 @@ class Room:
         self.queue_state = message["s"]
         self.rate = message["r"]
         self.stock = stock = message.get("st")
+        if self.followers:
+            self._line_news_from(total, departed, departed_total)
+        if len(self.followers) == len(self.seats):
+            return  # every socket here follows the line frames itself
         active = self.active
         interval = float(queue_settings.UPDATE_INTERVAL)
         rate = self.rate
@@ -437,7 +474,7 @@ class Room:
         offer = self._offer
         for i, seat in enumerate(list(self.seats)):
             state = seat.state
-            if state == "admitted" or seat.closed:
+            if state == "admitted" or seat.closed or seat.follows:
                 continue  # a pass holder: the line's figures are no news to it
             position = seat.position
             if state == "waiting" and position is None and self.drawn:
@@ -477,6 +514,65 @@ class Room:
             offer(seat, frame, now, False, interval)
             if i % FANOUT_SLICE == FANOUT_SLICE - 1:
                 await asyncio.sleep(0)  # let the sockets' own frames in between slices
+
+    # -- protocol version 2: one line frame for every follower ----------------------------------
+    def _line_news_from(
+        self, admitted_total: int | None, departed: list[float], departed_total: int | None
+    ) -> None:
+        """Add a tick to the next line frame. Its departures join the ones not sent yet when
+        their numbers follow on; otherwise (a number jumped, after a store loss) the older
+        ones are dropped, so no order is ever sent under a wrong number: a client that misses
+        them only believes its place is further back until its next read."""
+        if departed_total is not None:
+            first = departed_total - len(departed) + 1
+            if first != (self._line_departed_total or 0) + 1 and self._line_departed:
+                self._line_departed = []
+            self._line_departed.extend(departed)
+            self._line_departed_total = departed_total
+        self._line_admitted = admitted_total
+        self._line_news = True
+        if self._line_task is None:
+            self._line_task = self.hub.loop.create_task(self._send_lines())
+
+    def _take_line_frame(self) -> str:
+        frame = line_frame(
+            queue_state=self.queue_state,
+            waiting=self.waiting,
+            active=self.active,
+            admitted_total=self._line_admitted,
+            departed=self._line_departed,
+            departed_total=self._line_departed_total,
+            rate=self.rate,
+            stock=self.stock,
+        )
+        self._line_departed = []
+        self._line_news = False
+        return frame
+
+    async def _send_lines(self) -> None:
+        """Send the line frame to every follower, at most once per UPDATE_INTERVAL.
+
+        The frame is made once and the same message goes to every socket. Ticks that arrive
+        while a fan-out runs go into the next frame, which starts when this one is done and
+        its interval is over: when a process cannot keep up, every socket's updates come a
+        little later, evenly, rather than some sockets' very late.
+        """
+        try:
+            while self._line_news:
+                wait = self._line_at + float(queue_settings.UPDATE_INTERVAL) - self.hub.clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._line_at = now = self.hub.clock()
+                message = {"type": "websocket.send", "text": self._take_line_frame()}
+                for i, seat in enumerate(list(self.followers)):
+                    if seat.state != "admitted" and not seat.closed:
+                        if not seat.send_message(message, kind=LINE):
+                            # A slow reader lost a line frame's departures: read it again.
+                            self.schedule_resync(seat, now, follow_up=True)
+                    if i % FANOUT_SLICE == FANOUT_SLICE - 1:
+                        await asyncio.sleep(0)
+        finally:
+            self._line_task = None
 
     def _each(self, items: Iterable[list[Any]]) -> Iterable[tuple[Seat, list[Any]]]:
         for item in items:
@@ -559,6 +655,8 @@ class Room:
             if seat.state == "waiting":
                 seat.position = seat.eta = None
                 seat.admitted_seen = seat.departed_seen = None
+                if seat.follows:  # told by its own frame: the line frames carry no places
+                    self.offer_update(seat, now=now)
             seat.resync_at = min(seat.resync_at, now + random.uniform(0, DRAW_RESYNC_WINDOW))  # noqa: S311
 
     def resync_all(self) -> None:

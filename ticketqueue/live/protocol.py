@@ -22,6 +22,7 @@ __all__ = [
     "CLOSE_QUEUE_NOT_FOUND",
     "CLOSE_THROTTLED",
     "FrameTooLarge",
+    "SUBPROTOCOL",
     "IdentityRequired",
     "InvalidFrame",
     "InvalidJSON",
@@ -31,11 +32,17 @@ __all__ = [
     "UnknownType",
     "encode",
     "error_frame",
+    "line_frame",
     "parse_client_message",
     "update_frame",
     "update_frame_head",
     "update_frame_tail",
 ]
+
+#: The WebSocket subprotocol of protocol version 2: a client that offers it hears one ``line``
+#: frame per queue update, the same bytes for every socket of the queue, and keeps its own
+#: place from it (docs/protocol.md, "Version 2"). A client that offers none speaks version 1.
+SUBPROTOCOL = "ticketqueue.v2"
 
 #: What a client may send; every other ``type`` gets ``unknown_type``.
 CLIENT_TYPES = frozenset({"join", "leave", "heartbeat", "status"})
@@ -138,13 +145,50 @@ def update_frame_tail(
     position: int | None,
     eta_seconds: int | None,
     sold_out_likely: bool = False,
+    seen: tuple[float | None, int | None, int | None] | None = None,
 ) -> str:
     """The part of a ``queue_update`` that is the socket's own (``sold_out_likely`` only
-    when true: the frame sent at scale stays as short as it was)."""
+    when true: the frame sent at scale stays as short as it was). ``seen``: for a version 2
+    socket, the entry's order and the admitted and departed totals the position reflects,
+    which the client moves its place from."""
     flag = ',"sold_out_likely":true' if sold_out_likely else ""
+    if seen is not None:
+        order, admitted, departed = seen
+        flag += (
+            f',"order":{"null" if order is None else json.dumps(order)},'
+            f'"admitted_total":{_json(admitted)},"departed_total":{_json(departed)}'
+        )
     return (
         f'"state":{_json(state)},"position":{_json(position)},'
         f'"eta_seconds":{_json(eta_seconds)}{flag}}}'
+    )
+
+
+def line_frame(
+    *,
+    queue_state: str,
+    waiting: int,
+    active: int,
+    admitted_total: int | None,
+    departed: list[float],
+    departed_total: int | None,
+    rate: float | None,
+    stock: int | None,
+) -> str:
+    """A version 2 ``line`` frame: how the line moved, the same for every socket of a queue.
+    ``departed`` are the orders of the departures numbered up to ``departed_total``."""
+    return encode(
+        {
+            "type": "line",
+            "queue_state": queue_state,
+            "waiting": waiting,
+            "active": active,
+            "admitted_total": admitted_total,
+            "departed_total": departed_total,
+            "departed": departed,
+            "rate": rate,
+            "stock": stock,
+        }
     )
 
 

@@ -25,6 +25,167 @@
   // Refusals of a proof in a row before the widget stops trying (a bug, not a bot).
   var PROOF_ATTEMPTS = 3;
 
+  // Protocol version 2 (docs/protocol.md): one shared `line` frame per update for every
+  // socket of the queue; the widget moves its own place by it, as Place below does.
+  var SUBPROTOCOL = 'ticketqueue.v2';
+  var HISTORY = 10000; // departures remembered, for an exact read older than the line frames
+
+  // The visitor's place, kept from the server's frames: the same arithmetic as
+  // ticketqueue/place.py. It moves forward by the admissions and the departures ahead of it
+  // since the last exact read, never below 1; a turn only ever comes as `granted`.
+  function Place() {
+    this.queueState = null;
+    this.waiting = null;
+    this.active = null;
+    this.rate = null;
+    this.stock = null;
+    this.admittedTotal = null;
+    this.departedTotal = null;
+    this.departures = []; // [number, order], oldest first
+    this.state = null;
+    this.position = null;
+    this.eta = null;
+    this.soldOutLikely = false;
+    this.order = null;
+    this.admittedSeen = null;
+    this.departedSeen = null;
+    this.readIn = null;
+  }
+
+  function isInt(value) {
+    return typeof value === 'number' && Math.floor(value) === value;
+  }
+
+  function newest(current, other) {
+    if (!isInt(other)) {
+      return current;
+    }
+    return current === null ? other : Math.max(current, other);
+  }
+
+  Place.prototype.apply = function (message) {
+    switch (message.type) {
+      case 'line':
+        this.line(message);
+        break;
+      case 'queue_update':
+        this.exact(message);
+        break;
+      case 'granted':
+        this.state = 'admitted';
+        this.position = this.eta = null;
+        break;
+      case 'revoked':
+      case 'left':
+        this.state = this.position = this.eta = this.order = null;
+        break;
+      case 'closed':
+        this.queueState = 'closed';
+        break;
+      default:
+        break;
+    }
+  };
+
+  Place.prototype.figures = function (message) {
+    if ('queue_state' in message) { this.queueState = message.queue_state; }
+    if ('waiting' in message) { this.waiting = message.waiting; }
+    if ('active' in message) { this.active = message.active; }
+  };
+
+  Place.prototype.exact = function (message) {
+    this.figures(message);
+    this.state = message.state === undefined ? null : message.state;
+    this.position = message.position === undefined ? null : message.position;
+    this.eta = message.eta_seconds === undefined ? null : message.eta_seconds;
+    this.soldOutLikely = message.sold_out_likely === true;
+    this.order = typeof message.order === 'number' ? message.order : null;
+    this.admittedSeen = isInt(message.admitted_total) ? message.admitted_total : null;
+    this.departedSeen = isInt(message.departed_total) ? message.departed_total : null;
+    this.readIn = this.queueState;
+    this.admittedTotal = newest(this.admittedTotal, this.admittedSeen);
+    this.catchUp(false);
+  };
+
+  Place.prototype.line = function (message) {
+    var departed = message.departed || [];
+    var total = message.departed_total;
+    var first;
+    var last;
+    var i;
+    this.figures(message);
+    this.rate = typeof message.rate === 'number' ? message.rate : null;
+    this.stock = isInt(message.stock) ? message.stock : null;
+    this.admittedTotal = newest(this.admittedTotal, message.admitted_total);
+    if (isInt(total)) {
+      first = total - departed.length + 1;
+      last = this.departures.length ? this.departures[this.departures.length - 1][0] : -Infinity;
+      for (i = 0; i < departed.length; i += 1) {
+        if (first + i > last) {
+          this.departures.push([first + i, departed[i]]);
+        }
+      }
+      if (this.departures.length > HISTORY) {
+        this.departures.splice(0, this.departures.length - HISTORY);
+      }
+      this.departedTotal = newest(this.departedTotal, total);
+    }
+    if (this.readIn === 'scheduled' && this.queueState !== 'scheduled' && this.queueState !== null) {
+      // The pre-queue was drawn: every place changed. Unknown until the next exact read.
+      this.position = this.eta = null;
+      this.readIn = this.queueState;
+    }
+    this.catchUp(true);
+  };
+
+  Place.prototype.catchUp = function (news) {
+    if (this.state !== 'waiting' || this.position === null) {
+      return;
+    }
+    var moved = this.moved();
+    if (moved) {
+      this.position = Math.max(1, this.position - moved);
+    }
+    if (moved || news) {
+      if (this.rate) {
+        this.eta = Math.ceil(this.position / this.rate);
+      }
+      this.soldOutLikely = this.stock !== null && (this.active || 0) + this.position > this.stock;
+    }
+  };
+
+  Place.prototype.moved = function () {
+    var moved = 0;
+    var i;
+    if (this.admittedSeen !== null && this.admittedTotal !== null &&
+        this.admittedTotal > this.admittedSeen) {
+      moved += this.admittedTotal - this.admittedSeen;
+      this.admittedSeen = this.admittedTotal;
+    }
+    if (this.departedSeen !== null && this.departedTotal !== null &&
+        this.departedTotal > this.departedSeen) {
+      for (i = this.departures.length - 1; i >= 0 && this.departures[i][0] > this.departedSeen; i -= 1) {
+        if (this.order !== null && this.departures[i][1] < this.order) {
+          moved += 1;
+        }
+      }
+      this.departedSeen = this.departedTotal;
+    }
+    return moved;
+  };
+
+  // What the widget shows, in the shape of a version 1 queue_update.
+  Place.prototype.view = function () {
+    return {
+      queue_state: this.queueState,
+      waiting: this.waiting,
+      state: this.state,
+      position: this.position,
+      eta_seconds: this.eta,
+      sold_out_likely: this.soldOutLikely
+    };
+  };
+
   function interpolate(text, params) {
     return String(text).replace(/%\((\w+)\)s/g, function (match, name) {
       return params && params[name] !== undefined && params[name] !== null ? params[name] : match;
@@ -66,6 +227,7 @@
     this.root = root;
     this.slug = data.queue;
     this.wsUrl = absoluteWsUrl(data.wsUrl || '/ws/queue/' + data.queue + '/');
+    this.place = new Place();
     this.checkoutUrl = data.checkoutUrl || '';
     this.statusUrl = data.statusUrl || '';
     this.workUrl = data.workUrl || '';
@@ -166,7 +328,7 @@
       return;
     }
     try {
-      ws = new WebSocket(this.wsUrl);
+      ws = new WebSocket(this.wsUrl, [SUBPROTOCOL]);
     } catch (e) {
       this.scheduleReconnect();
       return;
@@ -270,9 +432,11 @@
 
   // -- server messages ----------------------------------------------------------------------
   Widget.prototype.handle = function (message) {
+    this.place.apply(message);
     switch (message.type) {
       case 'queue_update':
-        this.onUpdate(message);
+      case 'line':
+        this.onUpdate(this.place.view());
         break;
       case 'granted':
         this.onGranted(message);
