@@ -263,3 +263,36 @@ def test_a_visitor_is_asked_to_log_in_for_a_queue_of_users(asgi_server, browser_
     assert login.get_attribute("href").endswith("?next=%2Fqueue%2Fmembers%2Fwait%2F")
     expect(widget.locator('[data-tq="error"]')).to_contain_text("Log in")
     expect(widget).to_have_attribute("data-state", "none")
+
+
+def test_the_widgets_place_keeps_the_same_arithmetic_as_the_python_one(
+    asgi_server, browser_page, off_loop
+):
+    """The widget's Place (JavaScript) and ticketqueue.place.Place, fed the same frames of
+    random sales (tests/live/test_place.py's model, frames lost included), agree after each."""
+    from tests.live.test_place import a_sale
+
+    queue = off_loop(make_queue_with_four_waiting)
+    page = browser_page
+    page.goto(f"{asgi_server}/queue/{queue.slug}/wait/")
+    page.wait_for_function("() => window.TicketQueue && window.TicketQueue.Place")
+    for seed in range(40):
+        frames = [frame for _, frame, _ in a_sale(seed)]
+        if seed % 2:  # a slow reader: every third line frame never arrives
+            frames = [f for i, f in enumerate(frames) if f["type"] != "line" or i % 3]
+        place = Place()
+        expected = []
+        for frame in frames:
+            place.apply(frame)
+            expected.append([place.state, place.position, place.eta_seconds, place.sold_out_likely])
+        shown = page.evaluate(
+            """(frames) => {
+                const place = new window.TicketQueue.Place();
+                return frames.map((frame) => {
+                    place.apply(frame);
+                    return [place.state, place.position, place.eta, place.soldOutLikely];
+                });
+            }""",
+            frames,
+        )
+        assert shown == expected, seed

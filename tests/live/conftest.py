@@ -4,6 +4,9 @@ ASGI application (origin check and auth included) and the hub, closed after each
 Socket tests run on both ways of serving the queue socket (the ``socket_app`` fixture): the
 Channels consumer behind the documented middleware stack, and the lean application."""
 
+import asyncio
+import json
+import socket
 import uuid
 
 import channels.testing.application
@@ -12,6 +15,7 @@ import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
+from websockets.asyncio.client import connect
 
 from ticketqueue import live, services
 from ticketqueue.identity import VISITOR_COOKIE, new_visitor_cookie
@@ -85,6 +89,51 @@ class Visitor:
 
 #: The test project's applications (tests/asgi.py) the socket tests run on.
 SOCKET_APPS = {"consumer": "application", "lean": "lean_application"}
+
+
+@pytest_asyncio.fixture(params=sorted(SOCKET_APPS))
+async def served(request, make_queue, hub):
+    """The test project's application (consumer or lean) under a real uvicorn server with
+    ticketqueue's lighter protocol (the path docs/protocol.md recommends first)."""
+    import uvicorn
+
+    import tests.asgi
+    from ticketqueue.live.uvicorn import WebSocketProtocol
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(64)
+    config = uvicorn.Config(
+        getattr(tests.asgi, SOCKET_APPS[request.param]),
+        ws=WebSocketProtocol,
+        ws_max_size=4096,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield server, f"ws://127.0.0.1:{listening.getsockname()[1]}"
+    server.should_exit = True
+    await asyncio.wait_for(serving, TIMEOUT)
+    listening.close()
+
+
+def socket_to(base, slug, cookie, origin="http://testserver", subprotocols=None):
+    """A real WebSocket client's socket to ``base`` (``served``); ``subprotocols``: offered
+    at the handshake (``["ticketqueue.v2"]`` for protocol version 2)."""
+    return connect(
+        f"{base}/ws/queue/{slug}/",
+        additional_headers={"Cookie": f"tq_visitor={cookie}", "Origin": origin},
+        open_timeout=TIMEOUT,
+        subprotocols=subprotocols,
+    )
+
+
+async def next_message(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
 
 
 @pytest.fixture(params=sorted(SOCKET_APPS))

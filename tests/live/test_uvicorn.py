@@ -4,17 +4,14 @@ consumer and the lean application."""
 
 import asyncio
 import json
-import socket
 
 import pytest
-import pytest_asyncio
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ticketqueue import services
 from ticketqueue.live.uvicorn import Inbox, WebSocketProtocol, Writable
 
-from .conftest import SOCKET_APPS, TIMEOUT, in_thread
+from .conftest import TIMEOUT, in_thread, next_message, socket_to
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -52,46 +49,6 @@ async def test_the_writable_flag_holds_writers_while_cleared():
     flag.set()
     assert await asyncio.gather(*writers) == [True, True]
     assert flag.is_set()
-
-
-@pytest_asyncio.fixture(params=sorted(SOCKET_APPS))
-async def served(request, make_queue, hub):
-    """The test project's application (consumer or lean) under uvicorn with the protocol."""
-    import uvicorn
-
-    import tests.asgi
-
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(64)
-    config = uvicorn.Config(
-        getattr(tests.asgi, SOCKET_APPS[request.param]),
-        ws=WebSocketProtocol,
-        ws_max_size=4096,
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield server, f"ws://127.0.0.1:{listening.getsockname()[1]}"
-    server.should_exit = True
-    await asyncio.wait_for(serving, TIMEOUT)
-    listening.close()
-
-
-def socket_to(base, slug, cookie, origin="http://testserver"):
-    return connect(
-        f"{base}/ws/queue/{slug}/",
-        additional_headers={"Cookie": f"tq_visitor={cookie}", "Origin": origin},
-        open_timeout=TIMEOUT,
-    )
-
-
-async def next_message(ws):
-    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
 
 
 async def test_the_queue_socket_through_the_lighter_protocol(served, make_queue, visitor):

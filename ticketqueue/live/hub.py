@@ -565,10 +565,11 @@ class Room:
                 self._line_at = now = self.hub.clock()
                 message = {"type": "websocket.send", "text": self._take_line_frame()}
                 for i, seat in enumerate(list(self.followers)):
-                    if seat.state != "admitted" and not seat.closed:
-                        if not seat.send_message(message, kind=LINE):
-                            # A slow reader lost a line frame's departures: read it again.
-                            self.schedule_resync(seat, now, follow_up=True)
+                    # A pass holder needs no line; a slow reader that lost a line frame's
+                    # departures (send_message False) is read again soon.
+                    waiting = seat.state != "admitted" and not seat.closed
+                    if waiting and not seat.send_message(message, kind=LINE):
+                        self.schedule_resync(seat, now, follow_up=True)
                     if i % FANOUT_SLICE == FANOUT_SLICE - 1:
                         await asyncio.sleep(0)
         finally:

@@ -982,7 +982,7 @@
     });
   }
 
-  window.TicketQueue = { scan: scan, widgets: widgets };
+  window.TicketQueue = { scan: scan, widgets: widgets, Place: Place };
   if (document.readyState === 'loading') {
     document.addEventListener('DOMContentLoaded', scan);
   } else {
