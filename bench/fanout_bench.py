@@ -1,0 +1,587 @@
+"""Fan-out at scale: 20,000 ... 100,000 waiting sockets on this box, load generator included.
+
+Several socket processes (the lean application under uvicorn with ticketqueue's protocol
+class: the path docs/protocol.md recommends first) share the sockets; one queue holds every
+socket's entry; the real tick runs once a second and admits a few, publishing through the real
+live transport. Everything runs at the defaults a site gets (UPDATE_INTERVAL 2 s, resyncs every
+RESYNC_INTERVAL 60 s); the only change is ``connect_ip`` off, because every socket here comes
+from 127.0.0.1 while it stands for a person at their own address. Nothing is settled before it
+is measured.
+
+The ramp adds sockets in steps. At each step it reports, over a window of ticks:
+
+- the largest gap between two updates of each client (p50, p99, how many over 5 s),
+- delivery from the publish: each ``line`` frame's arrival against the moment the tick that
+  it carries was published (protocol version 2 only; sampled clients),
+- sockets lost,
+- the step's connection storm: handshakes/s, and each new socket's time to its first position,
+- each server's memory per socket (RSS growth over the step / sockets added).
+
+    .venv/bin/python bench/fanout_bench.py [--steps 20000,40000,...] [--servers 6]
+        [--clients 6] [--window 30] [--protocol 2|1] [--results FILE] [--quick]
+
+--quick (CI): 2 servers, 2 client processes, steps 500,1000, a 6 s window; written to
+bench/results/fanout_quick.json only. A full run writes bench/results/fanout.json and the
+"100,000 waiting sockets" section of docs/benchmarks.md; ``--results FILE`` leaves the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import ws_bench  # noqa: E402
+from bench._report import write_section  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "fanout.json"
+QUICK_RESULTS = ROOT / "bench" / "results" / "fanout_quick.json"
+DOCS = ROOT / "docs" / "benchmarks.md"
+HEADING = "## 100,000 waiting sockets on one box (issue 18)"
+SUBPROTOCOL = "ticketqueue.v2"
+#: Admissions per tick: a line that moves, as in a sale.
+ADMIT_PER_TICK = 10
+TICK_SECONDS = 1.0
+#: Handshakes in flight at once per load-generator process.
+CONNECT_CONCURRENCY = 500
+#: One socket in this many records its line frames' arrival times (delivery from publish).
+SAMPLE_EVERY = 10
+GAP_LIMIT = 5.0
+
+
+def configure(redis_url: str) -> None:
+    from django.conf import settings
+
+    ws_bench.configure_django(redis_url)
+    # The defaults a site gets: ws_bench pushes resyncs out of its tick counts; here they run.
+    del settings.TICKETQUEUE["RESYNC_INTERVAL"]
+    settings.TICKETQUEUE["THROTTLE_RATES"] = {"connect_ip": None}
+
+
+# -- role: a socket process -------------------------------------------------------------------
+
+
+def serve(fd: int, redis_url: str) -> None:
+    ws_bench.raise_nofile()
+    configure(redis_url)
+    import django
+
+    django.setup()
+    import uvicorn
+
+    from ticketqueue.routing import QueueSocketApp
+
+    config = uvicorn.Config(
+        QueueSocketApp(),
+        ws="ticketqueue.live.uvicorn:WebSocketProtocol",
+        ws_per_message_deflate=False,
+        ws_max_size=4096,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+    )
+    uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+
+
+# -- role: a load generator -------------------------------------------------------------------
+
+
+class Client(asyncio.Protocol):
+    """A minimal WebSocket client (see ws_bench._Client) that offers the version 2
+    subprotocol and keeps, for its socket, the largest gap between two frames."""
+
+    __slots__ = ("buffer", "done", "fleet", "index", "last", "request", "transport", "upgraded")
+
+    def __init__(self, index: int, port: int, path: str, cookie: str, fleet: Fleet) -> None:
+        self.index = index
+        offer = f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n" if fleet.protocol == 2 else ""
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Origin: {ws_bench.ORIGIN}\r\nCookie: tq_visitor={cookie}\r\n{offer}\r\n"
+        ).encode()
+        self.fleet = fleet
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.done = False  # its first frame came, or it was refused or lost before one
+        self.transport: asyncio.Transport | None = None
+        self.last = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fleet.lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in buffer[:end].split(b"\r\n", 1)[0]:
+                self.fleet.refused(self)
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self.upgraded = True
+            del buffer[: end + 4]
+        while len(buffer) >= 2:
+            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                return
+            payload = bytes(buffer[offset : offset + length])
+            del buffer[: offset + length]
+            if opcode == 0x1:
+                self.fleet.frame(self, payload)
+            elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked by zeros
+                self.transport.write(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
+            elif opcode == 0x8 and self.transport is not None:
+                self.transport.close()
+
+
+class Fleet:
+    """Every socket of one load generator: first frames, gaps, sampled line arrivals."""
+
+    def __init__(self, protocol: int) -> None:
+        self.protocol = protocol
+        self.started: dict[int, float] = {}
+        self.first: dict[int, float] = {}  # index -> seconds from connect to first frame
+        self.gap: dict[int, float] = {}  # index -> largest gap in the window
+        self.window: float | None = None
+        self.arrivals: list[tuple[int, float]] = []  # (admitted_total, time), sampled
+        self.refusals = 0
+        self.losses = 0
+        self.granted: set[int] = set()
+        self.pending = 0
+        self.settled = asyncio.Event()
+
+    def frame(self, client: Client, payload: bytes) -> None:
+        now = time.time()
+        index = client.index
+        if not client.done:
+            self.first[index] = now - self.started[index]
+            self._done(client)
+        elif self.window is not None:
+            gap = now - max(client.last, self.window)
+            if gap > self.gap.get(index, 0.0):
+                self.gap[index] = gap
+        client.last = now
+        if payload.startswith(b'{"type":"granted"'):
+            self.granted.add(index)
+        elif index % SAMPLE_EVERY == 0 and payload.startswith(b'{"type":"line"'):
+            total = json.loads(payload)["admitted_total"]
+            self.arrivals.append((total, now))
+
+    def refused(self, client: Client | None) -> None:
+        self.refusals += 1
+        self._done(client)
+
+    def lost(self, client: Client) -> None:
+        if client.done:
+            self.losses += 1 if client.index in self.first else 0
+        else:
+            self.refused(client)
+
+    def _done(self, client: Client | None) -> None:
+        if client is not None:
+            if client.done:
+                return
+            client.done = True
+        self.pending -= 1
+        if self.pending <= 0:
+            self.settled.set()
+
+
+def run_clients(port_list: str, path: str, cookies_file: str, protocol: int) -> None:
+    ws_bench.raise_nofile()
+    cookies = json.loads(Path(cookies_file).read_text())
+    asyncio.run(_clients([int(p) for p in port_list.split(",")], path, cookies, protocol))
+
+
+async def _clients(ports: list[int], path: str, cookies: list[str], protocol: int) -> None:
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    fleet = Fleet(protocol)
+    clients: list[Client] = []
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    opened = 0
+
+    async def connect(index: int) -> None:
+        async with gate:
+            port = ports[index % len(ports)]
+            fleet.started[index] = time.time()
+            try:
+                _, client = await loop.create_connection(
+                    lambda: Client(index, port, path, cookies[index], fleet), "127.0.0.1", port
+                )
+                clients.append(client)
+            except OSError:
+                fleet.refused(None)
+                return
+            deadline = time.time() + 120
+            while index not in fleet.first and not client.transport.is_closing():  # type: ignore[union-attr]
+                if time.time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+
+    tasks: list[asyncio.Task[None]] = []
+    while True:
+        command, _, arg = (await commands.get()).partition(" ")
+        if command == "open":  # open up to this many sockets in all
+            upto = min(int(arg), len(cookies))
+            fleet.settled.clear()
+            fleet.pending = upto - opened
+            began = time.time()
+            tasks += [asyncio.create_task(connect(i)) for i in range(opened, upto)]
+            firsts_before = set(fleet.first)
+            if fleet.pending > 0:
+                await fleet.settled.wait()
+            new = [fleet.first[i] for i in range(opened, upto) if i in fleet.first]
+            _say(
+                event="opened",
+                seconds=time.time() - began,
+                connected=len(new),
+                refused=fleet.refusals,
+                first=new,
+                before=len(firsts_before),
+            )
+            opened = upto
+        elif command == "window":
+            fleet.window, fleet.gap, fleet.arrivals = time.time(), {}, []
+            for client in clients:
+                client.last = 0.0
+        elif command == "report":
+            end = time.time()
+            gaps = []
+            for client in clients:
+                if client.index in fleet.granted or client.index not in fleet.first:
+                    continue  # a pass holder hears no line: only the waiting count
+                if client.transport is not None and not client.transport.is_closing():
+                    tail = end - max(client.last, fleet.window or end)
+                    gaps.append(max(fleet.gap.get(client.index, 0.0), tail))
+            fleet.window = None
+            _say(event="report", gaps=gaps, arrivals=fleet.arrivals, lost=fleet.losses)
+        elif command == "quit":
+            break
+    for client in clients:
+        if client.transport is not None:
+            client.transport.abort()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _say(**message: Any) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+# -- the orchestrator -------------------------------------------------------------------------
+
+
+class Generator:
+    def __init__(self, ports: list[int], path: str, cookies: list[str], protocol: int) -> None:
+        self.file = Path(f"/tmp/fanout-cookies-{os.getpid()}-{id(self)}.json")  # noqa: S108
+        self.file.write_text(json.dumps(cookies))
+        self.size = len(cookies)
+        self.proc = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                "clients",
+                "--ports",
+                ",".join(map(str, ports)),
+                "--path",
+                path,
+                "--cookies",
+                str(self.file),
+                "--protocol",
+                str(protocol),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+
+    def tell(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def hear(self, event: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a load generator stopped before {event!r}")
+            message = json.loads(line)
+            if message["event"] == event:
+                return message
+
+    def close(self) -> None:
+        try:
+            self.tell("quit")
+            self.proc.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+        self.file.unlink(missing_ok=True)
+
+
+class Ticker(threading.Thread):
+    """The real tick, once a second, admitting a few; notes when each tick's publish returned
+    (keyed by the admitted total its line frame carries)."""
+
+    def __init__(self, queue: Any) -> None:
+        super().__init__(daemon=True)
+        self.queue = queue
+        self.published: dict[int, float] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from ticketqueue import services, signals
+
+        def published(sender: Any, queue: Any, result: Any, **kwargs: Any) -> None:
+            if result.counts is not None:
+                self.published.setdefault(result.counts.admitted_total, time.time())
+
+        # Connected after the live publisher's receiver: it runs right after the publish.
+        signals.queue_ticked.connect(published, weak=False, dispatch_uid="fanout.published")
+        while not self.stopping.is_set():
+            began = time.time()
+            services.tick(self.queue, limit=ADMIT_PER_TICK)
+            self.stopping.wait(max(0.0, TICK_SECONDS - (time.time() - began)))
+
+
+def summarise_step(
+    step: int,
+    reports: list[dict[str, Any]],
+    opened: list[dict[str, Any]],
+    published: dict[int, float],
+    rss_growth: list[int],
+    added: int,
+) -> dict[str, Any]:
+    gaps = [g for r in reports for g in r["gaps"]]
+    delivery = [
+        arrival - published[total]
+        for r in reports
+        for total, arrival in r["arrivals"]
+        if total in published and arrival >= published[total]
+    ]
+    firsts = [f for o in opened for f in o["first"]]
+    seconds = max(o["seconds"] for o in opened)
+    connected = sum(o["connected"] for o in opened)
+    pct = ws_bench.percentile
+    return {
+        "sockets": step,
+        "held": len(gaps),
+        "lost": sum(r["lost"] for r in reports),
+        "gap_p50_s": round(pct(gaps, 0.5), 2),
+        "gap_p99_s": round(pct(gaps, 0.99), 2),
+        "gap_max_s": round(max(gaps), 2) if gaps else None,
+        "over_5s": sum(1 for g in gaps if g > GAP_LIMIT),
+        "delivery_p50_ms": round(1000 * pct(delivery, 0.5), 1) if delivery else None,
+        "delivery_p99_ms": round(1000 * pct(delivery, 0.99), 1) if delivery else None,
+        "opened": connected,
+        "refused": sum(o["refused"] for o in opened),
+        "open_seconds": round(seconds, 1),
+        "handshakes_per_s": round(connected / seconds, 0) if seconds else None,
+        "first_position_p99_s": round(pct(firsts, 0.99), 2) if firsts else None,
+        "kib_per_socket": round(sum(rss_growth) / max(1, added), 1),
+    }
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    steps = [int(s) for s in args.steps.split(",")]
+    total = max(steps)
+    runs: list[dict[str, Any]] = []
+    with ws_bench.private_redis() as (redis_url, _):
+        configure(redis_url)
+        import django
+
+        django.setup()
+        ws_bench.ensure_database()
+        queue, cookies = ws_bench.make_queue(total + args.ahead)
+        cookies = cookies[args.ahead :]  # the first places stand for people with no socket here
+        servers, listening = [], []
+        for _ in range(args.servers):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(4096)
+            listening.append(sock)
+            servers.append(
+                subprocess.Popen(  # noqa: S603
+                    [
+                        sys.executable,
+                        __file__,
+                        "--role",
+                        "server",
+                        "--fd",
+                        str(sock.fileno()),
+                        "--redis",
+                        redis_url,
+                    ],
+                    pass_fds=[sock.fileno()],
+                )
+            )
+        ports = [s.getsockname()[1] for s in listening]
+        shares = [cookies[i :: args.clients] for i in range(args.clients)]
+        path = f"/ws/queue/{queue.slug}/"
+        generators = [Generator(ports, path, share, args.protocol) for share in shares]
+        ticker = Ticker(queue)
+        ticker.start()
+        try:
+            # A few sockets first: each process's imports and first-connection costs are not
+            # any step's memory or handshake rate.
+            previous = args.clients * max(1, args.warm // args.clients)
+            for g in generators:
+                g.tell(f"open {previous // len(generators)}")
+            for g in generators:
+                g.hear("opened")
+            time.sleep(2)
+            rss = [ws_bench.rss_kib(p.pid) for p in servers]
+            for step in steps:
+                print(f"-- {step} sockets", flush=True)
+                for g in generators:
+                    g.tell(f"open {step // len(generators)}")
+                opened = [g.hear("opened") for g in generators]
+                now_rss = [ws_bench.rss_kib(p.pid) for p in servers]
+                growth = [b - a for a, b in zip(rss, now_rss, strict=True)]
+                rss = now_rss
+                time.sleep(args.window / 6)  # the first updates after the storm go out
+                for g in generators:
+                    g.tell("window")
+                time.sleep(args.window)
+                for g in generators:
+                    g.tell("report")
+                reports = [g.hear("report") for g in generators]
+                row = summarise_step(
+                    step, reports, opened, dict(ticker.published), growth, step - previous
+                )
+                previous = step
+                print(json.dumps(row), flush=True)
+                runs.append(row)
+        finally:
+            ticker.stopping.set()
+            ticker.join(timeout=30)
+            for g in generators:
+                g.close()
+            for p in servers:
+                p.terminate()
+            for p in servers:
+                p.wait(timeout=60)
+            queue.delete()
+    payload = {
+        "command": " ".join(["python bench/fanout_bench.py", *sys.argv[1:]]),
+        "date": datetime.now(tz=UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}",
+        "servers": args.servers,
+        "load_generators": args.clients,
+        "protocol": args.protocol,
+        "window_s": args.window,
+        "runs": runs,
+    }
+    results = Path(args.results) if args.results else QUICK_RESULTS if args.quick else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(payload, indent=2) + "\n")
+    if not args.quick and not args.results:
+        write_docs(payload)
+
+
+def write_docs(payload: dict[str, Any]) -> None:
+    lines = [
+        HEADING,
+        "",
+        f"`{payload['command']}` ({payload['date']}, {payload['machine']}): "
+        f"{payload['servers']} socket processes (lean application, uvicorn, "
+        "`ticketqueue.live.uvicorn:WebSocketProtocol`), "
+        f"{payload['load_generators']} load-generator processes, one Redis, the tick once a "
+        f"second admitting {ADMIT_PER_TICK}, all on this machine's cores; protocol version "
+        f"{payload['protocol']}; defaults (UPDATE_INTERVAL 2 s, RESYNC_INTERVAL 60 s); each "
+        f"step measured over {payload['window_s']} s.",
+        "",
+        "| sockets | largest gap between updates, p50 / p99 of clients | over 5 s | lost "
+        "| delivery from the publish p50 / p99 | step's handshakes/s | first position p99 "
+        "| KiB per socket |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["runs"]:
+        delivery = (
+            f"{r['delivery_p50_ms']} / {r['delivery_p99_ms']} ms"
+            if r["delivery_p50_ms"] is not None
+            else "-"
+        )
+        lines.append(
+            f"| {r['sockets']:,} | {r['gap_p50_s']} / {r['gap_p99_s']} s | {r['over_5s']:,} "
+            f"| {r['lost']} | {delivery} | {r['handshakes_per_s']:,.0f} "
+            f"| {r['first_position_p99_s']} s | {r['kib_per_socket']} |"
+        )
+    write_section(HEADING, "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", default="20000,40000,60000,80000,100000")
+    parser.add_argument("--servers", type=int, default=6)
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--ahead", type=int, default=1000, help="places with no socket here")
+    parser.add_argument("--warm", type=int, default=200, help="sockets opened before step one")
+    parser.add_argument("--protocol", type=int, default=2, choices=[1, 2])
+    parser.add_argument("--results")
+    parser.add_argument(
+        "--role", default="orchestrator", choices=["orchestrator", "server", "clients"]
+    )
+    parser.add_argument("--fd", type=int)
+    parser.add_argument("--redis")
+    parser.add_argument("--ports")
+    parser.add_argument("--path")
+    parser.add_argument("--cookies")
+    args = parser.parse_args()
+    if args.role == "server":
+        serve(args.fd, args.redis)
+    elif args.role == "clients":
+        run_clients(args.ports, args.path, args.cookies, args.protocol)
+    else:
+        if args.quick:
+            args.steps, args.servers, args.clients, args.window = "500,1000", 2, 2, 6.0
+            args.ahead, args.warm = 100, 20
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
