@@ -483,6 +483,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 time.sleep(args.window / 6)  # the first updates after the storm go out
                 for g in generators:
                     g.tell("window")
+                print(f"   measuring for {args.window} s", flush=True)
                 time.sleep(args.window)
                 for g in generators:
                     g.tell("report")

@@ -86,6 +86,7 @@ __all__ = [
     "settle_closed",
     "sold_out_likely",
     "status",
+    "statuses",
     "sync_journal",
     "tick",
 ]
@@ -408,6 +409,19 @@ def status(queue: Queue, identity: str, now: float | None = None) -> Status:
     now = _now(now)
     located = _call(queue, lambda s: s.locate(queue.store_id, identity, now), now)
     return _status(queue, located.placement, located.counts, now)
+
+
+def statuses(
+    queue: Queue, identities: Sequence[str], now: float | None = None
+) -> dict[str, Status]:
+    """``status`` of many identities, read in one store round trip where the store can (a
+    socket process's resyncs)."""
+    now = _now(now)
+    located = _call(queue, lambda s: s.locate_many(queue.store_id, identities, now), now)
+    return {
+        identity: _status(queue, found.placement, found.counts, now)
+        for identity, found in zip(identities, located, strict=True)
+    }
 
 
 # -- presence -----------------------------------------------------------------------------

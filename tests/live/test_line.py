@@ -116,3 +116,27 @@ async def test_updates_between_two_lines_are_merged_into_one(served, make_queue,
         assert len(merged["departed"]) == 3
         exact = await in_thread(services.status)(queue, me.identity)
         assert place.position == exact.position == 12 - 1 - 1 - 3
+
+
+async def test_the_plain_client_in_the_docs_follows_its_place_to_its_pass(
+    served, make_queue, visitor
+):
+    """docs/protocol.md's Python client, run as written: it takes a place and returns its pass."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    example = text.split("A plain Python client", 1)[1].split("```python\n", 1)[1]
+    namespace = {}
+    exec(example.split("```", 1)[0], namespace)  # noqa: S102 - our own documentation
+    _, base = served
+    queue = await in_thread(make_queue)()
+    ahead, me = visitor(), visitor()
+    await in_thread(services.join)(queue, ahead.identity)
+    site = base.replace("ws", "http", 1)
+    following = asyncio.ensure_future(namespace["follow"](site, queue.slug, me.cookie))
+    while (await in_thread(services.status)(queue, me.identity)).position != 2:
+        await asyncio.sleep(0.05)
+    await in_thread(services.tick)(queue, limit=2)
+    token = await asyncio.wait_for(following, TIMEOUT)
+    exact = await in_thread(services.status)(queue, me.identity)
+    assert exact.state == "admitted" and token == exact.pass_token

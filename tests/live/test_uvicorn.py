@@ -120,3 +120,14 @@ async def test_past_sockets_per_process_a_handshake_gets_503_and_the_others_go_o
                 await asyncio.sleep(0.05)
         else:
             raise AssertionError("the freed room was never given back")
+
+
+async def test_a_prepared_frame_is_exactly_the_frame_websockets_would_write():
+    from websockets.frames import Frame, Opcode
+
+    from ticketqueue.live.protocol import prepared_text_frame
+
+    for size in (0, 125, 126, 65535, 65536):
+        text = "é" * (size // 2) + "x" * (size % 2)
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+        assert prepared_text_frame(text) == expected

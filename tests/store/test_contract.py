@@ -763,3 +763,15 @@ def test_lock_has_one_owner_at_a_time(store):
     assert not store.acquire_lock("tick:7", "b", 30)
     store.release_lock("tick:7", "a")
     assert store.acquire_lock("tick:7", "b", 30)
+
+
+def test_locate_many_is_locate_for_each(store):
+    setup(store, capacity=2)
+    join_many(store, 5)
+    store.admit(Q, T0 + 1)  # u0, u1
+    store.leave(Q, "u3", T0 + 2)
+    names = ["u4", "u0", "nobody", "u3", "u2"]
+    assert store.locate_many(Q, names, T0 + 3) == [store.locate(Q, n, T0 + 3) for n in names]
+    assert store.locate_many(Q, [], T0 + 3) == []
+    with pytest.raises(QueueUnavailable):
+        store.locate_many("never-loaded", ["u0"], T0)

@@ -28,9 +28,11 @@ from . import transport
 from .protocol import (
     CLOSE_DEVICE,
     CLOSE_QUEUE_CLOSED,
+    PREPARED,
     encode,
     error_frame,
     line_frame,
+    prepared_text_frame,
     update_frame_head,
     update_frame_tail,
 )
@@ -563,7 +565,12 @@ class Room:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self._line_at = now = self.hub.clock()
-                message = {"type": "websocket.send", "text": self._take_line_frame()}
+                text = self._take_line_frame()
+                message = {
+                    "type": "websocket.send",
+                    "text": text,
+                    PREPARED: prepared_text_frame(text),
+                }
                 for i, seat in enumerate(list(self.followers)):
                     # A pass holder needs no line; a slow reader that lost a line frame's
                     # departures (send_message False) is read again soon.
@@ -729,13 +736,10 @@ def _statuses(queue: Any, identities: list[str], refresh: bool) -> tuple[Any, di
     if refresh:
         # A new row, not refresh_from_db(): other threads read the room's row meanwhile.
         queue = type(queue).objects.get(pk=queue.pk)
-    statuses = {}
-    for identity in identities:
-        try:
-            statuses[identity] = services.status(queue, identity)
-        except TicketQueueError:
-            continue
-    return queue, statuses
+    try:
+        return queue, services.statuses(queue, identities)
+    except TicketQueueError:  # the store is rebuilding the queue: read again later
+        return queue, {}
 
 
 _read_statuses = database_sync_to_async(_statuses, thread_sensitive=False)

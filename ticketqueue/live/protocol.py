@@ -27,6 +27,7 @@ __all__ = [
     "InvalidFrame",
     "InvalidJSON",
     "InvalidMessage",
+    "PREPARED",
     "MessageBucket",
     "RateLimited",
     "UnknownType",
@@ -34,6 +35,7 @@ __all__ = [
     "error_frame",
     "line_frame",
     "parse_client_message",
+    "prepared_text_frame",
     "update_frame",
     "update_frame_head",
     "update_frame_tail",
@@ -43,6 +45,12 @@ __all__ = [
 #: frame per queue update, the same bytes for every socket of the queue, and keeps its own
 #: place from it (docs/protocol.md, "Version 2"). A client that offers none speaks version 1.
 SUBPROTOCOL = "ticketqueue.v2"
+
+#: A key of ours in a ``websocket.send`` message: the text already framed for the wire
+#: (``prepared_text_frame``). The same line frame goes to thousands of sockets, and a server
+#: frame is the same bytes on every socket without compression, so ticketqueue's uvicorn
+#: protocol writes it as is; any other server ignores the key and frames the text itself.
+PREPARED = "ticketqueue.prepared"
 
 #: What a client may send; every other ``type`` gets ``unknown_type``.
 CLIENT_TYPES = frozenset({"join", "leave", "heartbeat", "status"})
@@ -205,6 +213,19 @@ def update_frame(
     return update_frame_head(
         queue_state=queue_state, waiting=waiting, active=active
     ) + update_frame_tail(state=state, position=position, eta_seconds=eta_seconds)
+
+
+def prepared_text_frame(text: str) -> bytes:
+    """``text`` as one final, unmasked, uncompressed WebSocket text frame (RFC 6455 5.2)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
 
 def parse_client_message(text: str | None, data: bytes | None, max_bytes: int) -> dict[str, Any]:

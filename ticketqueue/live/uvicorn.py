@@ -8,8 +8,9 @@ about 3 KiB), an ``asyncio.Event`` for write flow control (one more deque) and t
 request and response with all their headers (about 3 KiB more), on a socket that has long
 been upgraded. This subclass changes exactly that and nothing else: a list and one future
 instead of the queue, a flag instead of the event, and the handshake dropped once the socket is
-accepted (uvicorn never reads it again). Frames, keepalive pings, limits, flow control and
-closing are uvicorn's own code.
+accepted (uvicorn never reads it again). One addition: a ``line`` frame the hub already
+framed for every socket (``protocol.PREPARED``) is written as is. Everything else (frames,
+keepalive pings, limits, flow control and closing) is uvicorn's own code.
 
 It subclasses uvicorn's implementation, so it is tied to it: written against uvicorn 0.54 (the
 version pinned in requirements/test.txt) and tested under it (tests/live/test_uvicorn.py runs
@@ -23,6 +24,9 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+from .protocol import PREPARED
 
 __all__ = ["Inbox", "WebSocketProtocol", "Writable"]
 
@@ -112,6 +116,26 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Writable()  # type: ignore[assignment]
         self.writable.set()
+
+    async def send(self, message: Any) -> None:
+        # A frame the hub framed once for every socket (protocol.PREPARED): written as is while
+        # the socket is open, writable and uncompressed, which is what framing it here would
+        # produce (websockets keeps no state for a whole text frame sent). Else uvicorn's path.
+        prepared = message.get(PREPARED)
+        if (
+            prepared is not None
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.writable.is_set()
+            and self.conn.state is State.OPEN
+            and not self.conn.extensions
+            and not self.conn.expect_continuation_frame
+        ):
+            self.transport.write(prepared)
+            return
+        await super().send(message)
 
     def start_keepalive(self) -> None:
         # Called once, right after the accepted handshake's response was written: the request

@@ -297,6 +297,12 @@ class QueueStore(abc.ABC):
         """The identity's live entry (or None) and the queue's counts at ``now``, in one
         atomic step."""
 
+    def locate_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[Located]:
+        """``locate`` for each identity, in order (each its own atomic step): a socket
+        process's resync reads hundreds at once, and a store may answer them in one round
+        trip."""
+        return [self.locate(queue_id, identity, now) for identity in identities]
+
     @abc.abstractmethod
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         """Mark the identity's waiting entry as seen now; False if it has no live entry (an

@@ -411,6 +411,24 @@ class RedisStore(QueueStore):
         reply = self._run("locate", queue_id, [identity, _num(now)])
         return Located(_placement(reply[1]) if len(reply) > 1 else None, _counts(reply[0]))
 
+    def locate_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[Located]:
+        # One pipeline (not a transaction): each lookup is its own script, all in one round trip.
+        if not identities:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        keys = [*self._keys(queue_id)]
+        script = self._scripts["locate"]
+        for identity in identities:
+            script(keys=keys, args=[identity, _num(now)], client=pipe)
+        located = []
+        for reply in pipe.execute():
+            if _text(reply[0]) == "unavailable":
+                raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+            found = reply[1:]
+            placement = _placement(found[1]) if len(found) > 1 else None
+            located.append(Located(placement, _counts(found[0])))
+        return located
+
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         (seen,) = self._run("touch", queue_id, [identity, _num(now)])
         return bool(seen)
@@ -693,5 +711,5 @@ def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
-for _name in QueueStore.__abstractmethods__:
+for _name in (*QueueStore.__abstractmethods__, "locate_many"):
     setattr(RedisStore, _name, _reachable(getattr(RedisStore, _name)))
