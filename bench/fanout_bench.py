@@ -58,6 +58,8 @@ ADMIT_PER_TICK = 10
 TICK_SECONDS = 1.0
 #: Handshakes in flight at once per load-generator process.
 CONNECT_CONCURRENCY = 500
+#: What the widget sends every HEARTBEAT_INTERVAL (25 s), as a client frame (masked, RFC 6455).
+HEARTBEAT = b'{"type":"heartbeat"}'
 #: One socket in this many records its line frames' arrival times (delivery from publish).
 SAMPLE_EVERY = 10
 GAP_LIMIT = 5.0
@@ -169,8 +171,9 @@ class Client(asyncio.Protocol):
 class Fleet:
     """Every socket of one load generator: first frames, gaps, sampled line arrivals."""
 
-    def __init__(self, protocol: int) -> None:
+    def __init__(self, protocol: int, heartbeat: float) -> None:
         self.protocol = protocol
+        self.heartbeat = heartbeat
         self.started: dict[int, float] = {}
         self.first: dict[int, float] = {}  # index -> seconds from connect to first frame
         self.gap: dict[int, float] = {}  # index -> largest gap in the window
@@ -219,13 +222,43 @@ class Fleet:
             self.settled.set()
 
 
-def run_clients(port_list: str, path: str, cookies_file: str, protocol: int) -> None:
+def run_clients(
+    port_list: str, path: str, cookies_file: str, protocol: int, heartbeat: float
+) -> None:
     ws_bench.raise_nofile()
     cookies = json.loads(Path(cookies_file).read_text())
-    asyncio.run(_clients([int(p) for p in port_list.split(",")], path, cookies, protocol))
+    ports = [int(p) for p in port_list.split(",")]
+    asyncio.run(_clients(ports, path, cookies, protocol, heartbeat))
 
 
-async def _clients(ports: list[int], path: str, cookies: list[str], protocol: int) -> None:
+def masked(payload: bytes) -> bytes:
+    """A client's text frame: masked, as RFC 6455 requires of clients (payload < 126 bytes)."""
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes((0x81, 0x80 | len(payload))) + key + body
+
+
+async def _heartbeats(clients: list[Client], every: float) -> None:
+    """Every socket says heartbeat once per ``every`` seconds, spread evenly, as widgets do."""
+    if every <= 0:
+        return
+    frame = masked(HEARTBEAT)
+    i = 0
+    while True:
+        await asyncio.sleep(0.1)
+        count = len(clients)
+        due = max(1, round(count * 0.1 / every))
+        for _ in range(min(due, count)):
+            client = clients[i % count]
+            i += 1
+            transport = client.transport
+            if client.upgraded and transport is not None and not transport.is_closing():
+                transport.write(frame)
+
+
+async def _clients(
+    ports: list[int], path: str, cookies: list[str], protocol: int, heartbeat: float
+) -> None:
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
 
@@ -234,8 +267,9 @@ async def _clients(ports: list[int], path: str, cookies: list[str], protocol: in
             loop.call_soon_threadsafe(commands.put_nowait, line.strip())
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    fleet = Fleet(protocol)
+    fleet = Fleet(protocol, heartbeat)
     clients: list[Client] = []
+    beating = asyncio.create_task(_heartbeats(clients, heartbeat))
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     opened = 0
 
@@ -296,6 +330,7 @@ async def _clients(ports: list[int], path: str, cookies: list[str], protocol: in
             _say(event="report", gaps=gaps, arrivals=fleet.arrivals, lost=fleet.losses)
         elif command == "quit":
             break
+    beating.cancel()
     for client in clients:
         if client.transport is not None:
             client.transport.abort()
@@ -311,7 +346,9 @@ def _say(**message: Any) -> None:
 
 
 class Generator:
-    def __init__(self, ports: list[int], path: str, cookies: list[str], protocol: int) -> None:
+    def __init__(
+        self, ports: list[int], path: str, cookies: list[str], protocol: int, heartbeat: float
+    ) -> None:
         self.file = Path(f"/tmp/fanout-cookies-{os.getpid()}-{id(self)}.json")  # noqa: S108
         self.file.write_text(json.dumps(cookies))
         self.size = len(cookies)
@@ -329,6 +366,8 @@ class Generator:
                 str(self.file),
                 "--protocol",
                 str(protocol),
+                "--heartbeat",
+                str(heartbeat),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -459,7 +498,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         ports = [s.getsockname()[1] for s in listening]
         shares = [cookies[i :: args.clients] for i in range(args.clients)]
         path = f"/ws/queue/{queue.slug}/"
-        generators = [Generator(ports, path, share, args.protocol) for share in shares]
+        generators = [
+            Generator(ports, path, share, args.protocol, args.heartbeat) for share in shares
+        ]
         ticker = Ticker(queue)
         ticker.start()
         try:
@@ -512,6 +553,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         "servers": args.servers,
         "load_generators": args.clients,
         "protocol": args.protocol,
+        "heartbeat_s": args.heartbeat,
         "window_s": args.window,
         "runs": runs,
     }
@@ -563,6 +605,9 @@ def main() -> None:
     parser.add_argument("--ahead", type=int, default=1000, help="places with no socket here")
     parser.add_argument("--warm", type=int, default=200, help="sockets opened before step one")
     parser.add_argument("--protocol", type=int, default=2, choices=[1, 2])
+    parser.add_argument(
+        "--heartbeat", type=float, default=25.0, help="seconds between a socket's heartbeats"
+    )
     parser.add_argument("--results")
     parser.add_argument(
         "--role", default="orchestrator", choices=["orchestrator", "server", "clients"]
@@ -576,7 +621,7 @@ def main() -> None:
     if args.role == "server":
         serve(args.fd, args.redis)
     elif args.role == "clients":
-        run_clients(args.ports, args.path, args.cookies, args.protocol)
+        run_clients(args.ports, args.path, args.cookies, args.protocol, args.heartbeat)
     else:
         if args.quick:
             args.steps, args.servers, args.clients, args.window = "500,1000", 2, 2, 6.0
