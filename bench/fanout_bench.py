@@ -535,6 +535,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 previous = step
                 print(json.dumps(row), flush=True)
                 runs.append(row)
+                save(args, runs, write=False)  # each step kept, should a later one fail
         finally:
             ticker.stopping.set()
             ticker.join(timeout=30)
@@ -545,6 +546,10 @@ def orchestrate(args: argparse.Namespace) -> None:
             for p in servers:
                 p.wait(timeout=60)
             queue.delete()
+    save(args, runs, write=not args.quick and not args.results)
+
+
+def save(args: argparse.Namespace, runs: list[dict[str, Any]], *, write: bool) -> None:
     payload = {
         "command": " ".join(["python bench/fanout_bench.py", *sys.argv[1:]]),
         "date": datetime.now(tz=UTC).strftime("%Y-%m-%d"),
@@ -560,7 +565,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     results = Path(args.results) if args.results else QUICK_RESULTS if args.quick else RESULTS
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(payload, indent=2) + "\n")
-    if not args.quick and not args.results:
+    if write:
         write_docs(payload)
 
 

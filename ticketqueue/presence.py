@@ -6,6 +6,7 @@ The sockets' side (cheap, synchronous, one Redis round trip each)::
 
     presence.mark_connected(queue_id, identity)      # on connect; every tab counts once
     presence.refresh(queue_id, identity)             # on each heartbeat of that connection
+    presence.refresh_many(queue_id, identities)      # a socket process's heartbeats, batched
     presence.mark_disconnected(queue_id, identity)   # on disconnect
 
 The tick asks ``connected`` (who to notify instead of telling their socket) and ``away`` (when
@@ -31,6 +32,7 @@ __all__ = [
     "mark_connected",
     "mark_disconnected",
     "refresh",
+    "refresh_many",
     "reset",
 ]
 
@@ -61,10 +63,14 @@ class _MemoryPresence:
             record[1] = now
 
     def refresh(self, queue_id: str, identity: str, now: float) -> None:
+        self.refresh_many(queue_id, [identity], now)
+
+    def refresh_many(self, queue_id: str, identities: list[str], now: float) -> None:
         with self._mutex:
-            record = self._live.get((queue_id, identity))
-            if record:
-                record[1] = now
+            for identity in identities:
+                record = self._live.get((queue_id, identity))
+                if record:
+                    record[1] = now
 
     def disconnect(self, queue_id: str, identity: str, now: float) -> None:
         with self._mutex:
@@ -171,9 +177,14 @@ class _RedisPresence:
         pipe.execute()
 
     def refresh(self, queue_id: str, identity: str, now: float) -> None:
+        self.refresh_many(queue_id, [identity], now)
+
+    def refresh_many(self, queue_id: str, identities: list[str], now: float) -> None:
+        if not identities:
+            return
         count, seen = self._keys(queue_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(seen, identity, repr(now))
+        pipe.hset(seen, mapping=dict.fromkeys(identities, repr(now)))
         pipe.expire(seen, SEEN_TTL)
         pipe.expire(count, self._ttl())
         pipe.execute()
@@ -236,6 +247,12 @@ def mark_connected(queue_id: str, identity: str, now: float | None = None) -> No
 def refresh(queue_id: str, identity: str, now: float | None = None) -> None:
     """The identity's connection is still there (call on its heartbeats)."""
     _backend().refresh(str(queue_id), identity, _now() if now is None else now)
+
+
+def refresh_many(queue_id: str, identities: Iterable[str], now: float | None = None) -> None:
+    """These identities' connections are still there: one round trip for a socket process's
+    heartbeats of the last moment."""
+    _backend().refresh_many(str(queue_id), list(identities), _now() if now is None else now)
 
 
 def mark_disconnected(queue_id: str, identity: str, now: float | None = None) -> None:

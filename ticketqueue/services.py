@@ -71,6 +71,7 @@ __all__ = [
     "end_idle_passes",
     "get_queue",
     "heartbeat",
+    "heartbeats",
     "join",
     "leave",
     "open_queue",
@@ -462,6 +463,15 @@ def heartbeat(
     if connected:
         presence.refresh(queue.store_id, identity, now)
     return _call(queue, lambda s: s.touch(queue.store_id, identity, now), now)
+
+
+def heartbeats(queue: Queue, identities: Sequence[str], now: float | None = None) -> set[str]:
+    """``heartbeat(connected=True)`` for many identities in two round trips (a socket
+    process's heartbeats of the last moment); returns those with no live entry."""
+    now = _now(now)
+    presence.refresh_many(queue.store_id, identities, now)
+    live = _call(queue, lambda s: s.touch_many(queue.store_id, identities, now), now)
+    return {identity for identity, ok in zip(identities, live, strict=True) if not ok}
 
 
 def leave(queue: Queue, identity: str, now: float | None = None) -> Change:

@@ -178,3 +178,13 @@ def visitor():
 
 def in_thread(func):
     return database_sync_to_async(func, thread_sensitive=False)
+
+
+async def heartbeats_written(queue):
+    """Wait until this process's room has written every heartbeat its sockets said (the room
+    writes them in batches, within RESYNC_PERIOD)."""
+    from ticketqueue.live import get_hub
+
+    room = get_hub().rooms.get(queue.store_id)
+    if room is not None:
+        await room.flush_heartbeats()

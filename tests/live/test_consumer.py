@@ -16,7 +16,7 @@ from ticketqueue.live.protocol import (
 from ticketqueue.models import Entry
 from ticketqueue.store import reset_store
 
-from .conftest import TIMEOUT, in_thread
+from .conftest import TIMEOUT, heartbeats_written, in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -346,6 +346,7 @@ async def test_heartbeats_keep_an_entry_present(make_queue, hub, visitor, clock,
     await sock.send(type="heartbeat")
     await sock.send(type="status")  # answered after the heartbeat is handled
     await sock.next()
+    await heartbeats_written(queue)
 
     abandoned = await in_thread(services.abandon_unseen)(queue, clock.now + 20)
     assert [c.identity for c in abandoned] == [away.identity]
@@ -460,6 +461,7 @@ async def test_a_heartbeat_from_an_admitted_socket_is_no_error(
     await sock.send(type="status")
     reply = await sock.next()
     assert reply["type"] != "error", reply
+    await heartbeats_written(queue)
     later = time.time() + 100 + live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120) - 5
     assert await in_thread(presence.is_connected)(queue.store_id, me.identity, later)
     await sock.disconnect()

@@ -140,3 +140,64 @@ async def test_the_plain_client_in_the_docs_follows_its_place_to_its_pass(
     token = await asyncio.wait_for(following, TIMEOUT)
     exact = await in_thread(services.status)(queue, me.identity)
     assert exact.state == "admitted" and token == exact.pass_token
+
+
+async def test_the_heartbeats_of_many_sockets_are_written_together(
+    served, make_queue, visitor, monkeypatch, live_settings
+):
+    """Each socket's heartbeat marks its person present and its entry seen, written for all
+    of them in one batch; a waiting socket whose entry the store no longer holds is told."""
+    import time
+
+    from ticketqueue import presence
+    from ticketqueue.live import hub as hub_module
+    from ticketqueue.live.connection import QueueSocket
+    from ticketqueue.store import get_store
+
+    from .conftest import heartbeats_written
+
+    batches = []
+    write = services.heartbeats
+
+    def recorded(queue, identities, now=None):
+        batches.append(list(identities))
+        return write(queue, identities, now)
+
+    monkeypatch.setattr(hub_module, "_heartbeats", in_thread(recorded))
+    monkeypatch.setattr(hub_module, "RESYNC_PERIOD", 3600)  # only the flush below writes
+    ticks = [0.0]  # the heartbeat throttle's clock: a connect counts as the first heartbeat
+    monkeypatch.setattr(QueueSocket, "clock", staticmethod(lambda: ticks[0]))
+    _, base = served
+    queue = await in_thread(make_queue)()
+    people = [visitor() for _ in range(6)]
+    for person in people:
+        await in_thread(services.join)(queue, person.identity)
+    async with contextlib.AsyncExitStack() as opened:
+        sockets = [
+            await opened.enter_async_context(
+                socket_to(base, queue.slug, p.cookie, subprotocols=[SUBPROTOCOL])
+            )
+            for p in people
+        ]
+        for ws in sockets:
+            await next_message(ws)
+        ticks[0] += 30  # more than HEARTBEAT_INTERVAL / 2 later
+        for ws in sockets:
+            await ws.send(json.dumps({"type": "heartbeat"}))
+            await ws.send(json.dumps({"type": "status"}))  # answered after the heartbeat
+            assert (await next_message(ws))["state"] == "waiting"
+        assert batches == []  # nothing written per heartbeat
+        # The last one's entry goes from the store without a word to its socket (as if lost).
+        await in_thread(get_store().leave)(queue.store_id, people[-1].identity, time.time())
+        heard_at = time.time() + 100
+        monkeypatch.setattr(services, "clock", lambda: heard_at)
+        await heartbeats_written(queue)
+        assert [sorted(b) for b in batches] == [sorted(p.identity for p in people)]
+        told = await next_message(sockets[-1])
+        assert (told["type"], told["code"]) == ("error", "entry_not_found")
+        # Present as of the heartbeats, long after they connected.
+        timeout = float(live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120))
+        connected = await in_thread(presence.connected)(
+            queue.store_id, [p.identity for p in people], heard_at + timeout - 5
+        )
+        assert connected == {p.identity for p in people}

@@ -775,3 +775,20 @@ def test_locate_many_is_locate_for_each(store):
     assert store.locate_many(Q, [], T0 + 3) == []
     with pytest.raises(QueueUnavailable):
         store.locate_many("never-loaded", ["u0"], T0)
+
+
+def test_touch_many_is_touch_for_each(store):
+    setup(store, capacity=1)
+    join_many(store, 3)
+    store.admit(Q, T0 + 1)  # u0 admitted: live, and touching it is no error
+    store.leave(Q, "u2", T0 + 2)
+    assert store.touch_many(Q, ["u1", "u0", "u2", "nobody"], T0 + 100) == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    # u1 was seen at T0 + 100: an abandonment cut-off before that spares it.
+    assert store.touch_many(Q, [], T0) == []
+    with pytest.raises(QueueUnavailable):
+        store.touch_many("never-loaded", ["u0"], T0)

@@ -25,7 +25,6 @@ from ..core import (
     DatabaseUnavailable,
     DeviceInUse,
     DeviceRequired,
-    EntryNotFound,
     QueueNotFound,
     QueueUnavailable,
     Throttled,
@@ -265,10 +264,10 @@ class QueueSocket:
             return
         if now - seat.touched >= float(queue_settings.HEARTBEAT_INTERVAL) / 2:
             seat.touched = now
-            live = await in_thread(services.heartbeat)(self.queue, self.identity, connected=True)
-            # An admitted seat whose pass ended meanwhile hears so by its own message.
-            if not live and seat.state == "waiting":
-                raise EntryNotFound()
+            # Written with the process's other heartbeats within RESYNC_PERIOD; a waiting seat
+            # whose entry is gone then hears entry_not_found (an admitted one whose pass ended
+            # hears so by its own message).
+            self.room.heard(seat)
 
     async def client_status(self, message: dict[str, Any]) -> None:
         await self._status()

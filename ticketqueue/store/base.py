@@ -308,6 +308,10 @@ class QueueStore(abc.ABC):
         """Mark the identity's waiting entry as seen now; False if it has no live entry (an
         admitted one is live: its heartbeat may cross its own admission)."""
 
+    def touch_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[bool]:
+        """``touch`` for each identity, in order: a socket process's heartbeats, batched."""
+        return [self.touch(queue_id, identity, now) for identity in identities]
+
     @abc.abstractmethod
     def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
         """Make ``device`` the one that holds ``identity``'s place (queues with one device per

@@ -412,26 +412,35 @@ class RedisStore(QueueStore):
         return Located(_placement(reply[1]) if len(reply) > 1 else None, _counts(reply[0]))
 
     def locate_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[Located]:
-        # One pipeline (not a transaction): each lookup is its own script, all in one round trip.
+        located = []
+        for reply in self._each("locate", queue_id, identities, now):
+            placement = _placement(reply[2]) if len(reply) > 2 else None
+            located.append(Located(placement, _counts(reply[1])))
+        return located
+
+    def _each(
+        self, name: str, queue_id: str, identities: Sequence[str], now: float
+    ) -> list[list[Any]]:
+        """Script ``name`` for each identity, in one pipeline (not a transaction: each is its
+        own atomic step), all in one round trip; the replies, status first."""
         if not identities:
             return []
         pipe = self.client.pipeline(transaction=False)
         keys = [*self._keys(queue_id)]
-        script = self._scripts["locate"]
+        script = self._scripts[name]
         for identity in identities:
             script(keys=keys, args=[identity, _num(now)], client=pipe)
-        located = []
-        for reply in pipe.execute():
-            if _text(reply[0]) == "unavailable":
-                raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
-            found = reply[1:]
-            placement = _placement(found[1]) if len(found) > 1 else None
-            located.append(Located(placement, _counts(found[0])))
-        return located
+        replies = pipe.execute()
+        if any(_text(reply[0]) == "unavailable" for reply in replies):
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+        return replies
 
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
         (seen,) = self._run("touch", queue_id, [identity, _num(now)])
         return bool(seen)
+
+    def touch_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[bool]:
+        return [bool(reply[1]) for reply in self._each("touch", queue_id, identities, now)]
 
     def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
         keys = [self._key(queue_id, "dev")]
@@ -711,5 +720,5 @@ def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
-for _name in (*QueueStore.__abstractmethods__, "locate_many"):
+for _name in (*QueueStore.__abstractmethods__, "locate_many", "touch_many"):
     setattr(RedisStore, _name, _reachable(getattr(RedisStore, _name)))
