@@ -83,20 +83,33 @@ def _fail_open(exc: Exception) -> None:
 def wait_for(queue_id: str, hits: Sequence[tuple[str, str | None]]) -> float | None:
     """Count one request against each ``(scope, who)`` (a None ``who`` or a scope turned off is
     skipped): None when every limit had room, else the seconds until they all would."""
+    return wait_for_many(queue_id, [hits])[0]
+
+
+def wait_for_many(
+    queue_id: str, requests: Sequence[Sequence[tuple[str, str | None]]]
+) -> list[float | None]:
+    """``wait_for`` for each request, in one store round trip (a socket process's connects
+    of the last moment)."""
     counted = []
-    for scope, who in hits:
-        rate = rate_of(scope)
-        if rate is not None and who:
-            counted.append(LimitHit(_name(scope, who), *rate))
-    if not counted:
-        return None
+    for hits in requests:
+        counted.append([])
+        for scope, who in hits:
+            rate = rate_of(scope)
+            if rate is not None and who:
+                counted[-1].append(LimitHit(_name(scope, who), *rate))
+    if not any(counted):
+        return [None] * len(requests)
     try:
-        results = get_store().hit_limits(queue_id, counted, timer())
+        results = get_store().hit_limits_many(queue_id, counted, timer())
     except StoreUnreachable as exc:
         _fail_open(exc)
-        return None
-    refused = [r.wait for r in results if not r.allowed]
-    return max(1, math.ceil(max(refused))) if refused else None
+        return [None] * len(requests)
+    waits: list[float | None] = []
+    for result in results:
+        refused = [r.wait for r in result if not r.allowed]
+        waits.append(max(1, math.ceil(max(refused))) if refused else None)
+    return waits
 
 
 def check(queue_id: str, hits: Sequence[tuple[str, str | None]]) -> None:

@@ -5,6 +5,7 @@ admin ask. Kept in Redis with RedisStore, else in memory.
 The sockets' side (cheap, synchronous, one Redis round trip each)::
 
     presence.mark_connected(queue_id, identity)      # on connect; every tab counts once
+    presence.mark_connected_many(queue_id, identities)  # many connects at once (a storm)
     presence.refresh(queue_id, identity)             # on each heartbeat of that connection
     presence.refresh_many(queue_id, identities)      # a socket process's heartbeats, batched
     presence.mark_disconnected(queue_id, identity)   # on disconnect
@@ -30,6 +31,7 @@ __all__ = [
     "connected",
     "is_connected",
     "mark_connected",
+    "mark_connected_many",
     "mark_disconnected",
     "refresh",
     "refresh_many",
@@ -57,10 +59,14 @@ class _MemoryPresence:
         self._mutex = threading.Lock()
 
     def connect(self, queue_id: str, identity: str, now: float) -> None:
+        self.connect_many(queue_id, [identity], now)
+
+    def connect_many(self, queue_id: str, identities: list[str], now: float) -> None:
         with self._mutex:
-            record = self._live.setdefault((queue_id, identity), [0, now])
-            record[0] += 1
-            record[1] = now
+            for identity in identities:
+                record = self._live.setdefault((queue_id, identity), [0, now])
+                record[0] += 1
+                record[1] = now
 
     def refresh(self, queue_id: str, identity: str, now: float) -> None:
         self.refresh_many(queue_id, [identity], now)
@@ -168,10 +174,16 @@ class _RedisPresence:
         return max(60, int(_timeout() * 10))
 
     def connect(self, queue_id: str, identity: str, now: float) -> None:
+        self.connect_many(queue_id, [identity], now)
+
+    def connect_many(self, queue_id: str, identities: list[str], now: float) -> None:
+        if not identities:
+            return
         count, seen = self._keys(queue_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(count, identity, 1)
-        pipe.hset(seen, identity, repr(now))
+        for identity in identities:  # each connection counts, two tabs of one person too
+            pipe.hincrby(count, identity, 1)
+        pipe.hset(seen, mapping=dict.fromkeys(identities, repr(now)))
         pipe.expire(count, self._ttl())
         pipe.expire(seen, SEEN_TTL)
         pipe.execute()
@@ -242,6 +254,12 @@ def reset() -> None:
 def mark_connected(queue_id: str, identity: str, now: float | None = None) -> None:
     """One more live connection (tab, device) of ``identity`` to the queue."""
     _backend().connect(str(queue_id), identity, _now() if now is None else now)
+
+
+def mark_connected_many(queue_id: str, identities: Iterable[str], now: float | None = None) -> None:
+    """One more live connection for each of these (an identity twice: two), in one round
+    trip: a socket process's connects of the last moment."""
+    _backend().connect_many(str(queue_id), list(identities), _now() if now is None else now)
 
 
 def refresh(queue_id: str, identity: str, now: float | None = None) -> None:

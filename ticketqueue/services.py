@@ -74,6 +74,7 @@ __all__ = [
     "heartbeats",
     "join",
     "leave",
+    "open_connections",
     "open_queue",
     "pause",
     "rebuild",
@@ -438,6 +439,29 @@ def connect(queue: Queue, identity: str, now: float | None = None) -> None:
     the caller's ``heartbeat`` once its status says it waits: most connections of a sale's
     opening minute have no entry yet and need not pay that round trip."""
     presence.mark_connected(queue.store_id, identity, _now(now))
+
+
+def open_connections(
+    queue: Queue, identities: Sequence[str], now: float | None = None
+) -> dict[str, Status]:
+    """What a socket does on connecting (``connect``, then ``status``, then ``heartbeat`` if
+    it waits), for many connections at once, in three store round trips: a socket process's
+    connects of the last moment. An identity twice counts as two connections."""
+    now = _now(now)
+    presence.mark_connected_many(queue.store_id, identities, now)
+    unique = list(dict.fromkeys(identities))
+    located = _call(queue, lambda s: s.locate_many(queue.store_id, unique, now), now)
+    waiting = [
+        identity
+        for identity, found in zip(unique, located, strict=True)
+        if found.placement is not None and found.placement.state is EntryState.WAITING
+    ]
+    if waiting:
+        _call(queue, lambda s: s.touch_many(queue.store_id, waiting, now), now)
+    return {
+        identity: _status(queue, found.placement, found.counts, now)
+        for identity, found in zip(unique, located, strict=True)
+    }
 
 
 def connected(queue: Queue, identities: Iterable[str], now: float | None = None) -> set[str]:

@@ -156,3 +156,18 @@ def test_the_backends_agree_with_the_core_math(store):
         if all(wait is None for _, wait in expected):
             for (name, _, _), (after, _) in zip(hits, expected, strict=True):
                 model[name] = after
+
+
+def test_hit_limits_many_counts_each_request_as_hit_limits_would(store):
+    a, b = LimitHit("connect_ip:1.2.3.4", 2, 60.0), LimitHit("connect_identity:anon:x", 1, 60.0)
+    requests = [[a, b], [a], [], [a, b], [b]]
+    results = store.hit_limits_many(Q, requests, T0)
+    assert [[r.allowed for r in result] for result in results] == [
+        [True, True],
+        [True],
+        [],
+        [False, False],  # a is full, b too: all or nothing, nothing counted
+        [False],
+    ]
+    assert all(r.wait > 0 for r in results[3] + results[4])
+    assert store.hit_limits_many(Q, [], T0) == []

@@ -150,15 +150,15 @@ class QueueSocket:
             except QueueNotFound as exc:
                 await refuse(send, exc, CLOSE_QUEUE_NOT_FOUND)
                 return
-        try:
-            await in_thread(limits.check)(
-                queue.store_id, [("connect_ip", address), ("connect_identity", identity)]
-            )
-        except Throttled as exc:
-            # Not fatal: the widget reconnects with its backoff, and the limit has room then.
-            await refuse(send, exc, CLOSE_THROTTLED)
-            return
-        if queue.device_policy == "one":
+        one_device = queue.device_policy == "one"
+        if one_device:
+            try:
+                await in_thread(limits.check)(
+                    queue.store_id, [("connect_ip", address), ("connect_identity", identity)]
+                )
+            except Throttled as exc:
+                await refuse(send, exc, CLOSE_THROTTLED)
+                return
             # One device per person: this one takes the place (the others are told), unless
             # the person was admitted on another.
             try:
@@ -183,7 +183,25 @@ class QueueSocket:
         # Subscribed before the status read: no broadcast after the read can be missed.
         self.room = await hub.attach(queue, seat)
         self.seat = seat
-        await self._status(opening=True)
+        if one_device:
+            await self._status(opening=True)
+            return
+        # The limits and the connect-time read, with the other sockets connecting now.
+        try:
+            status = await self.room.opening(identity, address)
+        except Throttled as exc:
+            # Not fatal: the widget reconnects with its backoff, and the limit has room then.
+            self.seat = None
+            hub.detach(seat)
+            await refuse(send, exc, CLOSE_THROTTLED)
+            return
+        except TicketQueueError as exc:
+            seat.send_text(error_frame(exc))
+            # Not answered now (the store is being rebuilt or unreachable): read again soon.
+            self.room.schedule_resync(seat, hub.clock(), follow_up=True)
+            return
+        seat.touched = self.clock()
+        self._apply(status)
 
     @property
     def queue(self) -> Any:

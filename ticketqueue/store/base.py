@@ -440,6 +440,16 @@ class QueueStore(abc.ABC):
         is not a departure (the line ends for everyone).
         """
 
+    def hit_limits_many(
+        self,
+        queue_id: str,
+        requests: Sequence[Sequence[LimitHit | tuple[str, int, float]]],
+        now: float,
+    ) -> list[list[LimitResult]]:
+        """``hit_limits`` for each request, in order (each its own atomic step): a socket
+        process's connects of the last moment."""
+        return [self.hit_limits(queue_id, hits, now) for hits in requests]
+
     # -- request limits (the REST throttles) -------------------------------------------
     @abc.abstractmethod
     def hit_limits(

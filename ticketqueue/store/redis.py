@@ -665,17 +665,33 @@ class RedisStore(QueueStore):
     def hit_limits(
         self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
     ) -> list[LimitResult]:
-        if not hits:
-            return []
-        keys, args = [], [_num(now)]
-        for hit in hits:
-            name, limit, period = hit
-            keys.append(self._limit_key(queue_id, name))
-            args += [str(int(limit)), _num(period)]
-        reply = self._scripts["hit_limits"](keys=keys, args=args)
+        return self.hit_limits_many(queue_id, [hits], now)[0]
+
+    def hit_limits_many(
+        self,
+        queue_id: str,
+        requests: Sequence[Sequence[LimitHit | tuple[str, int, float]]],
+        now: float,
+    ) -> list[list[LimitResult]]:
+        pipe = self.client.pipeline(transaction=False)
+        script = self._scripts["hit_limits"]
+        for hits in requests:
+            if hits:
+                keys, args = [], [_num(now)]
+                for hit in hits:
+                    name, limit, period = hit
+                    keys.append(self._limit_key(queue_id, name))
+                    args += [str(int(limit)), _num(period)]
+                script(keys=keys, args=args, client=pipe)
+        replies = iter(pipe.execute() if len(pipe) else [])
         return [
-            LimitResult(True) if not wait else LimitResult(False, float(wait))
-            for wait in map(_text, reply)
+            [
+                LimitResult(True) if not wait else LimitResult(False, float(wait))
+                for wait in map(_text, next(replies))
+            ]
+            if hits
+            else []
+            for hits in requests
         ]
 
     def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
@@ -720,5 +736,10 @@ def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
-for _name in (*QueueStore.__abstractmethods__, "locate_many", "touch_many"):
+for _name in (
+    *QueueStore.__abstractmethods__,
+    "locate_many",
+    "touch_many",
+    "hit_limits_many",
+):
     setattr(RedisStore, _name, _reachable(getattr(RedisStore, _name)))
