@@ -10,6 +10,7 @@ import json
 import pytest
 
 from ticketqueue import services
+from ticketqueue.live import get_hub
 from ticketqueue.live.protocol import SUBPROTOCOL
 from ticketqueue.place import Place
 
@@ -82,6 +83,9 @@ async def test_every_follower_hears_one_frame_and_keeps_its_exact_place(
                     continue
                 heard.add(await frames_until(ws, place, "line"))
             assert len(heard) == 1  # the same bytes for every socket
+            # ... written straight through ticketqueue's uvicorn protocol, framed once.
+            room = get_hub().rooms[queue.store_id]
+            assert all(seat._write_prepared is not None for seat in room.followers)
             for person in following:
                 exact = await in_thread(services.status)(queue, person.identity)
                 assert places[person.identity].position == exact.position, person.identity

@@ -106,6 +106,7 @@ class Seat:
     __slots__ = (
         "_backlog",
         "_base_send",
+        "_write_prepared",
         "_inflight",
         "closed",
         "dirty",
@@ -138,6 +139,9 @@ class Seat:
         #: the hub keeps only what its last exact read said.
         self.follows = follows
         self._base_send = send
+        # The server's own way to write a prepared frame at once, if it has one (ticketqueue's
+        # uvicorn protocol: live/uvicorn.py), found on the ASGI send it bound.
+        self._write_prepared = getattr(getattr(send, "__self__", None), "write_prepared", None)
         self.room: Room | None = None
         self.state: str | None = None  # None, "waiting" or "admitted"
         self.seq: int | None = None
@@ -181,6 +185,16 @@ class Seat:
             return True
         self._start(message)
         return True
+
+    def send_line(self, message: dict[str, Any]) -> bool:
+        """A ``line`` frame (with its PREPARED bytes): written straight through the server's
+        ``write_prepared`` when it has one and nothing is queued ahead, else as any frame;
+        False when it replaced a queued line frame (see send_message)."""
+        write = self._write_prepared
+        ready = write is not None and self._inflight is None and not self.closed
+        if ready and write(message[PREPARED]):
+            return True
+        return self.send_message(message, kind=LINE)
 
     def _start(self, message: dict[str, Any]) -> None:
         try:
@@ -583,7 +597,7 @@ class Room:
                     # A pass holder needs no line; a slow reader that lost a line frame's
                     # departures (send_message False) is read again soon.
                     waiting = seat.state != "admitted" and not seat.closed
-                    if waiting and not seat.send_message(message, kind=LINE):
+                    if waiting and not seat.send_line(message):
                         self.schedule_resync(seat, now, follow_up=True)
                     if i % FANOUT_SLICE == FANOUT_SLICE - 1:
                         await asyncio.sleep(0)

@@ -118,13 +118,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     async def send(self, message: Any) -> None:
-        # A frame the hub framed once for every socket (protocol.PREPARED): written as is while
-        # the socket is open, writable and uncompressed, which is what framing it here would
-        # produce (websockets keeps no state for a whole text frame sent). Else uvicorn's path.
         prepared = message.get(PREPARED)
+        if prepared is None or not self.write_prepared(prepared):
+            await super().send(message)
+
+    def write_prepared(self, frame: bytes) -> bool:
+        """Write a frame the hub framed once for every socket (``protocol.PREPARED``) as is,
+        at once; False (nothing written) unless the socket is open, writable and
+        uncompressed. That is what framing it here would produce: websockets keeps no state
+        for a whole text frame sent. The hub calls it directly, without a coroutine per
+        socket; ``send`` uses it for a message that carries the prepared frame."""
         if (
-            prepared is not None
-            and self.handshake_complete
+            self.handshake_complete
             and not self.close_sent
             and not self.disconnected
             and self.initial_response is None
@@ -133,9 +138,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.conn.extensions
             and not self.conn.expect_continuation_frame
         ):
-            self.transport.write(prepared)
-            return
-        await super().send(message)
+            self.transport.write(frame)
+            return True
+        return False
 
     def start_keepalive(self) -> None:
         # Called once, right after the accepted handshake's response was written: the request
