@@ -133,6 +133,8 @@ class Client(asyncio.Protocol):
         self.fleet.lost(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded and not self.buffer and self._whole_frames(data):
+            return  # the usual case, without copying into the buffer
         buffer = self.buffer
         buffer += data
         if not self.upgraded:
@@ -160,12 +162,39 @@ class Client(asyncio.Protocol):
                 return
             payload = bytes(buffer[offset : offset + length])
             del buffer[: offset + length]
-            if opcode == 0x1:
-                self.fleet.frame(self, payload)
-            elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked by zeros
-                self.transport.write(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
-            elif opcode == 0x8 and self.transport is not None:
-                self.transport.close()
+            self._frame(opcode, payload)
+
+    def _whole_frames(self, data: bytes) -> bool:
+        """``data`` is whole frames with short headers (a line frame, a ping): handled in
+        place; False (nothing handled) otherwise."""
+        frames = []
+        at, size = 0, len(data)
+        while at < size:
+            if at + 2 > size:
+                return False
+            length, offset = data[at + 1] & 0x7F, 2
+            if length == 126:
+                if at + 4 > size:
+                    return False
+                length, offset = (data[at + 2] << 8) | data[at + 3], 4
+            elif length == 127:
+                return False
+            end = at + offset + length
+            if end > size:
+                return False
+            frames.append((data[at] & 0x0F, at + offset, end))
+            at = end
+        for opcode, start, end in frames:
+            self._frame(opcode, data[start:end])
+        return True
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x1:
+            self.fleet.frame(self, payload)
+        elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked by zeros
+            self.transport.write(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
+        elif opcode == 0x8 and self.transport is not None:
+            self.transport.close()
 
 
 class Fleet:
