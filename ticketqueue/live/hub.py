@@ -46,6 +46,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: What a frame waiting behind a slow reader is: news (never replaced), a queue_update or a
 #: line frame (each replaced by the next of its kind).
 NEWS, UPDATE, LINE = 0, 1, 2
+#: A line fan-out may take at most this share of a process's time: the next one waits at
+#: least this many times as long as the last one took (besides UPDATE_INTERVAL). A process
+#: short of CPU (a fan-out takes longer) thus spaces its updates out for every socket alike,
+#: leaving time for the rest of its work, instead of falling ever further behind.
+LINE_DUTY = 0.25
 #: Most sockets whose connect-time reads one store batch makes (Room.opening).
 OPEN_BATCH = 500
 #: Seats handled between two yields to the event loop during a fan-out.
@@ -280,6 +285,7 @@ class Room:
         self._line_departed: list[float] = []
         self._line_departed_total: int | None = None
         self._line_at = -math.inf
+        self._line_spacing = 0.0  # the last fan-out's duration over LINE_DUTY
         self._line_task: asyncio.Task[None] | None = None
         #: Identities whose sockets said heartbeat since the last flush (flush_heartbeats).
         self._heard: set[str] = set()
@@ -583,7 +589,8 @@ class Room:
         """
         try:
             while self._line_news:
-                wait = self._line_at + float(queue_settings.UPDATE_INTERVAL) - self.hub.clock()
+                spacing = max(float(queue_settings.UPDATE_INTERVAL), self._line_spacing)
+                wait = self._line_at + spacing - self.hub.clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self._line_at = now = self.hub.clock()
@@ -601,6 +608,7 @@ class Room:
                         self.schedule_resync(seat, now, follow_up=True)
                     if i % FANOUT_SLICE == FANOUT_SLICE - 1:
                         await asyncio.sleep(0)
+                self._line_spacing = (self.hub.clock() - now) / LINE_DUTY
         finally:
             self._line_task = None
 
