@@ -123,7 +123,8 @@ HELP: dict[str, str] = {
         "Run the tick loop in a thread of the web process: True, False or 'auto' (MemoryStore)."
     ),
     "UPDATE_INTERVAL": (
-        "Seconds between two queue_update messages to one client (granted is never delayed)."
+        "Seconds between two queue_update messages to one client (granted is never delayed); "
+        "for protocol version 2, between two line frames to a queue's sockets in one process."
     ),
     "RESYNC_INTERVAL": (
         "Seconds between two exact position reads from the store per WebSocket (spread out)."

@@ -46,11 +46,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: What a frame waiting behind a slow reader is: news (never replaced), a queue_update or a
 #: line frame (each replaced by the next of its kind).
 NEWS, UPDATE, LINE = 0, 1, 2
-#: A line fan-out may take at most this share of a process's time: the next one waits at
-#: least this many times as long as the last one took (besides UPDATE_INTERVAL). A process
-#: short of CPU (a fan-out takes longer) thus spaces its updates out for every socket alike,
-#: leaving time for the rest of its work, instead of falling ever further behind.
+#: A line fan-out may take about this share of a process's time: the next one starts no
+#: sooner than the last one's duration over this share (besides UPDATE_INTERVAL), though never
+#: later than LINE_SPACING_CAP times UPDATE_INTERVAL. A process short of CPU (a fan-out takes
+#: longer) thus spaces its updates out for every socket alike, leaving time for the rest of
+#: its work, instead of falling ever further behind; the cap keeps a fan-out slowed by a
+#: connection storm from spacing the next ones out for long.
 LINE_DUTY = 0.25
+LINE_SPACING_CAP = 2.0
 #: Most sockets whose connect-time reads one store batch makes (Room.opening).
 OPEN_BATCH = 500
 #: Seats handled between two yields to the event loop during a fan-out.
@@ -589,7 +592,8 @@ class Room:
         """
         try:
             while self._line_news:
-                spacing = max(float(queue_settings.UPDATE_INTERVAL), self._line_spacing)
+                interval = float(queue_settings.UPDATE_INTERVAL)
+                spacing = min(max(interval, self._line_spacing), LINE_SPACING_CAP * interval)
                 wait = self._line_at + spacing - self.hub.clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
