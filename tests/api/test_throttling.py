@@ -118,6 +118,7 @@ def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypat
         raise StoreUnreachable()
 
     monkeypatch.setattr(store, "hit_limits", unreachable)
+    monkeypatch.setattr(store, "hit_limits_many", unreachable)
     client = Client()
     with caplog.at_level(logging.WARNING, logger="ticketqueue.limits"):
         assert [join(client).status_code for _ in range(3)] == [200, 200, 200]

@@ -665,7 +665,9 @@ class RedisStore(QueueStore):
     def hit_limits(
         self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
     ) -> list[LimitResult]:
-        return self.hit_limits_many(queue_id, [hits], now)[0]
+        if not hits:
+            return []
+        return _limit_results(self._scripts["hit_limits"](*self._limit_call(queue_id, hits, now)))
 
     def hit_limits_many(
         self,
@@ -673,26 +675,24 @@ class RedisStore(QueueStore):
         requests: Sequence[Sequence[LimitHit | tuple[str, int, float]]],
         now: float,
     ) -> list[list[LimitResult]]:
+        if sum(1 for hits in requests if hits) <= 1:  # one script call: no pipeline
+            return [self.hit_limits(queue_id, hits, now) for hits in requests]
         pipe = self.client.pipeline(transaction=False)
-        script = self._scripts["hit_limits"]
         for hits in requests:
             if hits:
-                keys, args = [], [_num(now)]
-                for hit in hits:
-                    name, limit, period = hit
-                    keys.append(self._limit_key(queue_id, name))
-                    args += [str(int(limit)), _num(period)]
-                script(keys=keys, args=args, client=pipe)
-        replies = iter(pipe.execute() if len(pipe) else [])
-        return [
-            [
-                LimitResult(True) if not wait else LimitResult(False, float(wait))
-                for wait in map(_text, next(replies))
-            ]
-            if hits
-            else []
-            for hits in requests
-        ]
+                self._scripts["hit_limits"](*self._limit_call(queue_id, hits, now), client=pipe)
+        replies = iter(pipe.execute())
+        return [_limit_results(next(replies)) if hits else [] for hits in requests]
+
+    def _limit_call(
+        self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
+    ) -> tuple[list[str], list[str]]:
+        keys, args = [], [_num(now)]
+        for hit in hits:
+            name, limit, period = hit
+            keys.append(self._limit_key(queue_id, name))
+            args += [str(int(limit)), _num(period)]
+        return keys, args
 
     def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
         ttl_ms = max(1, math.ceil(ttl * 1000))
@@ -719,6 +719,13 @@ class RedisStore(QueueStore):
 
     def release_lock(self, name: str, owner: str) -> None:
         self._scripts["lock_release"](keys=[self._lock_key(name)], args=[owner])
+
+
+def _limit_results(reply: Sequence[Any]) -> list[LimitResult]:
+    return [
+        LimitResult(True) if not wait else LimitResult(False, float(wait))
+        for wait in map(_text, reply)
+    ]
 
 
 def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
