@@ -148,21 +148,8 @@ class Client(asyncio.Protocol):
                 return
             self.upgraded = True
             del buffer[: end + 4]
-        while len(buffer) >= 2:
-            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return
-                length, offset = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return
-                length, offset = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < offset + length:
-                return
-            payload = bytes(buffer[offset : offset + length])
-            del buffer[: offset + length]
-            self._frame(opcode, payload)
+        while (frame := ws_bench.pop_frame(buffer)) is not None:
+            self._frame(*frame)
 
     def _whole_frames(self, data: bytes) -> bool:
         """``data`` is whole frames with short headers (a line frame, a ping): handled in

@@ -403,26 +403,35 @@ class _Client(asyncio.Protocol):
                 return
             self.upgraded = True
             del buffer[: end + 4]
-        while len(buffer) >= 2:
-            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return
-                length, offset = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return
-                length, offset = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < offset + length:
-                return
-            payload = bytes(buffer[offset : offset + length])
-            del buffer[: offset + length]
+        while (frame := pop_frame(buffer)) is not None:
+            opcode, payload = frame
             if opcode == 0x1:
                 self.fleet.frame(self, payload)
             elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked by zeros
                 self.transport.write(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
             elif opcode == 0x8 and self.transport is not None:
                 self.transport.close()
+
+
+def pop_frame(buffer: bytearray) -> tuple[int, bytes] | None:
+    """The first whole server frame in ``buffer`` (opcode, payload), taken out of it; None
+    while the frame is not all there. Server frames are unmasked (RFC 6455 5.2)."""
+    if len(buffer) < 2:
+        return None
+    opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+    if length == 126:
+        if len(buffer) < 4:
+            return None
+        length, offset = int.from_bytes(buffer[2:4], "big"), 4
+    elif length == 127:
+        if len(buffer) < 10:
+            return None
+        length, offset = int.from_bytes(buffer[2:10], "big"), 10
+    if len(buffer) < offset + length:
+        return None
+    payload = bytes(buffer[offset : offset + length])
+    del buffer[: offset + length]
+    return opcode, payload
 
 
 class _Fleet:
