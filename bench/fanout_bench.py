@@ -19,6 +19,11 @@ The ramp adds sockets in steps. At each step it reports, over a window of ticks:
 
     .venv/bin/python bench/fanout_bench.py [--steps 20000,40000,...] [--servers 6]
         [--clients 6] [--window 30] [--protocol 2|1] [--results FILE] [--quick]
+    .venv/bin/python bench/fanout_bench.py --bare --steps 20000 --results FILE
+
+--bare is the baseline for the connection storm: the same uvicorn processes and protocol
+with an application that only accepts, greets and holds each socket (no ticketqueue), the
+same load generators; it reports each step's handshakes/s and time to the first frame.
 
 --quick (CI): 2 servers, 2 client processes, steps 500,1000, a 6 s window; written to
 bench/results/fanout_quick.json only. A full run writes bench/results/fanout.json and the
@@ -77,7 +82,7 @@ def configure(redis_url: str) -> None:
 # -- role: a socket process -------------------------------------------------------------------
 
 
-def serve(fd: int, redis_url: str) -> None:
+def serve(fd: int, redis_url: str, bare: bool = False) -> None:
     ws_bench.raise_nofile()
     configure(redis_url)
     import django
@@ -88,7 +93,9 @@ def serve(fd: int, redis_url: str) -> None:
     from ticketqueue.routing import QueueSocketApp
 
     config = uvicorn.Config(
-        QueueSocketApp(),
+        # --bare: the same server and protocol with an application that only accepts, greets
+        # and holds each socket (ws_bench.raw_application): the accept loop's own rate.
+        ws_bench.raw_application if bare else QueueSocketApp(),
         ws="ticketqueue.live.uvicorn:WebSocketProtocol",
         ws_per_message_deflate=False,
         ws_max_size=4096,
@@ -440,6 +447,20 @@ class Ticker(threading.Thread):
             self.stopping.wait(max(0.0, TICK_SECONDS - (time.time() - began)))
 
 
+def storm_row(step: int, opened: list[dict[str, Any]]) -> dict[str, Any]:
+    firsts = [f for o in opened for f in o["first"]]
+    seconds = max(o["seconds"] for o in opened)
+    connected = sum(o["connected"] for o in opened)
+    return {
+        "sockets": step,
+        "opened": connected,
+        "refused": sum(o["refused"] for o in opened),
+        "open_seconds": round(seconds, 1),
+        "handshakes_per_s": round(connected / seconds, 0) if seconds else None,
+        "first_frame_p99_s": round(ws_bench.percentile(firsts, 0.99), 2) if firsts else None,
+    }
+
+
 def summarise_step(
     step: int,
     reports: list[dict[str, Any]],
@@ -507,6 +528,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                         str(sock.fileno()),
                         "--redis",
                         redis_url,
+                        *(["--bare"] if args.bare else []),
                     ],
                     pass_fds=[sock.fileno()],
                 )
@@ -518,7 +540,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             Generator(ports, path, share, args.protocol, args.heartbeat) for share in shares
         ]
         ticker = Ticker(queue)
-        ticker.start()
+        if not args.bare:
+            ticker.start()
         try:
             # A few sockets first: each process's imports and first-connection costs are not
             # any step's memory or handshake rate.
@@ -534,6 +557,12 @@ def orchestrate(args: argparse.Namespace) -> None:
                 for g in generators:
                     g.tell(f"open {step // len(generators)}")
                 opened = [g.hear("opened") for g in generators]
+                if args.bare:  # the storm only: a bare server sends no updates
+                    runs.append(storm_row(step, opened))
+                    print(json.dumps(runs[-1]), flush=True)
+                    save(args, runs, write=False)
+                    previous = step
+                    continue
                 now_rss = [ws_bench.rss_kib(p.pid) for p in servers]
                 growth = [b - a for a, b in zip(rss, now_rss, strict=True)]
                 rss = now_rss
@@ -554,7 +583,8 @@ def orchestrate(args: argparse.Namespace) -> None:
                 save(args, runs, write=False)  # each step kept, should a later one fail
         finally:
             ticker.stopping.set()
-            ticker.join(timeout=30)
+            if ticker.is_alive():
+                ticker.join(timeout=30)
             for g in generators:
                 g.close()
             for p in servers:
@@ -562,7 +592,7 @@ def orchestrate(args: argparse.Namespace) -> None:
             for p in servers:
                 p.wait(timeout=60)
             queue.delete()
-    save(args, runs, write=not args.quick and not args.results)
+    save(args, runs, write=not args.quick and not args.results and not args.bare)
 
 
 def save(args: argparse.Namespace, runs: list[dict[str, Any]], *, write: bool) -> None:
@@ -633,6 +663,11 @@ def main() -> None:
     parser.add_argument(
         "--heartbeat", type=float, default=25.0, help="seconds between a socket's heartbeats"
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="the baseline: servers that only accept, greet and hold (no ticketqueue)",
+    )
     parser.add_argument("--results")
     parser.add_argument(
         "--role", default="orchestrator", choices=["orchestrator", "server", "clients"]
@@ -644,7 +679,7 @@ def main() -> None:
     parser.add_argument("--cookies")
     args = parser.parse_args()
     if args.role == "server":
-        serve(args.fd, args.redis)
+        serve(args.fd, args.redis, args.bare)
     elif args.role == "clients":
         run_clients(args.ports, args.path, args.cookies, args.protocol, args.heartbeat)
     else:
