@@ -368,58 +368,13 @@ def _say(**message: Any) -> None:
 # -- the orchestrator -------------------------------------------------------------------------
 
 
-class Generator:
+class Generator(ws_bench.LoadGenerator):
     def __init__(
         self, ports: list[int], path: str, cookies: list[str], protocol: int, heartbeat: float
     ) -> None:
-        self.file = Path(f"/tmp/fanout-cookies-{os.getpid()}-{id(self)}.json")  # noqa: S108
-        self.file.write_text(json.dumps(cookies))
-        self.size = len(cookies)
-        self.proc = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                __file__,
-                "--role",
-                "clients",
-                "--ports",
-                ",".join(map(str, ports)),
-                "--path",
-                path,
-                "--cookies",
-                str(self.file),
-                "--protocol",
-                str(protocol),
-                "--heartbeat",
-                str(heartbeat),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-    def tell(self, command: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def hear(self, event: str) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"a load generator stopped before {event!r}")
-            message = json.loads(line)
-            if message["event"] == event:
-                return message
-
-    def close(self) -> None:
-        try:
-            self.tell("quit")
-            self.proc.wait(timeout=60)
-        except Exception:  # noqa: BLE001
-            self.proc.kill()
-        self.file.unlink(missing_ok=True)
+        args = ["--ports", ",".join(map(str, ports)), "--path", path]
+        args += ["--protocol", str(protocol), "--heartbeat", str(heartbeat)]
+        super().__init__(__file__, args, cookies)
 
 
 class Ticker(threading.Thread):

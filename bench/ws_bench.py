@@ -634,24 +634,16 @@ def command_calls(client: Any) -> dict[str, int]:
     }
 
 
-class Clients:
-    def __init__(self, url: str, cookies: list[str], warm: int = WARM) -> None:
+class LoadGenerator:
+    """A load-generator process (``script --role clients ... --cookies FILE``), driven over
+    its stdin and stdout one JSON object per line; shared by the socket benches."""
+
+    def __init__(self, script: str, args: list[str], cookies: list[str]) -> None:
         self.file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
         json.dump(cookies, self.file)
         self.file.close()
         self.proc = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                __file__,
-                "--role",
-                "clients",
-                "--url",
-                url,
-                "--cookies",
-                self.file.name,
-                "--warm",
-                str(warm),
-            ],
+            [sys.executable, script, "--role", "clients", *args, "--cookies", self.file.name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -673,10 +665,6 @@ class Clients:
             if message["event"] == event:
                 return message
 
-    def count(self) -> int:
-        self.tell("count")
-        return int(self.hear("count")["count"])
-
     def close(self) -> None:
         try:
             self.tell("quit")
@@ -684,6 +672,15 @@ class Clients:
         except Exception:  # noqa: BLE001
             self.proc.kill()
         os.unlink(self.file.name)
+
+
+class Clients(LoadGenerator):
+    def __init__(self, url: str, cookies: list[str], warm: int = WARM) -> None:
+        super().__init__(__file__, ["--url", url, "--warm", str(warm)], cookies)
+
+    def count(self) -> int:
+        self.tell("count")
+        return int(self.hear("count")["count"])
 
 
 def run_one(
