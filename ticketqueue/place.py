@@ -125,8 +125,6 @@ class Place:
 
     def _moved(self) -> int:
         """How many of the people ahead at the last read have gone since; marks them seen."""
-        if self.state != "waiting" or self.position is None:
-            return 0
         moved = 0
         seen, now = self._admitted_seen, self.admitted_total
         if seen is not None and now is not None and now > seen:

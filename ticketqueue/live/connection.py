@@ -316,9 +316,6 @@ async def refuse(send: Send, exc: TicketQueueError, code: int) -> None:
 
 
 def _read_status(queue: Any, identity: str, opening: bool) -> services.Status:
-    if opening:  # present from now on
-        services.connect(queue, identity)
-    status = services.status(queue, identity)
-    if opening and status.state == "waiting":  # and a waiting entry is seen now
-        services.heartbeat(queue, identity)
-    return status
+    if opening:  # present from now on, and a waiting entry seen now (as Room.opening does)
+        return services.open_connections(queue, [identity])[identity]
+    return services.status(queue, identity)
