@@ -159,7 +159,8 @@ HELP: dict[str, str] = {
     "PASS_LEEWAY": "Seconds of clock skew allowed between the hosts that sign and check passes.",
     "PASS_COOKIE": "Prefix of the HttpOnly pass cookie of browsers (one per queue: PREFIX_<id>).",
     "GATE_RECHECK": (
-        "Seconds a process trusts a pass the store confirmed; ends arrive sooner by pub/sub."
+        "Seconds a process trusts a pass the store confirmed or admitted while it listened; "
+        "ends arrive sooner by pub/sub."
     ),
     "GATE_RETRY_AFTER": "Retry-After seconds sent with refusals of the purchase gate.",
     "ACCESS_CACHE_SECONDS": (

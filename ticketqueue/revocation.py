@@ -81,6 +81,10 @@ class PubSubTracker:
       ``recheck`` seconds ago, is accepted with no round trip: had it ended since, the end
       would have been published after the confirmation and is in ``ended`` by now (up to the
       pub/sub delivery delay).
+    - A pass *issued* (admitted: its ``iat``) while the subscription was live, at least
+      ``skew`` seconds after it went live and less than ``recheck`` seconds ago, is accepted
+      with no round trip too: its admission is the store's own confirmation, and every end
+      comes after it (so a buyer's first purchase in a worker costs no store call).
     - Anything else costs one store round trip (at most one per pass per process per
       ``recheck`` seconds); while the subscription is down, every request does (the
       fail-closed path).
@@ -98,12 +102,15 @@ class PubSubTracker:
         channel: str,
         *,
         recheck: float,
+        skew: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.client_factory = client_factory
         self.channel = channel
         self.recheck = recheck
+        #: Seconds the clocks of the hosts that admit and the one that checks may disagree.
+        self.skew = skew
         self.clock = clock
         #: Measures GATE_RECHECK; tests swap it.
         self.monotonic: Callable[[], float] = time.monotonic
@@ -113,6 +120,9 @@ class PubSubTracker:
         self.confirmed: dict[str, tuple[float, int]] = {}
         self.live = False
         self.generation = 0
+        #: When (wall clock) the current subscription went live; passes admitted after it
+        #: (less the clock skew) have every end of theirs published to this subscription.
+        self.listening_since = float("inf")
         self._publisher: Any = None
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
@@ -140,6 +150,9 @@ class PubSubTracker:
             return self._ask_store(claims, now, cache=False)
         seen = self.confirmed.get(jti)
         if seen is not None and self.monotonic() - seen[0] < self.recheck:
+            return True
+        issued = claims.issued_at
+        if issued >= self.listening_since + self.skew and now - issued < self.recheck:
             return True
         return self._ask_store(claims, now, cache=True)
 
@@ -212,6 +225,7 @@ class PubSubTracker:
                 return
             # A forked child inherits the dicts but not the thread: start over.
             self.live = False
+            self.listening_since = float("inf")
             self.confirmed.clear()
             self._publisher = None
             self._stop.clear()
@@ -236,12 +250,14 @@ class PubSubTracker:
         self._thread = None
         self._pid = None
         self.live = False
+        self.listening_since = float("inf")
         self._needs_start = True
 
     def _go_live(self) -> None:
         with self._lock:
             self.generation += 1
             self.confirmed.clear()
+            self.listening_since = self.clock()
             self.live = True
         self.subscribed.set()
 
@@ -271,6 +287,7 @@ class PubSubTracker:
                     log.warning("pass subscriber disconnected; asking the store per request")
             finally:
                 self.live = False
+                self.listening_since = float("inf")
                 self.subscribed.clear()
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # closing a broken connection
@@ -323,6 +340,7 @@ def get_tracker() -> DirectTracker | PubSubTracker:
                         _redis_factory(),
                         f"{prefix}:passes:ended",
                         recheck=float(queue_settings.GATE_RECHECK),
+                        skew=float(queue_settings.PASS_LEEWAY),
                         clock=lambda: passes.timer(),
                     )
             tracker = _tracker

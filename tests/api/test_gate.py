@@ -117,18 +117,7 @@ def test_a_release_by_the_services_in_another_process_reaches_this_one(
     tracker = pubsub_tracker()
     assert admitted.buy().status_code == 200  # confirmed, now trusted from memory
     before = len(store_calls)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PGDATABASE": connection.settings_dict["NAME"],  # the test database itself
-    }
-    subprocess.run(
-        [sys.executable, "-c", RELEASE_ELSEWHERE, str(queue.pk)],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        check=True,
-        timeout=60,
-    )
+    release_elsewhere(queue)
     wait_for(lambda: pass_jti(queue.store_id, 1) in tracker.ended)
     assert code_of(admitted.buy()) == (403, "pass_not_active")
     assert len(store_calls) == before  # refused from what this process heard
@@ -144,6 +133,74 @@ def test_a_missed_message_is_covered_by_the_recheck(admitted, queue, store_calls
     assert admitted.buy().status_code == 200  # trusted for GATE_RECHECK seconds...
     now[0] += tracker.recheck
     assert code_of(admitted.buy()) == (403, "pass_not_active")  # ...then asked again
+
+
+def release_elsewhere(queue):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PGDATABASE": connection.settings_dict["NAME"],  # the test database itself
+    }
+    subprocess.run(
+        [sys.executable, "-c", RELEASE_ELSEWHERE, str(queue.pk)],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        timeout=60,
+    )
+
+
+def test_a_pass_admitted_while_listening_is_trusted_from_its_first_use(
+    visitor, queue, store_calls, clock
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the second process shares the test database on PostgreSQL")
+    tracker = pubsub_tracker()
+    clock.advance(tracker.skew + 1)  # admitted after the subscription went live (and the skew)
+    visitor.join()
+    assert visitor.buy().status_code == 200
+    assert store_calls == []  # its admission was the store's confirmation
+    release_elsewhere(queue)  # the order view of another worker, its real publisher
+    wait_for(lambda: pass_jti(queue.store_id, 1) in tracker.ended)
+    assert code_of(visitor.buy()) == (403, "pass_not_active")
+    assert store_calls == []
+
+
+def test_a_pass_admitted_before_listening_or_long_ago_is_asked(visitor, queue, store_calls, clock):
+    tracker = pubsub_tracker()
+    visitor.join()  # admitted within the clock skew of the subscription's start
+    assert visitor.buy().status_code == 200
+    assert len(store_calls) == 1
+    late = Visitor()
+    clock.advance(tracker.skew + 1)
+    late.join()
+    clock.advance(tracker.recheck)  # first presented GATE_RECHECK after its admission
+    assert late.buy().status_code == 200
+    assert len(store_calls) == 2
+    assert late.buy().status_code == 200  # and confirmed from then on
+    assert len(store_calls) == 2
+
+
+def test_a_missed_message_is_covered_by_the_recheck_from_the_admission(
+    visitor, queue, store_calls, clock
+):
+    tracker = pubsub_tracker()
+    clock.advance(tracker.skew + 1)
+    visitor.join()
+    get_store().release(queue.store_id, 1, services.clock())  # a publisher that died
+    assert visitor.buy().status_code == 200  # trusted for GATE_RECHECK seconds...
+    clock.advance(tracker.recheck)
+    assert code_of(visitor.buy()) == (403, "pass_not_active")  # ...then asked
+
+
+def test_a_resubscription_moves_the_listening_start(visitor, queue, store_calls, clock):
+    tracker = pubsub_tracker()
+    clock.advance(tracker.skew + 1)
+    visitor.join()
+    clock.advance(1)
+    tracker._go_live()  # a reconnect: what was published before it may be lost
+    assert visitor.buy().status_code == 200
+    assert len(store_calls) == 1
 
 
 def test_while_unsubscribed_every_request_asks_the_store(admitted, queue, store_calls):

@@ -79,6 +79,48 @@ def test_hs256_passes_are_the_bytes_pyjwt_writes(settings, identity):
         assert passes.sign(c) == jwt.encode(c.to_payload(), key, algorithm="HS256")
 
 
+def test_hs256_our_own_passes_verify_without_pyjwt(monkeypatch):
+    # A pass this site signed is checked by one HMAC and one JSON parse (the gate's first
+    # use of a pass); PyJWT is not consulted.
+    token = passes.sign(claims(identity="anon:é"))
+
+    def no_pyjwt(*args, **kwargs):
+        raise AssertionError("PyJWT was asked")
+
+    monkeypatch.setattr(jwt, "decode", no_pyjwt)
+    monkeypatch.setattr(jwt, "get_unverified_header", no_pyjwt)
+    assert passes.verify(token, queue_id="7", now=T0) == claims(identity="anon:é")
+
+
+def test_hs256_anything_else_takes_pyjwts_full_path(settings):
+    key = passes._current_keys().signing_key
+    payload = claims().to_payload()
+    # Valid under our key, written differently: PyJWT decides, and accepts.
+    for other in (
+        jwt.encode(payload, key, algorithm="HS256", headers={"typ": "at+jwt"}),
+        passes.sign(claims()) + "=",  # a padded signature segment
+    ):
+        assert passes.verify(other, now=T0) == claims()
+    # Our header, but not ours to accept: PyJWT refuses each with its reason.
+    token = passes.sign(claims())
+    head, body, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    refused = [
+        f"{head}.{body}.{flipped}",
+        f"{head}.{body[:-2]}.{signature}",
+        f"{head}.{body}",
+        f"{head}.{body}.{signature}é",
+        jwt.encode({**payload, "iss": "elsewhere"}, key, algorithm="HS256"),
+        jwt.encode({**payload, "sub": 3}, key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in payload.items() if k != "idn"}, key, algorithm="HS256"),
+        jwt.encode(payload, b"another key of thirty-two bytes!", algorithm="HS256"),
+    ]
+    for bad in refused:
+        passes._verified.clear()
+        with pytest.raises(PassInvalid):
+            passes.verify(bad, now=T0)
+
+
 def test_the_pass_secret_setting(settings):
     token = passes.sign(claims())
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, "PASS_SECRET": "another-secret-" * 3}
