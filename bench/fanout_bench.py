@@ -4,9 +4,8 @@ Several socket processes (the lean application under uvicorn with ticketqueue's 
 class: the path docs/protocol.md recommends first) share the sockets; one queue holds every
 socket's entry; the real tick runs once a second and admits a few, publishing through the real
 live transport. Everything runs at the defaults a site gets (UPDATE_INTERVAL 2 s, resyncs every
-RESYNC_INTERVAL 60 s); the only change is ``connect_ip`` off, because every socket here comes
-from 127.0.0.1 while it stands for a person at their own address. Nothing is settled before it
-is measured.
+RESYNC_INTERVAL 60 s, the throttles on), each socket from its own address (X-Forwarded-For
+behind one trusted proxy, as a crowd's would be). Nothing is settled before it is measured.
 
 The ramp adds sockets in steps. At each step it reports, over a window of ticks:
 
@@ -71,12 +70,7 @@ GAP_LIMIT = 5.0
 
 
 def configure(redis_url: str) -> None:
-    from django.conf import settings
-
-    ws_bench.configure_django(redis_url)
-    # The defaults a site gets: ws_bench pushes resyncs out of its tick counts; here they run.
-    del settings.TICKETQUEUE["RESYNC_INTERVAL"]
-    settings.TICKETQUEUE["THROTTLE_RATES"] = {"connect_ip": None}
+    ws_bench.configure_django(redis_url)  # the defaults a site gets, behind one proxy
 
 
 # -- role: a socket process -------------------------------------------------------------------
@@ -123,7 +117,8 @@ class Client(asyncio.Protocol):
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            f"Origin: {ws_bench.ORIGIN}\r\nCookie: tq_visitor={cookie}\r\n{offer}\r\n"
+            f"Origin: {ws_bench.ORIGIN}\r\nCookie: tq_visitor={cookie}\r\n"
+            f"X-Forwarded-For: {ws_bench.address(index)}\r\n{offer}\r\n"
         ).encode()
         self.fleet = fleet
         self.buffer = bytearray()
@@ -378,24 +373,25 @@ class Generator(ws_bench.LoadGenerator):
 
 
 class Ticker(threading.Thread):
-    """The real tick, once a second, admitting a few; notes when each tick's publish returned
-    (keyed by the admitted total its line frame carries)."""
+    """The real tick, once a second, admitting a few; notes when each tick's update was
+    published (ws_bench.timed_publishes), by the admitted total its line frame carries."""
 
     def __init__(self, queue: Any) -> None:
         super().__init__(daemon=True)
         self.queue = queue
-        self.published: dict[int, float] = {}
+        self.publishes = ws_bench.timed_publishes()
         self.stopping = threading.Event()
 
+    @property
+    def published(self) -> dict[int, float]:
+        moments: dict[int, float] = {}
+        for moment, message in list(self.publishes):
+            moments.setdefault(message["t"], moment)
+        return moments
+
     def run(self) -> None:
-        from ticketqueue import services, signals
+        from ticketqueue import services
 
-        def published(sender: Any, queue: Any, result: Any, **kwargs: Any) -> None:
-            if result.counts is not None:
-                self.published.setdefault(result.counts.admitted_total, time.time())
-
-        # Connected after the live publisher's receiver: it runs right after the publish.
-        signals.queue_ticked.connect(published, weak=False, dispatch_uid="fanout.published")
         while not self.stopping.is_set():
             began = time.time()
             services.tick(self.queue, limit=ADMIT_PER_TICK)
@@ -581,7 +577,7 @@ def write_docs(payload: dict[str, Any]) -> None:
         f"second admitting {ADMIT_PER_TICK}, all on this machine's cores; protocol version "
         f"{payload['protocol']}; every socket says heartbeat every "
         f"{payload.get('heartbeat_s', 25.0):g} s as the widget does; defaults (UPDATE_INTERVAL "
-        f"2 s, RESYNC_INTERVAL 60 s, `connect_ip` off: all sockets come from 127.0.0.1); each "
+        f"2 s, RESYNC_INTERVAL 60 s, the throttles on, each socket from its own address); each "
         f"step adds 20,000 sockets at once (its handshakes/s and first positions are that "
         f"storm's) and is then measured over {payload['window_s']:g} s. Pass holders (admitted "
         "during the run) are left out of the gaps: they get no line frames.",

@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
 from _report import publish  # noqa: E402
 from ws_bench import (  # noqa: E402
+    address,
     configure_django,
     ensure_database,
     make_queue,
@@ -103,7 +104,7 @@ async def ws_client(port: int, slug: str, cookie: str, i: int, tally: Tally) -> 
 
     async with connect(
         f"ws://127.0.0.1:{port}/ws/queue/{slug}/",
-        additional_headers={"Cookie": f"tq_visitor={cookie}"},
+        additional_headers={"Cookie": f"tq_visitor={cookie}", "X-Forwarded-For": address(i)},
         origin="http://127.0.0.1",
         open_timeout=120,
         ping_interval=None,
@@ -122,7 +123,8 @@ async def sse_client(port: int, slug: str, cookie: str, i: int, tally: Tally) ->
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"GET /queue/api/queues/{slug}/stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Cookie: tq_visitor={cookie}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        f"Cookie: tq_visitor={cookie}\r\nX-Forwarded-For: {address(i)}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
     )
     first = True
     try:
