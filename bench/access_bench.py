@@ -151,8 +151,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "The check is a JWT verification (cached per token after the first), the pass "
-        "tracker's answer (a store round trip until the process confirmed the pass; ends "
-        "arrive by pub/sub) and a JSON body. No SQL. Across the network a caller also pays a "
+        "tracker's answer (no store round trip for a pass admitted while the process "
+        "listened, else one until the process confirmed it; ends arrive by pub/sub) and a "
+        "JSON body. No SQL. Across the network a caller also pays a "
         "round trip, which the `Cache-Control: max-age=2` it gets lets it skip on most "
         "requests.",
     ]

@@ -4,16 +4,39 @@ consumer and the lean application."""
 
 import asyncio
 import json
+import logging
 
 import pytest
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ticketqueue import services
-from ticketqueue.live.uvicorn import Inbox, WebSocketProtocol, Writable
+from ticketqueue.live.uvicorn import (
+    TESTED,
+    Inbox,
+    LeanWebSocketProtocol,
+    WebSocketProtocol,
+    Writable,
+    choose,
+)
 
 from .conftest import TIMEOUT, in_thread, next_message, socket_to
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+async def test_an_untested_uvicorn_gets_its_own_protocol_and_a_warning(caplog):
+    tested = ".".join(map(str, TESTED[0]))
+    with caplog.at_level(logging.WARNING, logger="ticketqueue.live"):
+        assert choose(f"{tested}.3") is LeanWebSocketProtocol
+        assert not caplog.records
+        for other in ("0.53.0", "1.0.0", "0.99.1rc1"):
+            assert choose(other) is WebSocketsSansIOProtocol
+    assert [r.getMessage().split(": ")[0].rsplit(" ", 1)[-1] for r in caplog.records] == [
+        "0.53.0",
+        "1.0.0",
+        "0.99.1rc1",
+    ]
 
 
 async def test_the_inbox_hands_out_messages_in_order_to_a_waiting_reader():

@@ -12,15 +12,20 @@ accepted (uvicorn never reads it again). One addition: a ``line`` frame the hub 
 framed for every socket (``protocol.PREPARED``) is written as is. Everything else (frames,
 keepalive pings, limits, flow control and closing) is uvicorn's own code.
 
-It subclasses uvicorn's implementation, so it is tied to it: written against uvicorn 0.54 (the
-version pinned in requirements/test.txt) and tested under it (tests/live/test_uvicorn.py runs
-the queue socket's whole protocol through it). Check it again when upgrading uvicorn; if
-uvicorn's class goes away, importing this module fails loudly rather than serving differently.
+It subclasses uvicorn's implementation, so it is tied to it: written against uvicorn 0.54 and
+tested under the versions in ``TESTED`` (tests/live runs the queue socket's whole protocol
+through it, and CI runs them on the newest uvicorn too). Under any other uvicorn,
+``WebSocketProtocol`` is uvicorn's own class, said in a warning when the server loads it: the
+same behaviour with more memory per socket, never this subclass on code it was not tested
+against. If uvicorn's class goes away, importing this module fails loudly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+from importlib.metadata import version
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -28,7 +33,13 @@ from websockets.protocol import State
 
 from .protocol import PREPARED
 
-__all__ = ["Inbox", "WebSocketProtocol", "Writable"]
+__all__ = ["TESTED", "Inbox", "LeanWebSocketProtocol", "WebSocketProtocol", "Writable", "choose"]
+
+log = logging.getLogger("ticketqueue.live")
+
+#: The uvicorn releases (major, minor) this protocol was tested under; keep in step with the
+#: ``uvicorn`` extra in pyproject.toml.
+TESTED = ((0, 54), (0, 55))
 
 
 class Inbox:
@@ -108,7 +119,7 @@ class Writable:
                 self._waiters.remove(waiter)
 
 
-class WebSocketProtocol(WebSocketsSansIOProtocol):
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with less kept per open socket (see above)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -147,3 +158,21 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # and response (headers and all) are never read again.
         self.request = self.response = None
         super().start_keepalive()
+
+
+def choose(installed: str) -> type[WebSocketsSansIOProtocol]:
+    """The lean protocol under a tested uvicorn; uvicorn's own, with a warning, otherwise."""
+    release = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    if release in TESTED:
+        return LeanWebSocketProtocol
+    log.warning(
+        "ticketqueue.live.uvicorn was tested with uvicorn %s, not %s: serving with uvicorn's "
+        "own websockets-sansio protocol instead (same behaviour, ~6 KiB more per socket)",
+        " and ".join(".".join(map(str, r)) for r in TESTED),
+        installed,
+    )
+    return WebSocketsSansIOProtocol
+
+
+#: What ``--ws ticketqueue.live.uvicorn:WebSocketProtocol`` serves with.
+WebSocketProtocol = choose(version("uvicorn"))
