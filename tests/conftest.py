@@ -3,25 +3,13 @@ import uuid
 import pytest
 
 from ticketqueue.store.memory import MemoryStore
-
-
-class Clock:
-    """An injected clock: tests move time, nobody sleeps."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+from ticketqueue.testing import Clock
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    """An injected clock: tests move time, nobody sleeps."""
+    return Clock(1_800_000_000.0)
 
 
 def make_redis_store():
