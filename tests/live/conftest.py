@@ -167,6 +167,13 @@ class Socket(WebsocketCommunicator):
             if message["type"] == kind:
                 return message
 
+    async def next_place(self):
+        """The next ``queue_update`` about this person's place. A broadcast sent before the
+        join was answered (a tick's, say) can arrive first: it says ``state`` null; skipped."""
+        while (update := await self.next_of("queue_update"))["state"] is None:
+            pass
+        return update
+
     async def send(self, **message):
         await self.send_json_to(message)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ticketqueue import passes, services
+from ticketqueue import live, passes, presence, services
 from ticketqueue.live.protocol import (
     CLOSE_IDENTITY_REQUIRED,
     CLOSE_QUEUE_CLOSED,
@@ -243,6 +243,26 @@ async def test_a_disconnect_within_the_grace_keeps_the_place(make_queue, hub, vi
     await sock.disconnect(), await other.disconnect()
 
 
+async def test_a_socket_closed_after_shutdown_records_the_disconnect_and_makes_no_hub(
+    make_queue, hub, visitor
+):
+    """A server stopping closes its hub first; the sockets still open close after it. Their
+    disconnect is recorded, and no new hub (a subscriber, a task) is started to seat nobody."""
+    queue = await in_thread(make_queue)(disconnect_grace=600)
+    me = visitor()
+    sock = await me.socket(queue).open()
+    await sock.next()
+    await sock.send(type="join")
+    assert (await sock.next_place())["state"] == "waiting"
+    assert await in_thread(presence.is_connected)(queue.store_id, me.identity)
+    await live.shutdown()
+
+    await sock.disconnect()
+    hub_tasks = [t for t in asyncio.all_tasks() if "Hub._work" in repr(t.get_coro())]
+    assert hub_tasks == []
+    assert not await in_thread(presence.is_connected)(queue.store_id, me.identity)
+
+
 async def test_a_missed_granted_is_recovered_on_reconnect(make_queue, hub, visitor, broadcast):
     queue = await in_thread(make_queue)(purchase_window=600)
     me = visitor()
@@ -407,7 +427,7 @@ async def test_a_logged_in_user_is_the_socket_identity(make_queue, hub, visitor)
 async def test_an_open_socket_makes_its_identity_present_until_it_closes(
     make_queue, hub, visitor, broadcast
 ):
-    from ticketqueue import notifications, presence
+    from ticketqueue import notifications
 
     queue = await in_thread(make_queue)(capacity=5)
     watching, two_tabs, away = visitor(), visitor(), visitor()

@@ -53,7 +53,7 @@ async def test_socket_joins_share_the_address_limit_with_rest(make_queue, rates,
     for socket in sockets:
         await socket.next_of("queue_update")
     await sockets[0].send(type="join")
-    assert (await sockets[0].next_of("queue_update"))["state"] == "waiting"
+    assert (await sockets[0].next_place())["state"] == "waiting"
     for socket in sockets[1:]:
         await socket.send(type="join")
         error = await socket.next_of("error")
@@ -63,7 +63,7 @@ async def test_socket_joins_share_the_address_limit_with_rest(make_queue, rates,
     other = await from_address(Visitor().socket(queue), "198.51.100.9").open()
     await other.next_of("queue_update")
     await other.send(type="join")
-    assert (await other.next_of("queue_update"))["state"] == "waiting"
+    assert (await other.next_place())["state"] == "waiting"
     for socket in [*sockets, other]:
         await socket.disconnect()
 

@@ -40,7 +40,7 @@ async def test_every_tab_hears_a_milestone_once(make_queue, hub, visitor, locmem
         await tab.next()
     await tabs[0].send(type="join")
     for tab in tabs:
-        assert (await tab.next_of("queue_update"))["state"] == "waiting"
+        assert (await tab.next_place())["state"] == "waiting"
     await in_thread(services.join)(queue, away.identity)
     await in_thread(run_tick)(queue)
     for tab in tabs:

@@ -20,7 +20,7 @@ async def waiting_socket(queue, person):
     sock = await person.socket(queue).open()
     await sock.next()
     await sock.send(type="join")
-    assert (await sock.next_of("queue_update"))["state"] == "waiting"
+    assert (await sock.next_place())["state"] == "waiting"
     return sock
 
 

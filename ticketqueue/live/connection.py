@@ -214,7 +214,8 @@ class QueueSocket:
         seat, self.seat = self.seat, None
         if seat is None:
             return
-        get_hub().detach(seat)
+        # The hub it sat in (after shutdown() there is no other: none is made to detach).
+        self.room.hub.detach(seat)
         try:
             await in_thread(services.disconnect)(
                 self.queue, self.identity, waiting=seat.state == "waiting"
@@ -298,7 +299,7 @@ class QueueSocket:
             if self.seat is not None:
                 self.seat.send_text(error_frame(exc))
                 # Not answered now (the store is being rebuilt or unreachable): read again soon.
-                self.room.schedule_resync(self.seat, get_hub().clock(), follow_up=True)
+                self.room.schedule_resync(self.seat, self.room.hub.clock(), follow_up=True)
             return
         if opening and self.seat is not None:
             self.seat.touched = self.clock()

@@ -868,6 +868,7 @@ class Hub:
         self._inbox: asyncio.Queue[tuple[str | None, bytes | None]] = asyncio.Queue()
         self._worker = loop.create_task(self._work())
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self._closed = False
 
     def room_for_slug(self, slug: str) -> Room | None:
         room = self._by_slug.get(slug)
@@ -907,6 +908,8 @@ class Hub:
             return
         room.remove(seat)
         seat.closed = True
+        if self._closed:  # close() stopped every room and unsubscribed
+            return
         if not room.seats and room.queue_id not in self._subscribing:
             room.stop()
             self.rooms.pop(room.queue_id, None)
@@ -944,6 +947,7 @@ class Hub:
                 log.exception("live: broadcast failed", extra={"channel": channel})
 
     async def close(self) -> None:
+        self._closed = True
         self._worker.cancel()
         for room in self.rooms.values():
             room.stop()
