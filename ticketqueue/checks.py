@@ -127,7 +127,6 @@ def _positive(value: Any) -> bool:
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from .store.base import QueueStore
-    from .store.memory import MemoryStore
 
     user = dict(getattr(settings, "TICKETQUEUE", {}) or {})
     merged = {**DEFAULTS, **user}
@@ -146,11 +145,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         backend, valid_store = None, False
     if not valid_store:
         errors.append(Error(Messages.STORE.format(value=store), hint=Hints.STORE, id=Codes.STORE))
-    elif backend is MemoryStore and merged["EMBEDDED_TICKER"] is False:
+    elif backend.in_process and merged["EMBEDDED_TICKER"] is False:
         errors.append(
             Warning(Messages.NOBODY_TICKS, hint=Hints.NOBODY_TICKS, id=Codes.NOBODY_TICKS)
         )
-    elif backend is MemoryStore and not settings.DEBUG and merged["EMBEDDED_TICKER"] is not True:
+    elif backend.in_process and not settings.DEBUG and merged["EMBEDDED_TICKER"] is not True:
         errors.append(
             Warning(
                 Messages.MEMORY_IN_PRODUCTION,

@@ -299,10 +299,7 @@ def embedded_ticker_on() -> bool:
     (the default) means yes with an in-process store, whose line no other process can tick."""
     value = queue_settings.EMBEDDED_TICKER
     if value == "auto":
-        from .store.memory import MemoryStore
-
-        store = queue_settings.STORE
-        return isinstance(store, type) and issubclass(store, MemoryStore)
+        return bool(getattr(queue_settings.STORE, "in_process", False))
     return bool(value)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import threading
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from . import signals
 from .core import EntryState, QueueState, QueueUnavailable, estimate_eta, measured_rate
 from .models import Entry, Queue
-from .store import StoreCompanion
+from .store import get_store
 
 __all__ = [
     "COUNTERS",
@@ -86,7 +84,6 @@ def live_numbers(
     queue: Queue, now: float | None = None, tally: tuple[int, int] | None = None
 ) -> LiveNumbers:
     from . import services
-    from .store import get_store
 
     now = services.clock() if now is None else now
     if tally is None:
@@ -139,66 +136,19 @@ def snapshot(queues: Iterable[Queue] | None = None, now: float | None = None) ->
 # -- counters shared by every process --------------------------------------------------
 
 
-class _MemoryCounters:
-    def __init__(self) -> None:
-        self._values: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._mutex = threading.Lock()
-
-    def add(self, queue_id: str, name: str, n: int) -> None:
-        with self._mutex:
-            self._values[queue_id][name] += n
-
-    def read(self, queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        with self._mutex:
-            return {q: dict(self._values.get(q, {})) for q in queue_ids}
-
-
-class _RedisCounters:
-    """One hash per queue, in the queue's hash slot: counter name -> value."""
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-
-    def _key(self, queue_id: str) -> str:
-        return f"{self.prefix}:{{{queue_id}}}:counters"
-
-    def add(self, queue_id: str, name: str, n: int) -> None:
-        self.client.hincrby(self._key(queue_id), name, n)
-
-    def read(self, queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        pipe = self.client.pipeline(transaction=False)
-        for queue_id in queue_ids:
-            pipe.hgetall(self._key(queue_id))
-        return {
-            q: {k: int(v) for k, v in values.items()}
-            for q, values in zip(queue_ids, pipe.execute(), strict=True)
-        }
-
-
-def _make_counters(store: Any) -> Any:
-    client = getattr(store, "client", None)
-    if client is not None and hasattr(client, "hincrby"):
-        return _RedisCounters(client, getattr(store, "prefix", "tq"))
-    return _MemoryCounters()
-
-
-_counters = StoreCompanion(_make_counters)
-
-
 def increment(queue_id: str, name: str, n: int = 1) -> None:
     """Add ``n`` to a queue's counter; never fails the operation it counts."""
     if n <= 0:
         return
     try:
-        _counters().add(str(queue_id), name, n)
+        get_store().counters.add(str(queue_id), name, n)
     except Exception:
         log.warning("metrics: counter not updated", exc_info=True, extra={"counter": name})
 
 
 def counters(queue_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """queue id -> {counter: value}; counters never incremented are left out."""
-    return _counters().read([str(q) for q in queue_ids]) if queue_ids else {}
+    return get_store().counters.read([str(q) for q in queue_ids]) if queue_ids else {}
 
 
 def _on_expired(sender: Any, queue: Queue, changes: Sequence[Any], **kwargs: Any) -> None:

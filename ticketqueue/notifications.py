@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 import urllib.request
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -468,56 +467,17 @@ def deliver(
 
 # -- at most one notification per admission and channel ----------------------------------
 
-#: MemoryStore -> {(queue id, channel, seq): claimed until}; dies with its store.
-_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], float]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _claim_key(prefix: str, queue_id: str, channel: str, seq: int) -> str:
-    return f"{prefix}:{{{queue_id}}}:notified:{channel}:{seq}"
-
 
 def _claim(queue_id: str, channel: str, seqs: list[int], ttl: float) -> set[int]:
-    """The seqs not claimed on this channel before, now claimed for ``ttl`` seconds (the
-    pass's life)."""
+    """The seqs not claimed on this channel before, now claimed for the pass's life (``ttl``
+    seconds) and a minute more."""
     from .store import get_store
 
-    ttl_s = max(60, int(ttl) + 60)
-    store = get_store()
-    client = getattr(store, "client", None)
-    if client is not None and hasattr(client, "pipeline"):
-        prefix = getattr(store, "prefix", "tq")
-        pipe = client.pipeline(transaction=False)
-        for seq in seqs:
-            pipe.set(_claim_key(prefix, queue_id, channel, seq), "1", nx=True, ex=ttl_s)
-        return {seq for seq, ok in zip(seqs, pipe.execute(), strict=True) if ok}
-
-    now = services.clock()
-    with _cache_lock:
-        claims = _memory_claims.setdefault(store, {})
-        for key in [k for k, until in claims.items() if until <= now]:
-            del claims[key]
-        won = set()
-        for seq in seqs:
-            if (queue_id, channel, seq) not in claims:
-                claims[(queue_id, channel, seq)] = now + ttl_s
-                won.add(seq)
-        return won
+    return get_store().claims.claim(queue_id, channel, seqs, max(60, int(ttl) + 60))
 
 
 def _unclaim(queue_id: str, channel: str, seqs: list[int]) -> None:
     """Give these claims back (their send failed and will be retried)."""
     from .store import get_store
 
-    store = get_store()
-    client = getattr(store, "client", None)
-    if client is not None and hasattr(client, "pipeline"):
-        prefix = getattr(store, "prefix", "tq")
-        if seqs:
-            client.delete(*[_claim_key(prefix, queue_id, channel, seq) for seq in seqs])
-        return
-    with _cache_lock:
-        claims = _memory_claims.setdefault(store, {})
-        for seq in seqs:
-            claims.pop((queue_id, channel, seq), None)
+    get_store().claims.unclaim(queue_id, channel, seqs)

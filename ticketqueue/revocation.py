@@ -22,7 +22,6 @@ from . import passes, signals
 from .conf import queue_settings
 from .core import PassClaims, PassNotActive, QueueUnavailable, StoreUnreachable, pass_jti
 from .store import QueueStore, get_store
-from .store.memory import MemoryStore
 
 __all__ = [
     "STORE_ERRORS",
@@ -331,7 +330,7 @@ def get_tracker() -> DirectTracker | PubSubTracker:
         with _tracker_lock:
             if _tracker is None:
                 store = get_store()
-                if isinstance(store, MemoryStore) or not hasattr(store, "client"):
+                if store.in_process or not hasattr(store, "client"):
                     _tracker = DirectTracker(store)
                 else:
                     prefix = getattr(store, "prefix", queue_settings.KEY_PREFIX)

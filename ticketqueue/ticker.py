@@ -32,6 +32,7 @@ from . import analytics, inventory, metrics, milestones, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
 from .courier import Courier, get_courier
 from .models import Entry, Queue, QueueSample
+from .store.companions import Leases
 
 __all__ = [
     "CleanupReport",
@@ -79,129 +80,11 @@ def lease_ttl(interval: float) -> float:
 # -- leases (lock + fencing token) ---------------------------------------------------------
 
 
-class _MemoryLease:
-    """Leases in this process (MemoryStore: one process holds the whole waiting room)."""
-
-    #: The lock's clock (real time, like Redis's; tests swap it).
-    timer: Callable[[], float] = staticmethod(time.monotonic)
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[str, float]] = {}
-        self._fence: dict[str, int] = {}
-        self._mutex = threading.Lock()
-
-    def acquire(self, queue_id: str, owner: str, ttl: float) -> int | None:
-        with self._mutex:
-            now = self.timer()
-            held = self._held.get(queue_id)
-            if held and held[0] != owner and held[1] > now:
-                return None
-            self._held[queue_id] = (owner, now + ttl)
-            self._fence[queue_id] = token = self._fence.get(queue_id, 0) + 1
-            return token
-
-    def renew(self, queue_id: str, owner: str, token: int, ttl: float) -> bool:
-        with self._mutex:
-            now = self.timer()
-            held = self._held.get(queue_id)
-            if not held or held[0] != owner or held[1] <= now:
-                return False
-            if self._fence.get(queue_id) != token:
-                return False
-            self._held[queue_id] = (owner, now + ttl)
-            return True
-
-    def release(self, queue_id: str, owner: str) -> None:
-        with self._mutex:
-            if self._held.get(queue_id, ("",))[0] == owner:
-                del self._held[queue_id]
-
-    def token(self, queue_id: str) -> int:
-        with self._mutex:
-            return self._fence.get(queue_id, 0)
-
-
-# KEYS: lock, fence. ARGV: owner, ttl ms, fence ttl ms. Returns the new token, or 0 when
-# another holds it. The fence outlives any lease by far (a day): a queue nobody ticks, or
-# one deleted while a tick was under way, leaves no key behind for good, and a stale tick
-# is refused by the lock's owner check before its token is even compared.
-_ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local token = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return token
-"""
-#: How long a queue's fencing token is kept after its last lease.
-FENCE_TTL = 24 * 3600.0
-# KEYS: lock, fence. ARGV: owner, token, ttl ms. 1 when still ours and still the newest.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class _RedisLease:
-    """Leases in Redis, in the queue's hash slot; each step is one script, so taking the
-    lock and drawing the token cannot be split by another worker."""
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def _keys(self, queue_id: str) -> list[str]:
-        return [f"{self.prefix}:{{{queue_id}}}:ticklock", f"{self.prefix}:{{{queue_id}}}:tickfence"]
-
-    def acquire(self, queue_id: str, owner: str, ttl: float) -> int | None:
-        args = [owner, _ms(ttl), _ms(FENCE_TTL)]
-        token = int(self._acquire(keys=self._keys(queue_id), args=args))
-        return token or None
-
-    def renew(self, queue_id: str, owner: str, token: int, ttl: float) -> bool:
-        return bool(self._renew(keys=self._keys(queue_id), args=[owner, str(token), _ms(ttl)]))
-
-    def release(self, queue_id: str, owner: str) -> None:
-        self._release(keys=self._keys(queue_id), args=[owner])
-
-    def token(self, queue_id: str) -> int:
-        return int(self.client.get(self._keys(queue_id)[1]) or 0)
-
-
-def _ms(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds * 1000)))
-
-
-_lease_for: tuple[object, Any] | None = None
-_lease_lock = threading.Lock()
-
-
-def get_lease() -> Any:
-    """The lease backend matching the configured store."""
-    global _lease_for
+def get_lease() -> Leases:
+    """The configured store's leases (``store.companions.Leases``)."""
     from .store import get_store
 
-    store = get_store()
-    cached = _lease_for
-    if cached is not None and cached[0] is store:
-        return cached[1]
-    with _lease_lock:
-        client = getattr(store, "client", None)
-        if client is not None and hasattr(client, "register_script"):
-            lease: Any = _RedisLease(client, getattr(store, "prefix", "tq"))
-        else:
-            lease = _MemoryLease()
-        _lease_for = (store, lease)
-        return lease
+    return get_store().leases
 
 
 # -- one tick ------------------------------------------------------------------------------

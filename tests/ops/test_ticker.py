@@ -79,22 +79,6 @@ def test_a_queue_held_by_another_tick_is_skipped(make_queue, fake_pacing):
     assert ticker.run_tick(batches=1, **fake_pacing).admitted == 3
 
 
-def test_lease_tokens_grow_and_only_the_newest_renews(live_store):
-    lease = ticker.get_lease()
-    first = lease.acquire("77", "a", 30)
-    assert lease.acquire("77", "b", 30) is None  # held
-    assert lease.renew("77", "a", first, 30)
-    _expire(lease, "77")  # "a" stalled past its time to live
-    second = lease.acquire("77", "b", 30)
-    assert second == first + 1
-    assert not lease.renew("77", "a", first, 30)  # stale: lock and token are b's now
-    assert lease.renew("77", "b", second, 30)
-    lease.release("77", "a")  # a stale release does not free b's lease
-    assert lease.acquire("77", "c", 30) is None
-    lease.release("77", "b")
-    assert lease.acquire("77", "c", 30) == second + 1
-
-
 def _expire(lease, queue_id):
     """End a lease's time to live without waiting for it."""
     if hasattr(lease, "client"):

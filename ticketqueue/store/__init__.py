@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
 
 from .base import (
     ActiveRecord,
@@ -44,7 +42,6 @@ __all__ = [
     "QueueStore",
     "StoreDump",
     "WaitingRecord",
-    "StoreCompanion",
     "get_store",
     "live_channel",
     "reset_store",
@@ -73,30 +70,3 @@ def reset_store() -> None:
         old, _store = _store, None
     if old is not None:
         old.disconnect()
-
-
-T = TypeVar("T")
-
-
-class StoreCompanion(Generic[T]):
-    """Something made from the configured store (presence, counters), made again when the
-    store is replaced: ``presence = StoreCompanion(make)``, then ``presence()``."""
-
-    def __init__(self, make: Callable[[QueueStore], T]) -> None:
-        self._make = make
-        self._made: tuple[QueueStore, T] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> T:
-        store = get_store()
-        made = self._made
-        if made is None or made[0] is not store:
-            with self._lock:
-                made = self._made
-                if made is None or made[0] is not store:
-                    made = self._made = (store, self._make(store))
-        return made[1]
-
-    def reset(self) -> None:
-        with self._lock:
-            self._made = None

@@ -13,9 +13,10 @@ import abc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from ..core import EntryState, QueueMode, QueueState
+from .companions import Claims, Counters, Leases, Presence
 
 __all__ = [
     "ActiveRecord",
@@ -238,7 +239,19 @@ class QueueStore(abc.ABC):
 
     Operations on a queue the store has not loaded (never configured, or lost with a Redis
     flush) raise QueueUnavailable; the services rebuild it from the rows and try again.
+
+    A backend also sets its four companions (``companions``) in its ``__init__``: shared
+    state beside the line, kept where the line is.
     """
+
+    #: True when the store's state lives in this process only: no other process (a separate
+    #: ticker, another web worker) sees the line.
+    in_process: ClassVar[bool] = False
+
+    presence: Presence
+    leases: Leases
+    counters: Counters
+    claims: Claims
 
     # -- set-up -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -50,6 +50,7 @@ from .base import (
     WaitingRecord,
     departed_total_after_loss,
 )
+from .memory_companions import MemoryClaims, MemoryCounters, MemoryLeases, MemoryPresence
 
 __all__ = ["MemoryStore"]
 
@@ -88,7 +89,13 @@ class _Queue:
 
 
 class MemoryStore(QueueStore):
+    in_process = True
+
     def __init__(self) -> None:
+        self.presence = MemoryPresence()
+        self.leases = MemoryLeases()
+        self.counters = MemoryCounters()
+        self.claims = MemoryClaims()
         self._queues: dict[str, _Queue] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._mutex = threading.RLock()

@@ -51,6 +51,7 @@ from .base import (
     departed_total_after_loss,
     live_channel,
 )
+from .redis_companions import RedisClaims, RedisCounters, RedisLeases, RedisPresence
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -231,6 +232,12 @@ def _counts(packed: Any) -> Counts:
     )
 
 
+def _presence_timeout() -> float:
+    from ..conf import queue_settings
+
+    return float(queue_settings.PRESENCE_TIMEOUT)
+
+
 class RedisStore(QueueStore):
     """The store on one Redis (or one Cluster slot per queue); safe across processes."""
 
@@ -253,6 +260,10 @@ class RedisStore(QueueStore):
         # Each queue's keys as its scripts receive them, encoded once: redis-py would encode
         # all eleven on every call (half the client's cost of packing a join).
         self._script_keys: dict[str, tuple[bytes, ...]] = {}
+        self.presence = RedisPresence(client, prefix, _presence_timeout)
+        self.leases = RedisLeases(client, prefix)
+        self.counters = RedisCounters(client, prefix)
+        self.claims = RedisClaims(client, prefix)
 
     @classmethod
     def from_settings(cls) -> RedisStore:
