@@ -134,7 +134,7 @@ HELP: dict[str, str] = {
     ),
     "LIVE_BROADCAST": (
         "How ticks reach the socket processes: 'redis' (pub/sub), 'local' (one process) or "
-        "'auto' (redis with the RedisStore)."
+        "'auto' (redis unless the store is in-process, as MemoryStore is)."
     ),
     "SOCKETS_PER_PROCESS": (
         "Most sockets one socket process holds (None: as many as its descriptor limit allows, "

@@ -330,14 +330,13 @@ def get_tracker() -> DirectTracker | PubSubTracker:
         with _tracker_lock:
             if _tracker is None:
                 store = get_store()
-                if store.in_process or not hasattr(store, "client"):
+                if store.in_process:  # every pass ends in this process: nobody to hear
                     _tracker = DirectTracker(store)
                 else:
-                    prefix = getattr(store, "prefix", queue_settings.KEY_PREFIX)
                     _tracker = PubSubTracker(
                         store,
                         _redis_factory(),
-                        f"{prefix}:passes:ended",
+                        f"{queue_settings.KEY_PREFIX}:passes:ended",
                         recheck=float(queue_settings.GATE_RECHECK),
                         skew=float(queue_settings.PASS_LEEWAY),
                         clock=lambda: passes.timer(),

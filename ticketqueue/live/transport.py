@@ -44,16 +44,12 @@ def channel_name(queue_id: str) -> str:
 
 
 def mode() -> str:
-    """'redis' or 'local': the setting, with 'auto' meaning redis exactly when the store is."""
+    """'redis' or 'local': the setting, with 'auto' meaning local exactly when the store's
+    state lives in this process (``QueueStore.in_process``: nobody else to tell)."""
     configured = queue_settings.LIVE_BROADCAST
     if configured != "auto":
         return str(configured)
-    try:
-        from ..store.redis import RedisStore
-    except ImportError:  # pragma: no cover - redis is a dependency
-        return "local"
-    store = queue_settings.STORE
-    return "redis" if isinstance(store, type) and issubclass(store, RedisStore) else "local"
+    return "local" if getattr(queue_settings.STORE, "in_process", False) else "redis"
 
 
 # -- the in-process bus --------------------------------------------------------------------
