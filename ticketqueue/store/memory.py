@@ -380,18 +380,25 @@ class MemoryStore(QueueStore):
             )
             grace = q.config.disconnect_grace
             seen_before = -math.inf if grace is None else now - grace
-            admitted: list[Admission] = []
+            # Walk the line from the head; as the Lua does, the stale ones are abandoned
+            # first, then the chosen admitted (the journal and departures in that order).
+            chosen: list[tuple[float, int]] = []
             stale: list[int] = []
-            # Stale heads stay in line until the end, so the next candidate is at len(stale).
-            while len(admitted) < n and len(stale) < min(STALE_SKIP_LIMIT, len(q.line)):
-                order, seq = q.line[len(stale)]
-                if q.waiting[seq].seen_at < seen_before:
+            for order, seq in q.line:
+                if len(chosen) >= n:
+                    break
+                if q.waiting[seq].seen_at >= seen_before:
+                    chosen.append((order, seq))
+                elif len(stale) < STALE_SKIP_LIMIT:
                     stale.append(seq)
-                    continue
-                rec = self._unwait(q, seq)
-                admitted.append(self._admit_one(q, seq, rec.identity, order, now))
+                else:
+                    break
             for seq in sorted(stale):
                 self._end_waiting(q, seq, EntryState.ABANDONED, now)
+            admitted: list[Admission] = []
+            for order, seq in chosen:
+                rec = self._unwait(q, seq)
+                admitted.append(self._admit_one(q, seq, rec.identity, order, now))
             if use_rate and admitted:
                 q.bucket = Bucket(q.bucket.tokens - len(admitted), q.bucket.at)
             self._sample_flow(q, now)
