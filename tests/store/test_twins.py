@@ -1,8 +1,9 @@
 """MemoryStore (Python) and RedisStore (Lua) take the same random steps and must answer alike
 at every one: the parts the waiting-room model (test_stateful.py) leaves out, where the two
 implementations could drift apart: the rate bucket, the pre-queue shuffle, touch and
-abandonment, the journal with its acknowledgements, rebuilds, stock, and the queue states
-and modes (PAUSED, SCHEDULED, CLOSED; AUTO, ALWAYS, OFF)."""
+abandonment, the journal with its acknowledgements, rebuilds, stock, the request limits, devices and
+milestone marks, and the queue states and modes (PAUSED, SCHEDULED, CLOSED; AUTO, ALWAYS,
+OFF)."""
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -158,6 +159,29 @@ class Twins(RuleBasedStateMachine):
             )
 
         self.both(rebuild)
+
+    @rule(
+        hits=st.lists(
+            st.tuples(
+                st.sampled_from(["ip", "identity"]), st.integers(1, 3), st.sampled_from([30, 60])
+            ),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda hit: hit[0],
+        )
+    )
+    def hit_limits(self, hits):
+        self.both(lambda s: s.hit_limits(Q, hits, self.now))
+
+    @rule(who=st.sampled_from(PEOPLE), device=st.sampled_from(["phone", "laptop"]))
+    def bind_device(self, who, device):
+        self.both(lambda s: s.bind_device(Q, who, device, self.now))
+        self.both(lambda s: s.devices(Q, PEOPLE))
+
+    @rule(name=st.sampled_from(["near", "soon"]), value=st.sampled_from([1.0, 2.5, 4.0]))
+    def advance_mark(self, name, value):
+        self.both(lambda s: s.advance_mark(Q, name, value))
+        self.both(lambda s: s.marks(Q))
 
     @invariant()
     def they_hold_the_same(self):
