@@ -779,16 +779,16 @@ def burst(threads: int, secs: float, rounds: int) -> dict:
 
     from django.db import connection
 
-    from ticketqueue import services
+    from ticketqueue import rows, services
     from ticketqueue.core import GroupCommit
     from ticketqueue.models import Queue
 
     line = Queue.objects.get(slug="bench-line")
     statements = [0]
 
-    def insert(rows: Any) -> None:
+    def insert(values: Any) -> None:
         statements[0] += 1
-        services._insert_entries(rows)
+        rows.insert_entries(values)
 
     class OneCommitEach:
         def submit(self, values: Any) -> None:
@@ -799,11 +799,11 @@ def burst(threads: int, secs: float, rounds: int) -> dict:
         name: {"joins_per_s": [], "machine_cpu_us": [], "statements_per_join": []}
         for name in writers
     }
-    original = services._new_rows
+    original = rows.grouped_inserts
     try:
         for r in range(rounds):
             for name in writers if r % 2 == 0 else reversed(list(writers)):
-                services._new_rows = writers[name]  # type: ignore[assignment]
+                rows.grouped_inserts = writers[name]  # type: ignore[assignment]
                 counts = [0] * threads
                 stop = time.monotonic() + secs
 
@@ -831,7 +831,7 @@ def burst(threads: int, secs: float, rounds: int) -> dict:
                 samples[name]["machine_cpu_us"].append(cpu / joins * 1e6)
                 samples[name]["statements_per_join"].append(statements[0] / joins)
     finally:
-        services._new_rows = original
+        rows.grouped_inserts = original
     median = {
         name: {key: statistics.median(values) for key, values in figures.items()}
         for name, figures in samples.items()

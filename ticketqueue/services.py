@@ -4,30 +4,25 @@ passes and notifications. Adapters (consumers, API, tasks, admin, commands) call
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import BigIntegerField, Case, Count, Max, Value, When
-from django.db.models.constants import OnConflict
+from django.db.models import Count, Max
 from django.utils.module_loading import import_string
 
-from . import invites, passes, presence, proofs, signals
+from . import invites, passes, presence, proofs, rows, signals
 from .conf import min_disconnect_grace, queue_settings
 from .core import (
     DeviceInUse,
     DeviceRequired,
     EntryNotFound,
     EntryState,
-    GroupCommit,
     InvalidTransition,
     LoginRequired,
     PassClaims,
@@ -46,6 +41,7 @@ from .core import (
 )
 from .models import Admission as AdmissionRow
 from .models import Entry, PriorityGroup, Queue
+from .rows import as_datetime as _dt
 from .store import (
     ActiveRecord,
     Admission,
@@ -99,16 +95,6 @@ log = logging.getLogger("ticketqueue")
 clock: Callable[[], float] = time.time
 
 T = TypeVar("T")
-
-#: Entry states a row may move from when the store reports each new state.
-_PREDECESSORS: dict[EntryState, list[str]] = {
-    EntryState.ADMITTED: [EntryState.WAITING.value],
-}
-_LIVE = [EntryState.WAITING.value, EntryState.ADMITTED.value]
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 def _now(now: float | None) -> float:
@@ -275,7 +261,7 @@ def join(
     placement = joined.placement
     if placement.created:
         try:
-            _create_row(queue, placement, now)
+            rows.create_entry(queue, placement, now)
         except Exception:
             # Not acknowledged, so not kept: take the place back out of the store.
             get_store().revoke(queue.store_id, [placement.seq], now)
@@ -323,87 +309,6 @@ def bind_device(queue: Queue, identity: str, device: str, now: float | None = No
         signals.device_moved.send(
             sender=Queue, queue=queue, identity=identity, device=device, previous=binding.previous
         )
-
-
-def _create_row(queue: Queue, placement: Placement, now: float) -> None:
-    moment = connection.ops.adapt_datetimefield_value  # what the ORM would send for a datetime
-    values = {
-        "queue": queue.pk,
-        "identity": placement.identity,
-        "seq": placement.seq,
-        "order": placement.order or float(placement.seq),
-        "state": placement.state.value,
-        "joined_at": moment(_dt(now)),
-        "admitted_at": moment(_dt(placement.admitted_at)),
-        "pass_expires_at": moment(_dt(placement.expires_at)),
-        "admission_number": placement.admission_number,
-    }
-    if placement.state is not EntryState.ADMITTED:
-        if connection.in_atomic_block or not connection.get_autocommit():
-            _insert_entries([values])  # the caller's transaction commits it, or not
-        else:
-            _new_rows.submit(values)  # committed, maybe in one statement with other joins'
-        return
-    with transaction.atomic():  # the entry and its admission, or neither
-        _insert_entries([values])
-        _log_admissions(
-            queue,
-            [
-                Change(
-                    placement.seq,
-                    placement.identity,
-                    placement.state,
-                    placement.order,
-                    now,
-                    placement.admitted_at,
-                    placement.expires_at,
-                    placement.admission_number,
-                )
-            ],
-        )
-
-
-def _insert_entries(rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT entry rows (field name -> database value, the same fields in each), skipping any
-    that a tick's journal sync wrote first.
-
-    Every new visitor's join pays for this, so it is one plain statement: in autocommit it is
-    the whole commit (``bulk_create`` wraps even one row in BEGIN ... COMMIT, two more round
-    trips), and its SQL is built once per database vendor and row count rather than compiled
-    per call.
-    """
-    # In seq order, as a journal sync inserts them: two transactions that insert the same
-    # keys in different orders can each wait for the other's uncommitted row (a deadlock).
-    rows = sorted(rows, key=lambda row: row["seq"])
-    sql = _entry_insert(connection.vendor, tuple(rows[0]), len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in rows for value in row.values()])
-
-
-@functools.cache
-def _entry_insert(vendor: str, names: tuple[str, ...], rows: int) -> str:
-    """The statement that inserts ``rows`` rows of the fields ``names`` on this vendor's
-    database."""
-    ops, meta = connection.ops, Entry._meta
-    fields = [meta.get_field(name) for name in names]
-    row = f"({', '.join(['%s'] * len(fields))})"
-    sql = (
-        f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {ops.quote_name(meta.db_table)} "
-        f"({', '.join(ops.quote_name(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * rows)} "
-        f"{ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)}"
-    )
-    return sql.rstrip()
-
-
-#: Group commit for new visitors' rows. Each join must wait for its row's commit (an
-#: acknowledged join is never lost), and under a threaded server the joins that wait at the
-#: same moment in one process share one INSERT and one commit: the disk flush and most of
-#: PostgreSQL's work are paid once per batch instead of once per visitor. A join alone (a
-#: sync worker) writes alone, as before. 100 rows of 9 fields stay under SQLite's oldest
-#: limit of 999 parameters per statement. (The lambda looks ``_insert_entries`` up at each
-#: write, so a test that replaces it reaches the grouped joins too.)
-_new_rows: GroupCommit[dict[str, Any]] = GroupCommit(lambda rows: _insert_entries(rows), limit=100)
 
 
 def status(queue: Queue, identity: str, now: float | None = None) -> Status:
@@ -835,6 +740,14 @@ def sync_journal(queue: Queue, batch: int = 10_000) -> list[Change]:
             return synced
 
 
+def _sync(queue: Queue, changes: Iterable[Change]) -> None:
+    """Make the rows say what these changes say, then acknowledge them. Idempotent."""
+    changes = list(changes)
+    rows.write(queue, changes)
+    if changes:
+        get_store().ack(queue.store_id, changes)
+
+
 def _write_rows(queue: Queue, changes: Sequence[Change]) -> None:
     """Write what the store just did into the rows, now if the database lets us.
 
@@ -852,179 +765,6 @@ def _write_rows(queue: Queue, changes: Sequence[Change]) -> None:
             "rows not written, left to the next journal sync",
             exc_info=True,
             extra={"queue": queue.slug, "seqs": [c.seq for c in changes]},
-        )
-
-
-def _sync(queue: Queue, changes: Iterable[Change]) -> None:
-    """Make the rows say what these changes say, then acknowledge them. Idempotent."""
-    changes = list(changes)
-    if not changes:
-        return
-    with transaction.atomic():
-        _lock_rows_of(queue)
-        existing = _existing_seqs(queue, [c.seq for c in changes])
-        # In seq order, as a group commit inserts them (see _insert_entries).
-        missing = sorted((c for c in changes if c.seq not in existing), key=lambda c: c.seq)
-        Entry.objects.bulk_create(
-            [
-                Entry(
-                    queue=queue,
-                    identity=c.identity,
-                    seq=c.seq,
-                    order=c.order or float(c.seq),
-                    state=c.state.value,
-                    joined_at=_dt(c.at if c.state is EntryState.WAITING else c.admitted_at or c.at),
-                    admitted_at=_dt(c.admitted_at),
-                    pass_expires_at=_dt(c.expires_at),
-                    admission_number=c.admission_number,
-                    ended_at=None if c.state.is_live else _dt(c.at),
-                )
-                for c in missing
-            ],
-            ignore_conflicts=True,
-        )
-        # One UPDATE per kind of change: a tick's admissions share their time and state.
-        groups: dict[tuple[EntryState, float, float | None, float | None], list[Change]] = (
-            defaultdict(list)
-        )
-        for c in changes:
-            if c.seq in existing and c.state is not EntryState.WAITING:
-                groups[(c.state, c.at, c.admitted_at, c.expires_at)].append(c)
-        for (state, at, admitted_at, expires_at), group in groups.items():
-            values: dict[str, Any] = {"state": state.value}
-            if admitted_at is not None:
-                values.update(admitted_at=_dt(admitted_at), pass_expires_at=_dt(expires_at))
-            if not state.is_live:
-                values["ended_at"] = _dt(at)
-            predecessors = _PREDECESSORS.get(state, _LIVE)
-            if connection.vendor == "postgresql":
-                _pg_update(queue, group, values, predecessors, numbered=admitted_at is not None)
-                continue
-            if admitted_at is not None:
-                values["admission_number"] = Case(
-                    *[When(seq=c.seq, then=Value(c.admission_number)) for c in group],
-                    output_field=BigIntegerField(),
-                )
-            Entry.objects.filter(
-                queue=queue, seq__in=[c.seq for c in group], state__in=predecessors
-            ).update(**values)
-        _log_admissions(queue, [c for c in changes if c.admitted_at is not None])
-    get_store().ack(queue.store_id, changes)
-
-
-#: First half of the PostgreSQL advisory lock key that serialises row syncs per queue.
-_ADVISORY_NAMESPACE = 0x7471
-
-
-def _lock_rows_of(queue: Queue) -> None:
-    """One journal sync per queue at a time: concurrent tickers would otherwise lock the same
-    rows in different orders and deadlock. Held to the end of the transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, queue.pk])
-
-
-def _pg_bigints(values: Iterable[int | None]) -> str:
-    """Integers as one PostgreSQL array literal ('{1,2,3}'), cast with ``%s::bigint[]``:
-    psycopg quotes a Python list element by element, a string in one step. None is NULL."""
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
-
-
-def _existing_seqs(queue: Queue, seqs: list[int]) -> set[int]:
-    """The seqs among these that have a row."""
-    if connection.vendor != "postgresql":
-        return set(Entry.objects.filter(queue=queue, seq__in=seqs).values_list("seq", flat=True))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT e.seq FROM {Entry._meta.db_table} AS e "  # noqa: S608
-            "JOIN unnest(%s::bigint[], %s::bigint[]) AS v(queue_id, seq) "
-            "ON e.queue_id = v.queue_id AND e.seq = v.seq",
-            [_pg_bigints([queue.pk] * len(seqs)), _pg_bigints(seqs)],
-        )
-        return {seq for (seq,) in cursor.fetchall()}
-
-
-def _pg_update(
-    queue: Queue,
-    group: Sequence[Change],
-    values: dict[str, Any],
-    predecessors: list[str],
-    *,
-    numbered: bool,
-) -> None:
-    """One UPDATE joined to arrays of (queue, seq, admission number), the number set when
-    the changes are passes (``numbered``): a CASE with a branch per row made a 1,000-admission
-    tick spend a second in PostgreSQL's planner.
-
-    The queue id comes in as a column of the arrays and the state test cannot use an index
-    (``state || ''``), on purpose: a sale's new queue is not in the table's statistics until
-    the next ANALYZE, so ``queue_id = <new queue>`` (and its waiting rows) look like a row or
-    two, and PostgreSQL then hashed every waiting row of the queue on every round (measured:
-    18 ms a round at 60,000 waiting, 1.5 ms with current statistics). As written, the only
-    ways in are the ``(queue_id, seq)`` index, once per row, or a scan of the whole table
-    when the table is small enough for that to be cheaper; the queue's size does not count.
-    """
-    table = Entry._meta.db_table
-    assignments = ", ".join(f"{column} = %s" for column in values)
-    if numbered:
-        assignments += ", admission_number = v.number"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS e SET {assignments} "  # noqa: S608
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(queue_id, seq, number) "
-            "WHERE e.queue_id = v.queue_id AND e.seq = v.seq AND (e.state || '') = ANY(%s)",
-            [
-                *values.values(),
-                _pg_bigints([queue.pk] * len(group)),
-                _pg_bigints(c.seq for c in group),
-                _pg_bigints(c.admission_number for c in group),
-                predecessors,
-            ],
-        )
-
-
-def _log_admissions(queue: Queue, changes: Sequence[Change]) -> None:
-    if changes and connection.vendor == "postgresql":
-        # Arrays instead of one parameter per value, and the times as plain parameters (the
-        # admissions of one call share them; quoting 2,000 datetimes in an array took longer
-        # than the INSERT): one statement per distinct (admitted_at, expires_at), usually one.
-        table = AdmissionRow._meta.db_table
-        by_time: dict[tuple[float | None, float | None], list[Change]] = defaultdict(list)
-        for c in changes:
-            by_time[(c.admitted_at, c.expires_at)].append(c)
-        with connection.cursor() as cursor:
-            for (admitted_at, expires_at), group in by_time.items():
-                cursor.execute(
-                    f"INSERT INTO {table} "  # noqa: S608
-                    "(queue_id, seq, number, identity, admitted_at, expires_at) "
-                    "SELECT %s, v.seq, v.number, v.identity, %s, %s "
-                    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) "
-                    "AS v(seq, number, identity) "
-                    "ON CONFLICT DO NOTHING",  # exactly one row per admission, however often synced
-                    [
-                        queue.pk,
-                        _dt(admitted_at),
-                        _dt(expires_at),
-                        _pg_bigints(c.seq for c in group),
-                        _pg_bigints(c.admission_number or 0 for c in group),
-                        [c.identity for c in group],
-                    ],
-                )
-        return
-    if changes:
-        AdmissionRow.objects.bulk_create(
-            [
-                AdmissionRow(
-                    queue=queue,
-                    seq=c.seq,
-                    number=c.admission_number or 0,
-                    identity=c.identity,
-                    admitted_at=_dt(c.admitted_at),
-                    expires_at=_dt(c.expires_at),
-                )
-                for c in changes
-            ],
-            ignore_conflicts=True,  # exactly one row per admission, however often synced
         )
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from ticketqueue import passes, release, services
+from ticketqueue import passes, release, rows, services
 from ticketqueue.core import PassNotActive, PassWrongIdentity
 from ticketqueue.identity import visitor_id_from_cookie
 
@@ -266,7 +266,7 @@ def test_a_dead_database_connection_is_503_with_retry_after_and_keeps_no_place(
     import psycopg
 
     queue = make_queue(mode="always")
-    real_insert = services._insert_entries
+    real_insert = rows.insert_entries
 
     def insert_on_a_dead_connection(rows):
         pid = connection.connection.info.backend_pid
@@ -274,7 +274,7 @@ def test_a_dead_database_connection_is_503_with_retry_after_and_keeps_no_place(
             other.execute("SELECT pg_terminate_backend(%s)", [pid])
         return real_insert(rows)
 
-    monkeypatch.setattr(services, "_insert_entries", insert_on_a_dead_connection)
+    monkeypatch.setattr(rows, "insert_entries", insert_on_a_dead_connection)
     response = Client().post(f"{API}/sale/join/")
     connection.close()  # what Django does with a broken connection when a request ends
     assert code_of(response) == (503, "database_unavailable")

@@ -16,7 +16,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ticketqueue import services, ticker
+from ticketqueue import rows, services, ticker
 from ticketqueue.core import QueueClosed
 from ticketqueue.models import Entry, Queue
 from ticketqueue.store import get_store
@@ -52,7 +52,7 @@ class CloseRacingJoin(RuleBasedStateMachine):
     @rule(data=st.data())
     def row_lands(self, data):
         placement, at = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
-        services._create_row(self.queue, placement, at)
+        rows.create_entry(self.queue, placement, at)
         self.settled = False
 
     @rule()

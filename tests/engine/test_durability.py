@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import DatabaseError
 
-from ticketqueue import passes, services
+from ticketqueue import passes, rows, services
 from ticketqueue.models import Queue
 from ticketqueue.store import get_store, reset_store
 
@@ -113,13 +113,13 @@ def test_a_new_entry_is_committed_when_the_join_returns(live_store):
 def test_a_join_whose_row_the_journal_sync_wrote_first_still_answers(live_store, monkeypatch):
     queue = Queue.objects.create(slug="h", name="H", mode="off", capacity=5)
     services.configure(queue, T0)
-    insert = services._insert_entries
+    insert = rows.insert_entries
 
     def tick_first(rows):
         services.sync_journal(queue)  # a tick's journal sync between the store and the row
         insert(rows)
 
-    monkeypatch.setattr(services, "_insert_entries", tick_first)
+    monkeypatch.setattr(rows, "insert_entries", tick_first)
     admitted = services.join(queue, "user:1", T0)
     assert admitted.state == "admitted" and admitted.pass_token
     entry = queue.entries.get()
@@ -135,7 +135,7 @@ def test_a_join_whose_row_cannot_be_written_is_not_kept(live_store, monkeypatch,
     def fail(rows):
         raise DatabaseError("the database went away")
 
-    monkeypatch.setattr(services, "_insert_entries", fail)
+    monkeypatch.setattr(rows, "insert_entries", fail)
     with pytest.raises(DatabaseError):
         services.join(queue, "user:1", T0)
     # Not acknowledged, so nowhere: no row, no place in the store, no pass counted.

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
-from ticketqueue import services
+from ticketqueue import rows, services
 from ticketqueue.core import GroupCommit
 from ticketqueue.models import Queue
 
@@ -25,11 +25,11 @@ class HeldFirstWrite:
     behind it, so the batch the test asserts on is certain rather than likely."""
 
     def __init__(self, monkeypatch, fail_batches=False):
-        self.insert = services._insert_entries
+        self.insert = rows.insert_entries
         self.group = GroupCommit(lambda rows: self._write(rows))
         self.batches: list[list[str]] = []
         self.fail_batches = fail_batches
-        monkeypatch.setattr(services, "_new_rows", self.group)
+        monkeypatch.setattr(rows, "grouped_inserts", self.group)
 
     def _write(self, rows):
         first = not self.batches
@@ -126,7 +126,7 @@ def test_a_join_inside_the_callers_transaction_writes_in_that_transaction(queue,
     def shared_writer_must_not_be_used(values):
         raise AssertionError("a row inside a transaction went to the shared writer")
 
-    monkeypatch.setattr(services._new_rows, "submit", shared_writer_must_not_be_used)
+    monkeypatch.setattr(rows.grouped_inserts, "submit", shared_writer_must_not_be_used)
     with transaction.atomic():
         services.join(queue, "user:1", T0)
         assert queue.entries.filter(identity="user:1").exists()
@@ -157,7 +157,7 @@ def entry_row(queue, change):
         "seq": change.seq,
         "order": change.order,
         "state": change.state.value,
-        "joined_at": connection.ops.adapt_datetimefield_value(services._dt(change.at)),
+        "joined_at": connection.ops.adapt_datetimefield_value(rows.as_datetime(change.at)),
         "admitted_at": None,
         "pass_expires_at": None,
         "admission_number": None,
@@ -178,7 +178,7 @@ def test_a_group_commit_and_a_journal_sync_of_the_same_rows_do_not_deadlock(
     def write_both():
         try:
             if waiter == "group commit":
-                services._insert_entries([entry_row(queue, second), entry_row(queue, first)])
+                rows.insert_entries([entry_row(queue, second), entry_row(queue, first)])
             else:
                 services._sync(queue, [second, first])
         except Exception as exc:  # noqa: BLE001 - asserted below
@@ -193,7 +193,7 @@ def test_a_group_commit_and_a_journal_sync_of_the_same_rows_do_not_deadlock(
         if waiter == "group commit":
             services._sync(queue, [first])
         else:
-            services._insert_entries([entry_row(queue, first)])
+            rows.insert_entries([entry_row(queue, first)])
         thread = threading.Thread(target=write_both)
         thread.start()
         deadline = time.monotonic() + WAIT
@@ -203,7 +203,7 @@ def test_a_group_commit_and_a_journal_sync_of_the_same_rows_do_not_deadlock(
         if waiter == "group commit":
             services._sync(queue, [second])
         else:
-            services._insert_entries([entry_row(queue, second)])
+            rows.insert_entries([entry_row(queue, second)])
     thread.join(WAIT)
 
     assert errors == []

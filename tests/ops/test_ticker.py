@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ticketqueue import services, signals, ticker
+from ticketqueue import rows, services, signals, ticker
 from ticketqueue.models import Admission, Entry, Queue, QueueSample
 
 from .conftest import T0
@@ -281,7 +281,7 @@ def test_a_join_whose_row_lands_after_the_close_is_settled_by_the_cleanup(make_q
     # The one order that strands a row: the close copies the journal, the late join takes
     # its place in the store, the close turns the line away, then the join writes its row.
     synced, store_done, close_done = threading.Event(), threading.Event(), threading.Event()
-    real_sync_journal, real_create_row = services.sync_journal, services._create_row
+    real_sync_journal, real_create_row = services.sync_journal, rows.create_entry
 
     def sync_then_let_the_join_in(queue):
         changes = real_sync_journal(queue)
@@ -296,7 +296,7 @@ def test_a_join_whose_row_lands_after_the_close_is_settled_by_the_cleanup(make_q
         return real_create_row(*args)
 
     monkeypatch.setattr(services, "sync_journal", sync_then_let_the_join_in)
-    monkeypatch.setattr(services, "_create_row", row_after_the_close)
+    monkeypatch.setattr(rows, "create_entry", row_after_the_close)
     answers = []
 
     def join_late():
