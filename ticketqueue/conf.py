@@ -294,6 +294,11 @@ queue_settings = QueueSettings()
 GRACE_HEARTBEATS = 3
 
 
+#: False in a test run (set by the ``ticketqueue.testing`` pytest plugin): the embedded ticker
+#: does not start, whatever ``EMBEDDED_TICKER`` says (no thread ticks behind the tests' backs).
+embedded_ticker_allowed = True
+
+
 def embedded_ticker_on() -> bool:
     """Whether the web process ticks its queues itself: ``EMBEDDED_TICKER``, where ``'auto'``
     (the default) means yes with an in-process store, whose line no other process can tick."""

@@ -8,8 +8,9 @@
 
 Both go through the real path (the store, the rows, the signer and the gate's checks), so a
 test that passes with them passes in production. With pytest they are also fixtures
-(``ticketqueue_pass``, ``ticketqueue_clock``): ``pytest -p ticketqueue.testing``, or
-``pytest_plugins = ["ticketqueue.testing"]`` in a conftest.py.
+(``ticketqueue_pass``, ``ticketqueue_clock``): pytest loads this module as a plugin wherever
+ticketqueue is installed (an entry point), and then starts no embedded ticker thread in the
+test process.
 """
 
 from __future__ import annotations
@@ -112,3 +113,10 @@ else:
     def ticketqueue_pass() -> Callable[..., str]:
         """``admit`` as a fixture: ``ticketqueue_pass(queue, client=client)``."""
         return admit
+
+    def pytest_configure(config: Any) -> None:
+        """A test run serves no one: no thread ticks the queues behind the tests' backs (a
+        test that wants the ticker runs ``ticker.run_tick`` or starts ``ticker.embedded``)."""
+        from . import conf
+
+        conf.embedded_ticker_allowed = False

@@ -28,7 +28,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import analytics, inventory, metrics, milestones, notifications, services
+from . import analytics, conf, inventory, metrics, milestones, notifications, services
 from .core import EntryState, QueueState, QueueUnavailable
 from .courier import Courier, get_courier
 from .models import Entry, Queue, QueueSample
@@ -537,12 +537,14 @@ def is_serving_process(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
     return False
 
 
-def _in_tests() -> bool:
-    return "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
+def _in_a_test_run() -> bool:
+    """A pytest run says so (``conf.embedded_ticker_allowed``); under ``manage.py test`` the
+    test client's requests are no sign of a serving process either."""
+    return not conf.embedded_ticker_allowed or (len(sys.argv) > 1 and sys.argv[1] == "test")
 
 
 def _start_on_request(**kwargs: Any) -> None:
-    if not embedded.running and not _in_tests():
+    if not embedded.running and not _in_a_test_run():
         embedded.ensure_started()
 
 
@@ -552,9 +554,7 @@ def start_embedded_if_serving() -> bool:
     (a server this module does not recognise); never in tests or other commands."""
     from django.core.signals import request_started
 
-    from .conf import embedded_ticker_on
-
-    if not embedded_ticker_on() or _in_tests():
+    if not conf.embedded_ticker_on() or _in_a_test_run():
         return False
     request_started.connect(_start_on_request, dispatch_uid="ticketqueue.embedded_ticker")
     if is_serving_process(sys.argv, os.environ):

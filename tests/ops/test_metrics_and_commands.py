@@ -4,6 +4,7 @@ ticker's start rules and the operations settings checks."""
 import importlib
 import json
 import logging
+import sys
 import threading
 from io import StringIO
 
@@ -189,8 +190,14 @@ def test_the_embedded_ticker_starts_only_in_a_serving_process(argv, environ, ser
     assert ticker.is_serving_process(argv, environ) is serving
 
 
-def test_the_embedded_ticker_never_starts_in_tests(settings):
+def test_the_embedded_ticker_never_starts_in_a_pytest_run(settings, monkeypatch):
+    """The ticketqueue.testing plugin (loaded by its entry point) says this is a test run:
+    even in a process that looks like a server, no ticker thread starts."""
+    from ticketqueue import conf
+
+    assert conf.embedded_ticker_allowed is False
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, "EMBEDDED_TICKER": True}
+    monkeypatch.setattr(sys, "argv", ["uvicorn", "shop.asgi:application"])
     assert ticker.start_embedded_if_serving() is False
     assert not ticker.embedded.running
 
