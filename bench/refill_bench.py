@@ -85,7 +85,7 @@ def scenario(refill: bool, releases: int, pace: float) -> dict[str, Any]:
     from django.test.utils import override_settings
 
     import ticketqueue
-    from ticketqueue import services, ticker
+    from ticketqueue import services, tick_loop
     from ticketqueue.store import get_store, live_channel
 
     tq = {**settings.TICKETQUEUE, "REFILL_ON_RELEASE": refill}
@@ -102,7 +102,7 @@ def scenario(refill: bool, releases: int, pace: float) -> dict[str, Any]:
         # run_loop as the embedded ticker runs it, on this queue only: the bench database
         # keeps other runs' queues, which a tick of every queue would load into the store.
         loop = threading.Thread(
-            target=ticker.run_loop,
+            target=tick_loop.run_loop,
             args=(stop,),
             kwargs={"cleanup_every": 0, "queues": [queue]},
             daemon=True,

@@ -16,7 +16,11 @@ class TicketQueueConfig(AppConfig):
         from .revocation import connect_signals
 
         connect_signals()  # the purchase gate hears of released and revoked passes
-        from . import metrics, ticker
+        from . import (
+            metrics,
+            tick_loop,
+            ticker,  # noqa: F401 - a deleted queue leaves the store
+        )
 
         metrics.connect_signals()  # the Prometheus counters hear of joins, expiries, ...
-        ticker.start_embedded_if_serving()  # EMBEDDED_TICKER: only in a serving process
+        tick_loop.start_embedded_if_serving()  # EMBEDDED_TICKER: only in a serving process

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import shared_task
 
-from . import notifications, ticker
+from . import notifications, retention, ticker
 from .models import Queue
 
 __all__ = ["cleanup", "send_notifications", "tick", "tick_queue"]
@@ -73,7 +73,7 @@ def tick_queue(queue_id: int) -> dict[str, Any]:
 def cleanup() -> dict[str, Any]:
     """Abandon entries unseen past the disconnect grace; delete old ended entries and
     samples per ENTRY_RETENTION and SAMPLE_RETENTION."""
-    return ticker.cleanup().as_dict()
+    return retention.cleanup().as_dict()
 
 
 # Nobody reads its result: ignoring it also spares the caller a result subscription.

@@ -116,7 +116,7 @@ else:
 
     def pytest_configure(config: Any) -> None:
         """A test run serves no one: no thread ticks the queues behind the tests' backs (a
-        test that wants the ticker runs ``ticker.run_tick`` or starts ``ticker.embedded``)."""
+        test that wants the ticker runs ``ticker.run_tick`` or starts ``tick_loop.embedded``)."""
         from . import conf
 
         conf.embedded_ticker_allowed = False

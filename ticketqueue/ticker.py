@@ -1,6 +1,6 @@
-"""The tick loop: expiry, idle passes, admission, "your turn" and the other milestones for
-every running queue, run by Celery beat (``tasks.tick``), ``manage.py ticketqueue_ticker`` or
-the embedded thread.
+"""One tick: expiry, idle passes, admission, "your turn" and the other milestones for every
+running queue, run by Celery beat (``tasks.tick``), or in a loop (``tick_loop``: the
+``manage.py ticketqueue_ticker`` command and the embedded thread).
 
 Each queue is ticked under a *lease*: a lock with a time to live plus a fencing token that
 grows by one with every lease taken. A tick that finds the lease held skips the queue (the
@@ -14,42 +14,32 @@ import logging
 import math
 import os
 import socket
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import analytics, conf, inventory, metrics, milestones, notifications, services
-from .core import EntryState, QueueState, QueueUnavailable
-from .courier import Courier, get_courier
-from .models import Entry, Queue, QueueSample
+from . import analytics, inventory, metrics, milestones, notifications, services
+from .core import QueueState, QueueUnavailable
+from .models import Queue, QueueSample
 from .store.companions import Leases
 
 __all__ = [
-    "CleanupReport",
-    "EmbeddedTicker",
-    "LoopReport",
     "QueueTick",
     "TickReport",
-    "cleanup",
-    "embedded",
     "forget_queue",
     "get_lease",
-    "is_serving_process",
     "lease_ttl",
-    "run_loop",
     "run_tick",
-    "start_embedded_if_serving",
     "tickable_queues",
+    "worker_name",
 ]
 
 log = logging.getLogger("ticketqueue")
@@ -57,14 +47,13 @@ log = logging.getLogger("ticketqueue")
 #: What a tick does with the admissions of a batch: tell the absent ones (returns how many).
 Notify = Callable[[Queue, Sequence[Any]], int]
 
-ENDED_STATES = [s.value for s in EntryState if not s.is_live]
-
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-def _owner() -> str:
+def worker_name() -> str:
+    """Who holds a lease or a lock: host:pid:nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
@@ -178,7 +167,7 @@ def run_tick(
     batches = int(batches or queue_settings.TICK_BATCHES)
     interval = float(interval or queue_settings.TICK_INTERVAL)
     notify = notifications.notify_turn if notify is None else notify
-    owner = owner or _owner()
+    owner = owner or worker_name()
     ttl = lease_ttl(interval)
     lease = get_lease()
     report = TickReport(owner=owner)
@@ -325,238 +314,3 @@ def forget_queue(queue_id: str) -> None:
         # to whoever deleted the queue.
         log.exception("deleting a queue's hot state failed", extra={"queue_id": queue_id})
     _sampled.pop(queue_id, None)
-
-
-@dataclass
-class CleanupReport:
-    abandoned: int = 0
-    #: Rows of closed queues still marked waiting (a join that raced the close), revoked.
-    settled: int = 0
-    deleted: int = 0
-    samples_deleted: int = 0
-    skipped: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def cleanup(now: float | None = None, batch: int = 5_000) -> CleanupReport:
-    """Abandon entries unseen past their queue's grace, revoke rows a closed queue still has
-    waiting, delete ended entries older than ``ENTRY_RETENTION`` (after ``ENTRY_ARCHIVER``
-    saw them) and old chart samples.
-
-    One cleanup at a time (a store lock); a second one running at once does nothing.
-    """
-    from django.utils.module_loading import import_string
-
-    from .conf import queue_settings
-    from .store import get_store
-
-    now = services.clock() if now is None else now
-    store = get_store()
-    owner = _owner()
-    report = CleanupReport()
-    if not store.acquire_lock("cleanup", owner, ttl=600):
-        report.skipped = True
-        return report
-    try:
-        for queue in Queue.objects.exclude(state=QueueState.CLOSED.value).order_by("pk"):
-            try:
-                report.abandoned += len(services.abandon_unseen(queue, now))
-            except Exception:
-                log.exception("cleanup: abandoning failed", extra={"queue": queue.slug})
-        waiting_rows = Entry.objects.filter(queue=OuterRef("pk"), state=EntryState.WAITING.value)
-        closed_with_waiting = Queue.objects.filter(
-            Exists(waiting_rows), state=QueueState.CLOSED.value
-        )
-        for queue in closed_with_waiting.order_by("pk"):
-            report.settled += services.settle_closed(queue, now)
-        retention = queue_settings.ENTRY_RETENTION
-        if retention:
-            archiver = queue_settings.ENTRY_ARCHIVER
-            archive = import_string(archiver) if isinstance(archiver, str) else archiver
-            report.deleted = _delete_ended(now - float(retention), archive, batch)
-        cutoff = _dt(now - float(queue_settings.SAMPLE_RETENTION))
-        report.samples_deleted, _ = QueueSample.objects.filter(at__lt=cutoff).delete()
-    finally:
-        store.release_lock("cleanup", owner)
-    if report.abandoned or report.settled or report.deleted:
-        log.info("cleanup done", extra={"event": "cleanup", **report.as_dict()})
-    return report
-
-
-def _delete_ended(before: float, archive: Callable[[Any], Any] | None, batch: int) -> int:
-    """Delete ended entries, each queue's newest entry excepted: a rebuild numbers new
-    entries after the highest ``seq`` the rows hold, so that one row must stay."""
-    deleted = 0
-    per_queue = Entry.objects.values_list("queue_id").annotate(top=Max("seq"))
-    tops: Mapping[int, int] = dict(per_queue.values_list("queue_id", "top"))
-    for queue_id, top in tops.items():
-        while True:
-            pks = list(
-                Entry.objects.filter(
-                    queue_id=queue_id, state__in=ENDED_STATES, ended_at__lt=_dt(before)
-                )
-                .exclude(seq=top)
-                .order_by("pk")
-                .values_list("pk", flat=True)[:batch]
-            )
-            if not pks:
-                break
-            rows = Entry.objects.filter(pk__in=pks)
-            if archive is not None:
-                archive(rows)
-            deleted += rows.delete()[0]
-    return deleted
-
-
-# -- the loop (command and embedded thread) ------------------------------------------------
-
-
-@dataclass
-class LoopReport:
-    ticks: int = 0
-    admitted: int = 0
-    cleanups: int = 0
-
-
-def run_loop(
-    stop: threading.Event,
-    *,
-    ticks: int | None = None,
-    interval: float | None = None,
-    batches: int | None = None,
-    cleanup_every: float = 60.0,
-    timer: Callable[[], float] = time.monotonic,
-    courier: Courier | None = None,
-    queues: Sequence[Queue] | None = None,
-) -> LoopReport:
-    """Tick every ``interval`` seconds until ``stop`` is set (or ``ticks`` ticks ran), with a
-    cleanup every ``cleanup_every`` seconds (0: never). Errors are logged, never fatal.
-    ``queues``: tick these only (default: every tickable queue, looked up each tick).
-    Notifications go to the ``courier``'s thread (the process's own by default): a slow
-    notifier never delays the next tick."""
-    from .conf import queue_settings
-
-    courier = courier or get_courier()
-    interval = float(interval or queue_settings.TICK_INTERVAL)
-    report = LoopReport()
-    next_cleanup = timer() + cleanup_every if cleanup_every else math.inf
-    start = timer()
-    while not stop.is_set() and (ticks is None or report.ticks < ticks):
-        try:
-            result = run_tick(
-                queues=queues,
-                batches=batches,
-                interval=interval,
-                notify=courier.turn,
-                tell_absent=courier.send,
-                timer=timer,
-                sleep=lambda s: stop.wait(s),
-            )
-            report.admitted += result.admitted
-            if timer() >= next_cleanup:
-                cleanup()
-                report.cleanups += 1
-                next_cleanup = timer() + cleanup_every
-        except Exception:
-            log.exception("tick loop: tick failed")
-        finally:
-            close_old_connections()
-        report.ticks += 1
-        if ticks is not None and report.ticks >= ticks:
-            break
-        # Keep the beat: the next tick starts at start + k * interval, skipping missed ones.
-        now = timer()
-        beats = math.floor((now - start) / interval) + 1
-        stop.wait(max(0.0, start + beats * interval - now))
-    return report
-
-
-class EmbeddedTicker:
-    """The tick loop in a daemon thread of the serving process (the embedded default)."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._pid: int | None = None
-        self._mutex = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
-
-    def ensure_started(self) -> bool:
-        """Start the thread unless it runs in this process already; True if started now."""
-        if self.running:
-            return False
-        with self._mutex:
-            if self.running:
-                return False
-            self._stop = threading.Event()
-            self._pid = os.getpid()
-            self._thread = threading.Thread(
-                target=self._run, name="ticketqueue-ticker", daemon=True
-            )
-            self._thread.start()
-        log.info("embedded ticker started", extra={"pid": self._pid})
-        return True
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        self._thread = None
-
-    def _run(self) -> None:
-        try:
-            run_loop(self._stop)
-        finally:
-            close_old_connections()
-
-
-embedded = EmbeddedTicker()
-
-#: Programs that serve requests; ``manage.py runserver`` is recognised separately.
-SERVERS = frozenset({"daphne", "uvicorn", "gunicorn", "hypercorn", "granian", "waitress-serve"})
-
-
-def is_serving_process(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """Whether this process serves requests: runserver (its reloader's child, not the
-    watcher), or an ASGI/WSGI server. Never a test run, a migration or another command."""
-    if not argv:
-        return False
-    program = os.path.basename(argv[0])
-    if program == "__main__.py":  # python -m daphne
-        program = os.path.basename(os.path.dirname(argv[0]))
-    if program in SERVERS:
-        return True
-    if len(argv) > 1 and argv[1] == "runserver":
-        return "--noreload" in argv or environ.get("RUN_MAIN") == "true"
-    return False
-
-
-def _in_a_test_run() -> bool:
-    """A pytest run says so (``conf.embedded_ticker_allowed``); under ``manage.py test`` the
-    test client's requests are no sign of a serving process either."""
-    return not conf.embedded_ticker_allowed or (len(sys.argv) > 1 and sys.argv[1] == "test")
-
-
-def _start_on_request(**kwargs: Any) -> None:
-    if not embedded.running and not _in_a_test_run():
-        embedded.ensure_started()
-
-
-def start_embedded_if_serving() -> bool:
-    """Called from AppConfig.ready: with EMBEDDED_TICKER on, start the ticker thread in a
-    serving process, and otherwise on the first request of a process that serves some
-    (a server this module does not recognise); never in tests or other commands."""
-    from django.core.signals import request_started
-
-    if not conf.embedded_ticker_on() or _in_a_test_run():
-        return False
-    request_started.connect(_start_on_request, dispatch_uid="ticketqueue.embedded_ticker")
-    if is_serving_process(sys.argv, os.environ):
-        return embedded.ensure_started()
-    return False

@@ -91,12 +91,12 @@ def shoot(out: Path) -> list[Path]:
     from playwright.sync_api import expect, sync_playwright
 
     import ticketqueue
-    from ticketqueue import ticker
+    from ticketqueue import tick_loop
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server, thread = serve(port)
-    ticker.embedded.ensure_started()
+    tick_loop.embedded.ensure_started()
     line = make_queues()
     shots: list[Path] = []
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -145,7 +145,7 @@ def shoot(out: Path) -> list[Path]:
             photograph(page, "sold-out")
             browser.close()
     finally:
-        ticker.embedded.stop()
+        tick_loop.embedded.stop()
         server.should_exit = True
         thread.join(timeout=10)
     return shots

@@ -16,7 +16,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ticketqueue import rows, services, ticker
+from ticketqueue import retention, rows, services
 from ticketqueue.core import QueueClosed
 from ticketqueue.models import Entry, Queue
 from ticketqueue.store import get_store
@@ -86,7 +86,7 @@ class CloseRacingJoin(RuleBasedStateMachine):
 
     @rule()
     def cleanup(self):
-        ticker.cleanup(self.now)
+        retention.cleanup(self.now)
         self.settled = not self.in_flight
 
     @rule(seconds=st.integers(1, 30))

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from ticketqueue import services, ticker
+from ticketqueue import services, tick_loop
 from ticketqueue.courier import Courier
 from ticketqueue.notifications import Notifier
 
@@ -52,7 +52,7 @@ def test_a_hanging_notifier_does_not_hold_the_tick_loop_and_failures_are_retried
     queue = make_queue(mode="always", capacity=1)
     services.join(queue, "anon:away")
     courier = Courier(backoff=0.01)
-    report = ticker.run_loop(
+    report = tick_loop.run_loop(
         threading.Event(), ticks=2, interval=0.01, batches=1, cleanup_every=0, courier=courier
     )
     # Two ticks ran while the notifier was still stuck in its first call.

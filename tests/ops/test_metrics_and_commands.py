@@ -12,7 +12,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 
-from ticketqueue import metrics, services, ticker
+from ticketqueue import metrics, services, tick_loop, ticker
 from ticketqueue.checks import Codes
 
 pytestmark = pytest.mark.django_db
@@ -187,7 +187,7 @@ def test_stats_command_prints_each_queue(make_queue, live_store):
     ],
 )
 def test_the_embedded_ticker_starts_only_in_a_serving_process(argv, environ, serving):
-    assert ticker.is_serving_process(argv, environ) is serving
+    assert tick_loop.is_serving_process(argv, environ) is serving
 
 
 def test_the_embedded_ticker_never_starts_in_a_pytest_run(settings, monkeypatch):
@@ -198,8 +198,8 @@ def test_the_embedded_ticker_never_starts_in_a_pytest_run(settings, monkeypatch)
     assert conf.embedded_ticker_allowed is False
     settings.TICKETQUEUE = {**settings.TICKETQUEUE, "EMBEDDED_TICKER": True}
     monkeypatch.setattr(sys, "argv", ["uvicorn", "shop.asgi:application"])
-    assert ticker.start_embedded_if_serving() is False
-    assert not ticker.embedded.running
+    assert tick_loop.start_embedded_if_serving() is False
+    assert not tick_loop.embedded.running
 
 
 def test_the_embedded_ticker_thread_starts_once_and_stops(monkeypatch):
@@ -208,10 +208,10 @@ def test_the_embedded_ticker_thread_starts_once_and_stops(monkeypatch):
     def loop(stop, **kwargs):
         ran.set()
         stop.wait(30)
-        return ticker.LoopReport()
+        return tick_loop.LoopReport()
 
-    monkeypatch.setattr(ticker, "run_loop", loop)
-    embedded = ticker.EmbeddedTicker()
+    monkeypatch.setattr(tick_loop, "run_loop", loop)
+    embedded = tick_loop.EmbeddedTicker()
     assert embedded.ensure_started() is True
     assert embedded.ensure_started() is False  # already running in this process
     assert ran.wait(5) and embedded.running
@@ -222,7 +222,9 @@ def test_the_embedded_ticker_thread_starts_once_and_stops(monkeypatch):
 def test_run_loop_ticks_until_told_to_stop(make_queue):
     queue = make_queue(mode="always", capacity=5)
     services.join(queue, "anon:1")
-    report = ticker.run_loop(threading.Event(), ticks=3, interval=0.01, batches=1, cleanup_every=0)
+    report = tick_loop.run_loop(
+        threading.Event(), ticks=3, interval=0.01, batches=1, cleanup_every=0
+    )
     assert (report.ticks, report.admitted) == (3, 1)
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ticketqueue import rows, services, signals, ticker
+from ticketqueue import retention, rows, services, signals, ticker
 from ticketqueue.models import Admission, Entry, Queue, QueueSample
 
 from .conftest import T0
@@ -183,7 +183,7 @@ def test_cleanup_abandons_entries_unseen_past_the_grace(make_queue, now):
     now.advance(50)
     services.heartbeat(queue, "anon:2")
     now.advance(51)
-    report = ticker.cleanup()
+    report = retention.cleanup()
     assert report.abandoned == 2
     assert states(queue) == {seqs[0]: "abandoned", seqs[1]: "abandoned", seqs[2]: "waiting"}
 
@@ -200,9 +200,9 @@ def test_cleanup_deletes_old_ended_entries_but_the_newest(make_queue, now, setti
     services.tick(queue)
     services.revoke(queue, seqs)  # all four ended at T0
     now.advance(1800)
-    assert ticker.cleanup().deleted == 0  # not old enough
+    assert retention.cleanup().deleted == 0  # not old enough
     now.advance(1801)
-    report = ticker.cleanup()
+    report = retention.cleanup()
     # The newest entry stays: a rebuild numbers new entries after the highest seq it finds.
     assert report.deleted == 3 and sorted(archived) == seqs[:3]
     assert list(Entry.objects.filter(queue=queue).values_list("seq", flat=True)) == [seqs[3]]
@@ -221,9 +221,9 @@ def test_cleanup_drops_old_samples_and_runs_once_at_a_time(make_queue, now, live
         admitted_total=0,
     )
     assert live_store.acquire_lock("cleanup", "someone-else", ttl=30)
-    assert ticker.cleanup().skipped
+    assert retention.cleanup().skipped
     live_store.release_lock("cleanup", "someone-else")
-    report = ticker.cleanup()
+    report = retention.cleanup()
     assert report.samples_deleted == 1 and not report.skipped
     assert not Queue.objects.get(pk=queue.pk).samples.exists()
 
@@ -316,7 +316,7 @@ def test_a_join_whose_row_lands_after_the_close_is_settled_by_the_cleanup(make_q
     # holds nothing for it (it was turned away with the rest).
     assert states(queue)[late.seq] == "waiting"
     assert services.status(queue, "anon:late").state is None
-    report = ticker.cleanup()
+    report = retention.cleanup()
     assert report.settled == 1
     assert set(states(queue).values()) == {"revoked"}
-    assert ticker.cleanup().settled == 0
+    assert retention.cleanup().settled == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ... import ticker
+from ... import tick_loop
 from ...conf import queue_settings
 
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _signals()}
         try:
-            report = ticker.run_loop(
+            report = tick_loop.run_loop(
                 stop,
                 ticks=options["ticks"],
                 interval=options["interval"],
