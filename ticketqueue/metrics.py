@@ -1,22 +1,16 @@
-"""Observability: each queue's live numbers (admin, ticketqueue_stats), the Prometheus endpoint,
-and a JSON log formatter. Counters live beside the store (Redis) so every process adds to them.
-
-Following one entry in the logs: ``entry joined`` (queue, seq), ``passes granted`` (queue,
-seqs), ``turn notified`` (queue, seqs), ``pass released`` (queue, seq): queue + seq name it.
+"""Each queue's live numbers (admin, ``ticketqueue_stats``, the Prometheus endpoint in
+``prometheus``) and the counters every process adds to (the store's ``counters`` companion).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
 
 from . import signals
 from .core import EntryState, QueueState, QueueUnavailable, estimate_eta, measured_rate
@@ -25,14 +19,12 @@ from .store import get_store
 
 __all__ = [
     "COUNTERS",
-    "JsonFormatter",
     "LiveNumbers",
-    "QueueCollector",
     "connect_signals",
     "counters",
     "increment",
     "live_numbers",
-    "metrics_view",
+    "shown_queues",
     "snapshot",
 ]
 
@@ -181,122 +173,3 @@ def connect_signals() -> None:
     signals.entries_revoked.connect(_on_revoked, dispatch_uid=f"{uid}.revoked")
     signals.entries_departed.connect(_on_departed, dispatch_uid=f"{uid}.departed")
     signals.queue_closed.connect(_on_closed, dispatch_uid=f"{uid}.closed")
-
-
-# -- Prometheus ------------------------------------------------------------------------
-
-
-class QueueCollector:
-    """Reads every shown queue's numbers (of ``among``, default all) at scrape time: the gauges
-    from the store, the counters from the shared hash, joins and admissions from the store's
-    exact totals."""
-
-    def __init__(self, among: QuerySet[Queue] | None = None) -> None:
-        self.among = among
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        numbers = snapshot(shown_queues(among=self.among))
-        shared = counters([n.queue_id for n in numbers])
-        waiting = GaugeMetricFamily(
-            "ticketqueue_waiting", "Entries waiting in line.", labels=["queue"]
-        )
-        active = GaugeMetricFamily(
-            "ticketqueue_active_passes", "Passes active (admitted, not ended).", labels=["queue"]
-        )
-        admissions = CounterMetricFamily(
-            "ticketqueue_admissions", "Entries admitted (passes issued).", labels=["queue"]
-        )
-        joins = CounterMetricFamily(
-            "ticketqueue_joins", "Entries that joined the queue.", labels=["queue"]
-        )
-        families = {
-            "expirations": CounterMetricFamily(
-                "ticketqueue_expirations", "Passes that expired unused.", labels=["queue"]
-            ),
-            "releases": CounterMetricFamily(
-                "ticketqueue_releases", "Passes released by a completed order.", labels=["queue"]
-            ),
-            "revocations": CounterMetricFamily(
-                "ticketqueue_revocations", "Entries and passes revoked.", labels=["queue"]
-            ),
-            "departures": CounterMetricFamily(
-                "ticketqueue_departures",
-                "Waiting entries that left or were abandoned.",
-                labels=["queue"],
-            ),
-            "abandons": CounterMetricFamily(
-                "ticketqueue_abandons",
-                "Waiting entries abandoned (unseen past the disconnect grace).",
-                labels=["queue"],
-            ),
-        }
-        for n in numbers:
-            if n.loaded:
-                waiting.add_metric([n.slug], n.waiting or 0)
-                active.add_metric([n.slug], n.active or 0)
-                admissions.add_metric([n.slug], n.admitted_total or 0)
-                joins.add_metric([n.slug], n.joined_total or 0)
-            values = shared.get(n.queue_id, {})
-            for name, family in families.items():
-                family.add_metric([n.slug], values.get(name, 0))
-        yield waiting
-        yield active
-        yield admissions
-        yield joins
-        yield from families.values()
-
-
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus text exposition of every shown queue: for ``Authorization: Bearer
-    <METRICS_TOKEN>``, or without a token set for logged-in staff only, who see the queues
-    they reach (``ticketqueue.tenancy``). Never for anyone who reaches the URL: the numbers
-    of a sale are the site's business."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-    from .conf import queue_settings
-    from .tenancy import queues_for_user
-
-    token = queue_settings.METRICS_TOKEN
-    among = None
-    if token:
-        given = request.headers.get("Authorization", "")
-        allowed = hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    else:
-        user = getattr(request, "user", None)
-        allowed = bool(getattr(user, "is_staff", False))
-        among = queues_for_user(user)
-    if not allowed:
-        return HttpResponse("metrics_forbidden", status=403, content_type="text/plain")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(among))  # type: ignore[arg-type]
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-
-
-# -- structured logs -------------------------------------------------------------------
-
-_STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
-)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message and every ``extra`` field.
-
-    LOGGING = {"formatters": {"json": {"()": "ticketqueue.metrics.JsonFormatter"}}, ...}
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                payload[key] = value
-        if record.exc_info:
-            payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)

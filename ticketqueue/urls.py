@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from . import views
-from .metrics import metrics_view
+from .prometheus import metrics_view
 
 app_name = "ticketqueue"
 urlpatterns: list = [

@@ -12,7 +12,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 
-from ticketqueue import metrics, services, tick_loop, ticker
+from ticketqueue import logs, metrics, services, tick_loop, ticker
 from ticketqueue.checks import Codes
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +93,7 @@ def test_json_logs_carry_the_extra_fields_that_follow_an_entry(make_queue, now, 
     seq = services.join(queue, "anon:1").seq
     ticker.run_tick(batches=1, timer=now, sleep=now.advance)
     services.release_entry(queue, seq)
-    formatter = metrics.JsonFormatter()
+    formatter = logs.JsonFormatter()
     records = [json.loads(formatter.format(r)) for r in caplog.records]
     trail = [
         r["message"]
