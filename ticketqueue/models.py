@@ -17,10 +17,16 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .conf import min_disconnect_grace
-from .core import MAX_DIFFICULTY, MAX_PRIORITY, EntryState, OutflowPolicy, QueueMode, QueueState
+from .core import (
+    LIVE_STATES,
+    MAX_DIFFICULTY,
+    MAX_PRIORITY,
+    EntryState,
+    OutflowPolicy,
+    QueueMode,
+    QueueState,
+)
 from .querysets import EntryQuerySet, QueueQuerySet
-
-LIVE_STATES = [s.value for s in EntryState if s.is_live]
 
 
 class Tenant(models.Model):

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from django.db import models
 
+from .core import LIVE_STATES, EntryState, QueueState
+
 
 class QueueQuerySet(models.QuerySet):
     def running(self) -> QueueQuerySet:
         """Queues a tick has work on: open, paused (passes still expire) or scheduled."""
-        return self.exclude(state="closed")
+        return self.exclude(state=QueueState.CLOSED)
 
 
 class EntryQuerySet(models.QuerySet):
     def live(self) -> EntryQuerySet:
-        return self.filter(state__in=["waiting", "admitted"])
+        return self.filter(state__in=LIVE_STATES)
 
     def waiting(self) -> EntryQuerySet:
-        return self.filter(state="waiting")
+        return self.filter(state=EntryState.WAITING)
 
     def in_line(self) -> EntryQuerySet:
         return self.waiting().order_by("order", "seq")

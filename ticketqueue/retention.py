@@ -14,15 +14,13 @@ from typing import Any
 from django.db.models import Exists, Max, OuterRef
 
 from . import services
-from .core import EntryState, QueueState
+from .core import ENDED_STATES, EntryState, QueueState
 from .models import Entry, Queue, QueueSample
 from .ticker import worker_name
 
 __all__ = ["CleanupReport", "cleanup"]
 
 log = logging.getLogger("ticketqueue")
-
-ENDED_STATES = [s.value for s in EntryState if not s.is_live]
 
 
 def _dt(ts: float) -> datetime:

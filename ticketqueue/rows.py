@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Value, When
 from django.db.models.constants import OnConflict
 
-from .core import EntryState, GroupCommit
+from .core import EntryState, GroupCommit, moved_from
 from .models import Admission as AdmissionRow
 from .models import Entry, Queue
 from .store import Change, Placement
@@ -26,13 +26,6 @@ __all__ = ["as_datetime", "create_entry", "grouped_inserts", "insert_entries", "
 
 def as_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
-
-
-#: Entry states a row may move from when the store reports each new state.
-_PREDECESSORS: dict[EntryState, list[str]] = {
-    EntryState.ADMITTED: [EntryState.WAITING.value],
-}
-_LIVE = [EntryState.WAITING.value, EntryState.ADMITTED.value]
 
 
 def create_entry(queue: Queue, placement: Placement, now: float) -> None:
@@ -167,7 +160,7 @@ def write(queue: Queue, changes: Sequence[Change]) -> None:
                 )
             if not state.is_live:
                 values["ended_at"] = as_datetime(at)
-            predecessors = _PREDECESSORS.get(state, _LIVE)
+            predecessors = sorted(s.value for s in moved_from(state))  # rows never go back
             if connection.vendor == "postgresql":
                 _pg_update(queue, group, values, predecessors, numbered=admitted_at is not None)
                 continue

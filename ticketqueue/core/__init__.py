@@ -20,12 +20,24 @@ from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
 from ._priority import MAX_PRIORITY, PRIORITY_BAND, priority_of, priority_order
-from ._states import EntryState, QueueMode, QueueState, check_queue_transition
+from ._states import (
+    ENDED_STATES,
+    ENTRY_MOVES,
+    LIVE_STATES,
+    EntryState,
+    QueueMode,
+    QueueState,
+    check_queue_transition,
+    moved_from,
+)
 from ._work import MAX_DIFFICULTY, NONCE_PATTERN, solve, solves
 
 __all__ = [
     *_errors_all,
     "BURST_SECONDS",
+    "ENDED_STATES",
+    "ENTRY_MOVES",
+    "LIVE_STATES",
     "FLOW_SAMPLE_EVERY",
     "FLOW_WINDOW",
     "LIMIT_SLACK",
@@ -43,6 +55,7 @@ __all__ = [
     "QueueMode",
     "QueueState",
     "check_queue_transition",
+    "moved_from",
     "estimate_eta",
     "line_rate",
     "mean_hold",

@@ -6,7 +6,16 @@ import enum
 
 from ._errors import InvalidTransition
 
-__all__ = ["EntryState", "QueueMode", "QueueState", "check_queue_transition"]
+__all__ = [
+    "ENDED_STATES",
+    "ENTRY_MOVES",
+    "LIVE_STATES",
+    "EntryState",
+    "QueueMode",
+    "QueueState",
+    "check_queue_transition",
+    "moved_from",
+]
 
 
 class QueueState(enum.StrEnum):
@@ -52,6 +61,7 @@ _QUEUE_MOVES: dict[QueueState, frozenset[QueueState]] = {
     QueueState.CLOSED: frozenset(),
 }
 
+#: Every move an entry can make: the store makes them, the rows follow (``moved_from``).
 ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {
     EntryState.WAITING: frozenset(
         {EntryState.ADMITTED, EntryState.LEFT, EntryState.ABANDONED, EntryState.REVOKED}
@@ -60,6 +70,23 @@ ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {
         {EntryState.COMPLETED, EntryState.EXPIRED, EntryState.REVOKED, EntryState.ABANDONED}
     ),
 }
+
+
+#: The entry states that hold an identity's place, and those that ended it, as stored.
+LIVE_STATES = tuple(s.value for s in EntryState if s.is_live)
+ENDED_STATES = tuple(s.value for s in EntryState if not s.is_live)
+
+
+def moved_from(state: EntryState) -> frozenset[EntryState]:
+    """The states an entry can reach ``state`` from, in one move or several: a row that says
+    one of these may be brought to ``state`` (the store's journal keeps an entry's latest
+    state only, so a row may skip the moves in between), and no other may."""
+    found: set[EntryState] = set()
+    frontier = {state}
+    while frontier:
+        frontier = {s for s, targets in ENTRY_MOVES.items() if targets & frontier} - found
+        found |= frontier
+    return frozenset(found)
 
 
 def check_queue_transition(current: QueueState, target: QueueState) -> None:

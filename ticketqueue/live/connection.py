@@ -25,6 +25,7 @@ from ..core import (
     DatabaseUnavailable,
     DeviceInUse,
     DeviceRequired,
+    EntryState,
     QueueNotFound,
     QueueUnavailable,
     Throttled,
@@ -218,7 +219,7 @@ class QueueSocket:
         self.room.hub.detach(seat)
         try:
             await in_thread(services.disconnect)(
-                self.queue, self.identity, waiting=seat.state == "waiting"
+                self.queue, self.identity, waiting=seat.state == EntryState.WAITING
             )
         except Exception:
             log.warning("live: recording the disconnect failed", exc_info=True)

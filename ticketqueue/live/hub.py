@@ -23,7 +23,15 @@ from channels.db import database_sync_to_async
 
 from .. import limits, services
 from ..conf import queue_settings
-from ..core import DeviceReplaced, EntryNotFound, Throttled, TicketQueueError, estimate_eta
+from ..core import (
+    DeviceReplaced,
+    EntryNotFound,
+    EntryState,
+    QueueState,
+    Throttled,
+    TicketQueueError,
+    estimate_eta,
+)
 from . import transport
 from .protocol import (
     CLOSE_DEVICE,
@@ -40,6 +48,12 @@ from .protocol import (
 __all__ = ["Hub", "Room", "Seat", "get_hub", "shutdown"]
 
 log = logging.getLogger("ticketqueue.live")
+
+# The states a seat and a queue are compared with, as plain strings: compared per socket on
+# every tick, where an enum member's lookup would cost more than the comparison.
+WAITING, ADMITTED = EntryState.WAITING.value, EntryState.ADMITTED.value
+OPEN, CLOSED = QueueState.OPEN.value, QueueState.CLOSED.value
+SCHEDULED = QueueState.SCHEDULED.value
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -151,7 +165,7 @@ class Seat:
         # uvicorn protocol: live/uvicorn.py), found on the ASGI send it bound.
         self._write_prepared = getattr(getattr(send, "__self__", None), "write_prepared", None)
         self.room: Room | None = None
-        self.state: str | None = None  # None, "waiting" or "admitted"
+        self.state: str | None = None  # None, WAITING or ADMITTED
         self.seq: int | None = None
         self.order: float | None = None
         self.position: int | None = None
@@ -229,7 +243,7 @@ class Seat:
 
     # -- what the seat says ---------------------------------------------------------------
     def update_frame(self, room: Room) -> str:
-        waiting = self.state == "waiting"
+        waiting = self.state == WAITING
         seen = None
         if self.follows and waiting:
             seen = (self.order, self.admitted_seen, self.departed_seen)
@@ -409,7 +423,7 @@ class Room:
             return
         self.queue_state = status.queue_state
         self.waiting, self.active, self.stock = status.waiting, status.active, status.stock
-        if status.state == "admitted":
+        if status.state == ADMITTED:
             self.grant(seat, status.seq, status.pass_token, status.pass_expires_at, force=reply)
         else:
             seat.state = status.state
@@ -421,13 +435,13 @@ class Room:
             seat.eta = status.eta_seconds
             seat.pass_token = seat.expires_at = None
             self.offer_update(seat, now=now, force=reply)
-        if status.queue_state == "closed" and seat.state != "admitted":
+        if status.queue_state == CLOSED and seat.state != ADMITTED:
             self.tell_closed(seat)
         self.schedule_resync(seat, now, follow_up=True)
 
     def _read_before_the_draw(self, status: services.Status) -> bool:
         """A read that was in flight when the draw was seen: its place is the old one."""
-        return self.drawn and status.queue_state == "scheduled" and status.state == "waiting"
+        return self.drawn and status.queue_state == SCHEDULED and status.state == WAITING
 
     def schedule_resync(self, seat: Seat, now: float, *, follow_up: bool = False) -> None:
         interval = float(queue_settings.RESYNC_INTERVAL)
@@ -444,8 +458,8 @@ class Room:
         force: bool = False,
     ) -> None:
         """Give the seat its pass; sent at once, never coalesced."""
-        fresh = seat.state != "admitted" or seat.pass_token != token
-        seat.state, seat.seq, seat.pass_token, seat.expires_at = "admitted", seq, token, expires_at
+        fresh = seat.state != ADMITTED or seat.pass_token != token
+        seat.state, seat.seq, seat.pass_token, seat.expires_at = ADMITTED, seq, token, expires_at
         seat.position = seat.eta = None
         seat.sent = seat.update_frame(self)
         if seat.dirty:
@@ -463,7 +477,7 @@ class Room:
 
     def tell_closed(self, seat: Seat) -> None:
         seat.send_text(encode({"type": "closed", "queue_state": "closed"}))
-        if seat.state != "admitted":
+        if seat.state != ADMITTED:
             seat.close(CLOSE_QUEUE_CLOSED)
 
     # -- broadcasts ---------------------------------------------------------------------------
@@ -490,7 +504,7 @@ class Room:
             first = departed_total - len(departed) + 1
             ahead = sorted(departed)  # once per tick, for a bisect per seat
         now = self.hub.clock()
-        if message["s"] == "open" and self.queue_state == "scheduled":
+        if message["s"] == OPEN and self.queue_state == SCHEDULED:
             self._draw_seen(now)  # this tick's publisher got here before the state message
         self.waiting, self.active = message["w"], message["a"]
         self.queue_state = message["s"]
@@ -507,12 +521,12 @@ class Room:
         offer = self._offer
         for i, seat in enumerate(list(self.seats)):
             state = seat.state
-            if state == "admitted" or seat.closed or seat.follows:
+            if state == ADMITTED or seat.closed or seat.follows:
                 continue  # a pass holder: the line's figures are no news to it
             position = seat.position
-            if state == "waiting" and position is None and self.drawn:
+            if state == WAITING and position is None and self.drawn:
                 continue  # its place after the draw is on its way: no old place moved
-            if state == "waiting" and position is not None:
+            if state == WAITING and position is not None:
                 # Count admissions against the total the position already reflects, so a
                 # tick that an exact read already saw (or that arrives late) moves nobody twice.
                 moved = admitted
@@ -607,7 +621,7 @@ class Room:
                 for i, seat in enumerate(list(self.followers)):
                     # A pass holder needs no line; a slow reader that lost a line frame's
                     # departures (send_message False) is read again soon.
-                    waiting = seat.state != "admitted" and not seat.closed
+                    waiting = seat.state != ADMITTED and not seat.closed
                     if waiting and not seat.send_line(message):
                         self.schedule_resync(seat, now, follow_up=True)
                     if i % FANOUT_SLICE == FANOUT_SLICE - 1:
@@ -651,8 +665,8 @@ class Room:
         self.waiting += 1  # a new entry at the back; the next tick brings the exact count
         now = self.hub.clock()
         for seat in list(self.by_identity.get(message["identity"], ())):
-            if not seat.joining and (seat.seq != message["seq"] or seat.state != "waiting"):
-                seat.state, seat.seq = "waiting", message["seq"]
+            if not seat.joining and (seat.seq != message["seq"] or seat.state != WAITING):
+                seat.state, seat.seq = WAITING, message["seq"]
                 seat.order, seat.position = message["order"], message["position"]
                 # The totals read with the join's position (None from an older publisher).
                 seat.admitted_seen = message.get("t")
@@ -670,15 +684,15 @@ class Room:
                 seat.close(CLOSE_DEVICE)
 
     def _on_closed(self, message: dict[str, Any]) -> None:
-        self.queue_state = "closed"
+        self.queue_state = CLOSED
         for seat in list(self.seats):
-            if seat.state == "waiting":
+            if seat.state == WAITING:
                 self.end(seat, "revoked", "closed")
             self.tell_closed(seat)
 
     def _on_state(self, message: dict[str, Any]) -> None:
         now = self.hub.clock()
-        if message.get("previous") == "scheduled" and message["state"] == "open":
+        if message.get("previous") == SCHEDULED and message["state"] == OPEN:
             self._draw_seen(now)
         self.queue_state = message["state"]
         self.queue_stale = True
@@ -694,7 +708,7 @@ class Room:
             return  # the state message and a tick both say so: once
         self.drawn = True
         for seat in self.seats:
-            if seat.state == "waiting":
+            if seat.state == WAITING:
                 seat.position = seat.eta = None
                 seat.admitted_seen = seat.departed_seen = None
                 if seat.follows:  # told by its own frame: the line frames carry no places
@@ -756,7 +770,7 @@ class Room:
             gone = await _heartbeats(self.queue, identities)
         for identity in gone:
             for seat in list(self.by_identity.get(identity, ())):
-                if seat.state == "waiting":
+                if seat.state == WAITING:
                     seat.send_text(error_frame(EntryNotFound()))
 
     # -- resync: the exact position, now and then ---------------------------------------------
@@ -803,10 +817,10 @@ class Room:
         if self._read_before_the_draw(status):
             self.schedule_resync(seat, now, follow_up=True)
             return
-        if status.state == "admitted":
+        if status.state == ADMITTED:
             self.grant(seat, status.seq, status.pass_token, status.pass_expires_at)
-        elif status.state == "waiting":
-            seat.state, seat.seq, seat.order = "waiting", status.seq, status.order
+        elif status.state == WAITING:
+            seat.state, seat.seq, seat.order = WAITING, status.seq, status.order
             seat.position, seat.eta = status.position, status.eta_seconds
             seat.admitted_seen = status.admitted_total
             seat.departed_seen = status.departed_total
