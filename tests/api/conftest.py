@@ -3,7 +3,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from ticketqueue import gate, passes, revocation, services
-from ticketqueue.api import rows as api_rows
+from ticketqueue.api import queue_rows
 from ticketqueue.models import Queue
 from ticketqueue.store import get_store, reset_store
 
@@ -19,14 +19,14 @@ def _fresh(settings):
     reset_store()
     revocation.reset_tracker()
     gate.forget_queues()
-    api_rows.forget_rows()
+    queue_rows.forget_rows()
     cache.clear()
     yield
     revocation.reset_tracker()
     drop_store(get_store())
     reset_store()
     gate.forget_queues()
-    api_rows.forget_rows()
+    queue_rows.forget_rows()
     cache.clear()
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from ticketqueue import notifications, push, services
-from ticketqueue.api.rows import forget_rows
+from ticketqueue.api.queue_rows import forget_rows
 from ticketqueue.models import PushDevice
 
 from ..pushstub import APNsStub, FCMStub

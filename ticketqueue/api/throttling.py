@@ -14,7 +14,7 @@ from rest_framework.throttling import BaseThrottle
 from .. import gate, limits
 from ..core import QueueNotFound
 from ..identity import client_address
-from .rows import queue_row
+from .queue_rows import queue_row
 
 __all__ = [
     "DeviceThrottle",

@@ -42,7 +42,7 @@ from ..live.protocol import IdentityRequired
 from ..models import Queue
 from .exceptions import exception_handler
 from .parsers import JSONParser
-from .rows import queue_row
+from .queue_rows import queue_row
 from .serializers import (
     DeviceSerializer,
     ErrorSerializer,
