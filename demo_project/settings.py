@@ -1,6 +1,6 @@
 """Demo ticket shop settings: the embedded default.
 
-SQLite, the in-process store, the in-memory channel layer and a ticker thread: one process,
+SQLite, the in-process store and a ticker thread: one process,
 nothing else to install. ``settings_production`` switches to PostgreSQL, Redis and Celery.
 """
 
@@ -93,8 +93,6 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 LOGIN_URL = "/admin/login/"
-
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Browsers use their session; API clients (the mobile app, the load test) simplejwt tokens.
 REST_FRAMEWORK = {

@@ -28,14 +28,6 @@ DATABASES = {
     }
 }
 
-# One publish per message, fanned out inside each ASGI process (see DESIGN: scaling out).
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
-
 TICKETQUEUE = {
     "STORE": "ticketqueue.store.redis.RedisStore",
     "REDIS_URL": REDIS_URL,
