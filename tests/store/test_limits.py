@@ -171,3 +171,12 @@ def test_hit_limits_many_counts_each_request_as_hit_limits_would(store):
     ]
     assert all(r.wait > 0 for r in results[3] + results[4])
     assert store.hit_limits_many(Q, [], T0) == []
+
+
+def test_a_limit_whose_period_changed_counts_anew(store):
+    """A site that changes a rate mid-sale (THROTTLE_RATES, a restart): the counter made under
+    the old period is not read as windows of the new one."""
+    assert allowed(store, ("join_ip:10.0.0.1", 1, 30), now=T0 + 20) == [True]
+    assert allowed(store, ("join_ip:10.0.0.1", 1, 30), now=T0 + 40) == [False]
+    assert allowed(store, ("join_ip:10.0.0.1", 1, 60), now=T0 + 60) == [True]
+    assert allowed(store, ("join_ip:10.0.0.1", 1, 60), now=T0 + 70) == [False]

@@ -5,7 +5,7 @@ abandonment, the journal with its acknowledgements, rebuilds, stock, the request
 milestone marks, and the queue states and modes (PAUSED, SCHEDULED, CLOSED; AUTO, ALWAYS,
 OFF)."""
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -199,4 +199,10 @@ TestMemoryAndRedisAgree.settings = settings(
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+    # No "explain" phase: tracing every line of both stores makes a failure's report take
+    # many minutes, and the shrunk steps say enough.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    # The same 300 walks in every run: CI lands or not on the code alone. To look further,
+    # turn derandomize off and raise max_examples (a few thousand walks take minutes).
+    derandomize=True,
 )

@@ -37,9 +37,12 @@ from .protocol import (
     CLOSE_DEVICE,
     CLOSE_QUEUE_CLOSED,
     PREPARED,
-    encode,
+    closed_frame,
+    ended_frame,
     error_frame,
+    granted_frame,
     line_frame,
+    milestone_frame,
     prepared_text_frame,
     update_frame_head,
     update_frame_tail,
@@ -256,14 +259,7 @@ class Seat:
         )
 
     def granted_frame(self) -> str:
-        return encode(
-            {
-                "type": "granted",
-                "pass": self.pass_token,
-                "expires_at": self.expires_at,
-                "seq": self.seq,
-            }
-        )
+        return granted_frame(token=self.pass_token, expires_at=self.expires_at, seq=self.seq)
 
 
 class Room:
@@ -472,11 +468,11 @@ class Room:
         """The seat's entry ended: tell it why (``revoked`` or ``left``)."""
         seat.state = seat.seq = seat.order = seat.position = seat.eta = None
         seat.pass_token = seat.expires_at = None
-        seat.send_text(encode({"type": kind, "reason": reason}))
+        seat.send_text(ended_frame(kind, reason))
         seat.sent = seat.update_frame(self)
 
     def tell_closed(self, seat: Seat) -> None:
-        seat.send_text(encode({"type": "closed", "queue_state": "closed"}))
+        seat.send_text(closed_frame())
         if seat.state != ADMITTED:
             seat.close(CLOSE_QUEUE_CLOSED)
 
@@ -645,10 +641,8 @@ class Room:
         extra = {k: message[k] for k in ("within", "minutes") if k in message}
         for seat, item in self._each(message["items"]):
             if seat.seq == item[1]:
-                frame = {"type": "milestone", "milestone": message["m"], **extra}
-                if len(item) > 2:
-                    frame["expires_at"] = item[2]
-                seat.send_text(encode(frame))
+                details = {**extra, "expires_at": item[2]} if len(item) > 2 else extra
+                seat.send_text(milestone_frame(message["m"], **details))
 
     def _on_revoked(self, message: dict[str, Any]) -> None:
         self._end_entries(message, "revoked")

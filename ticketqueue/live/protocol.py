@@ -31,9 +31,13 @@ __all__ = [
     "MessageBucket",
     "RateLimited",
     "UnknownType",
+    "closed_frame",
     "encode",
+    "ended_frame",
     "error_frame",
+    "granted_frame",
     "line_frame",
+    "milestone_frame",
     "parse_client_message",
     "prepared_text_frame",
     "update_frame",
@@ -121,6 +125,30 @@ def encode(message: dict[str, Any]) -> str:
 
 def error_frame(exc: TicketQueueError) -> str:
     return encode({"type": "error", **error_body(exc)})
+
+
+# The server's messages besides queue_update, line and error: one producer each.
+
+
+def granted_frame(*, token: str | None, expires_at: float | None, seq: int | None) -> str:
+    """Your turn: the pass, when it expires, and the entry it is for."""
+    return encode({"type": "granted", "pass": token, "expires_at": expires_at, "seq": seq})
+
+
+def ended_frame(kind: str, reason: str) -> str:
+    """The entry ended without a purchase: ``revoked`` or ``left``, and why."""
+    return encode({"type": kind, "reason": reason})
+
+
+def closed_frame() -> str:
+    """The queue closed (sold out, or ended by an operator)."""
+    return encode({"type": "closed", "queue_state": "closed"})
+
+
+def milestone_frame(milestone: str, **details: Any) -> str:
+    """A milestone reached (``ticketqueue.milestones``): ``within``, ``minutes`` or
+    ``expires_at``, as the milestone has them."""
+    return encode({"type": "milestone", "milestone": milestone, **details})
 
 
 #: The few strings a queue_update carries, encoded once.

@@ -100,8 +100,8 @@ class MemoryStore(QueueStore):
         self._locks: dict[str, tuple[str, float]] = {}
         self._mutex = threading.RLock()
         self._versions = itertools.count(1)
-        # queue id -> limit name -> (counter, when it no longer matters)
-        self._limits: dict[str, dict[str, tuple[LimitWindow, float]]] = {}
+        # queue id -> limit name -> (counter, when it no longer matters, its period)
+        self._limits: dict[str, dict[str, tuple[LimitWindow, float, float]]] = {}
         self._limit_count = 0
         self._limit_sweep_at = -math.inf
         self._limit_sweep_size = 1_024
@@ -547,16 +547,18 @@ class MemoryStore(QueueStore):
             for hit in hits:
                 name, limit, period = hit
                 found = held.get(name)
-                state = found[0] if found is not None and found[1] > now else None
+                # A counter made under another period (the limit changed) counts anew.
+                fresh = found is None or found[1] <= now or found[2] != float(period)
+                state = None if fresh else found[0]
                 after, wait = limit_check(state, int(limit), float(period), now)
                 results.append(LimitResult(wait is None, wait or 0.0))
                 # The counter matters until the end of the window after its own.
-                counted.append((name, after, (after.window + 2) * float(period)))
+                counted.append((name, after, (after.window + 2) * float(period), float(period)))
             if all(r.allowed for r in results):
                 held = self._limits.setdefault(queue_id, {})
-                for name, after, until in counted:
+                for name, after, until, period in counted:
                     self._limit_count += name not in held
-                    held[name] = (after, until)
+                    held[name] = (after, until, period)
             return results
 
     def claim_use(self, queue_id: str, name: str, uses: int, ttl: float, now: float) -> bool:
@@ -575,7 +577,7 @@ class MemoryStore(QueueStore):
     def _sweep_limits(self, now: float) -> None:
         for queue_id in list(self._limits):
             held = self._limits[queue_id]
-            for name in [n for n, (_, until) in held.items() if until <= now]:
+            for name in [n for n, (_, until, _) in held.items() if until <= now]:
                 del held[name]
             if not held:
                 del self._limits[queue_id]

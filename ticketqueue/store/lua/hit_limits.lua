@@ -1,5 +1,6 @@
 -- hit_limits: count one hit against each limit, all or nothing (core.limit_check, mirrored).
--- KEYS: one hash per limit (w: fixed window number, c: its count, p: the previous window's),
+-- KEYS: one hash per limit (w: fixed window number, c: its count, p: the previous window's,
+-- d: the period they were counted under: a changed period counts anew),
 -- all under the queue's hash tag. ARGV: now, then limit and period for each key. LIMIT_SLACK
 -- comes from the constants RedisStore prepends.
 -- Returns per key '' when it had room, else the seconds until it would (as a string).
@@ -15,8 +16,9 @@ for i, key in ipairs(KEYS) do
   local limit, period = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local window = math.floor(now / period)
   local fraction = (now - window * period) / period
-  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local h = redis.call('HMGET', key, 'w', 'c', 'p', 'd')
   local sw = tonumber(h[1])
+  if tonumber(h[4]) ~= period then sw = nil end
   if sw and sw > window then -- another clock ran ahead: its window
     window, fraction = sw, 0.0
   end
@@ -47,7 +49,7 @@ end
 if not refused then
   for i, key in ipairs(KEYS) do
     local a = after[i]
-    redis.call('HSET', key, 'w', string.format('%d', a[1]), 'c', a[2], 'p', a[3])
+    redis.call('HSET', key, 'w', string.format('%d', a[1]), 'c', a[2], 'p', a[3], 'd', fmt(a[4]))
     -- The counter matters until the end of the window after its own.
     local ttl = math.ceil(((a[1] + 2) * a[4] - now) * 1000)
     redis.call('PEXPIRE', key, math.max(1, ttl))
