@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
 from . import signals
-from .core import EntryState, QueueState, QueueUnavailable, estimate_eta, measured_rate
+from .core import EntryState, QueueUnavailable, estimate_eta, measured_rate
 from .models import Entry, Queue
 from .store import get_store
 
@@ -112,10 +112,8 @@ def shown_queues(now: float | None = None, among: QuerySet[Queue] | None = None)
     from . import services
 
     now = services.clock() if now is None else now
-    since = datetime.fromtimestamp(now, tz=UTC) - timedelta(days=1)
     queues = Queue.objects.all() if among is None else among
-    recent = queues.filter(~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=since))
-    return list(recent.order_by("slug"))
+    return list(queues.current(datetime.fromtimestamp(now, tz=UTC)).order_by("slug"))
 
 
 def snapshot(queues: Iterable[Queue] | None = None, now: float | None = None) -> list[LiveNumbers]:

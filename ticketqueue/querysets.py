@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db import models
 
 from .core import LIVE_STATES, EntryState, QueueState
@@ -11,6 +13,12 @@ class QueueQuerySet(models.QuerySet):
     def running(self) -> QueueQuerySet:
         """Queues a tick has work on: open, paused (passes still expire) or scheduled."""
         return self.exclude(state=QueueState.CLOSED)
+
+    def current(self, now: datetime) -> QueueQuerySet:
+        """The running queues and those closed in the day before ``now``: the ones still
+        reported, and the only ones a tick may still have passes to expire in."""
+        since = now - timedelta(days=1)
+        return self.filter(~models.Q(state=QueueState.CLOSED) | models.Q(closed_at__gte=since))
 
 
 class EntryQuerySet(models.QuerySet):

@@ -18,11 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -124,10 +123,7 @@ class TickReport:
 def tickable_queues(now: float | None = None) -> list[Queue]:
     """Queues a tick has work on: not closed, or closed while passes may still be active."""
     now = services.clock() if now is None else now
-    recent = _dt(now) - timedelta(days=1)
-    queues = Queue.objects.filter(
-        ~Q(state=QueueState.CLOSED.value) | Q(closed_at__gte=recent)
-    ).order_by("pk")
+    queues = Queue.objects.current(_dt(now)).order_by("pk")
     return [
         q
         for q in queues
