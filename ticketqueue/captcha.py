@@ -20,10 +20,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from .conf import queue_settings
+from .conf import on_change, queue_settings
 from .core import CaptchaUnavailable
 
 __all__ = [
@@ -184,11 +183,8 @@ def browser_side() -> dict[str, str]:
     return {"site_key": str(site_key), "script": str(script), "api": api} if script else {}
 
 
-def _forget(*, setting: str, **kwargs: Any) -> None:
+@on_change("TICKETQUEUE")
+def _forget() -> None:
     global _verifier
-    if setting == "TICKETQUEUE":
-        with _lock:
-            _verifier = None
-
-
-setting_changed.connect(_forget)
+    with _lock:
+        _verifier = None

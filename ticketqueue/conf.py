@@ -6,6 +6,7 @@ from ticketqueue.conf import queue_settings; queue_settings.PURCHASE_WINDOW
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ __all__ = [
     "QueueSettings",
     "embedded_ticker_on",
     "min_disconnect_grace",
+    "on_change",
     "queue_settings",
 ]
 
@@ -314,12 +316,29 @@ def min_disconnect_grace() -> float:
     return GRACE_HEARTBEATS * float(queue_settings.HEARTBEAT_INTERVAL)
 
 
-def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("TICKETQUEUE", "SECRET_KEY"):
-        queue_settings.reload()
-        from . import store
+def on_change(*names: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """Run the decorated function (it takes nothing) whenever one of these Django settings
+    changes (a test's ``override_settings``): how every module drops what it made from them::
 
-        store.reset_store()
+        @on_change("TICKETQUEUE")
+        def _forget() -> None: ...
+    """
+
+    def register(forget: Callable[[], None]) -> Callable[[], None]:
+        def receiver(*, setting: str, **kwargs: Any) -> None:
+            if setting in names:
+                forget()
+
+        uid = f"{forget.__module__}.{forget.__qualname__}"
+        setting_changed.connect(receiver, weak=False, dispatch_uid=uid)
+        return forget
+
+    return register
 
 
-setting_changed.connect(_reload)
+@on_change("TICKETQUEUE", "SECRET_KEY")
+def _reload() -> None:
+    queue_settings.reload()
+    from . import store
+
+    store.reset_store()

@@ -14,14 +14,13 @@ from urllib.parse import urlencode
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
 from . import passes, revocation
-from .conf import queue_settings
+from .conf import on_change, queue_settings
 from .core import (
     PassClaims,
     PassError,
@@ -376,13 +375,15 @@ def gated_urls() -> list[tuple[re.Pattern[str], str | None]]:
     return _rules
 
 
-@receiver(setting_changed, dispatch_uid="ticketqueue.gate.settings")
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+@on_change("TICKETQUEUE")
+def _forget_rules() -> None:
     global _rules
-    if setting == "TICKETQUEUE":
-        _rules = None
-    if setting == "SECRET_KEY":
-        _visitors.clear()
+    _rules = None
+
+
+@on_change("SECRET_KEY")
+def _forget_visitors() -> None:
+    _visitors.clear()
 
 
 class QueuePassMiddleware:

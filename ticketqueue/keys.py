@@ -7,10 +7,10 @@ import base64
 import hashlib
 import hmac
 import threading
-from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
+
+from .conf import on_change
 
 __all__ = ["short_mac"]
 
@@ -31,10 +31,7 @@ def short_mac(purpose: str, message: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    if setting == "SECRET_KEY":
-        with _lock:
-            _keys.clear()
-
-
-setting_changed.connect(_forget)
+@on_change("SECRET_KEY")
+def _forget() -> None:
+    with _lock:
+        _keys.clear()

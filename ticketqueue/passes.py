@@ -21,12 +21,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from django.conf import settings
-from django.core.signals import setting_changed
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_noop
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from .conf import queue_settings
+from .conf import on_change, queue_settings
 from .core import (
     REQUIRED_CLAIMS,
     PassClaims,
@@ -157,16 +156,13 @@ def _current_keys() -> Keys:
     return keys
 
 
-def _reset(*, setting: str, **kwargs: Any) -> None:
+@on_change("TICKETQUEUE", "SECRET_KEY")
+def _reset() -> None:
     global _keys, _hmac_helper
-    if setting in ("TICKETQUEUE", "SECRET_KEY"):
-        with _lock:
-            _keys = None
-            _hmac_helper = None
-            _verified.clear()
-
-
-setting_changed.connect(_reset)
+    with _lock:
+        _keys = None
+        _hmac_helper = None
+        _verified.clear()
 
 
 def jwks() -> dict[str, Any]:

@@ -15,11 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-
 from . import passes, signals
-from .conf import queue_settings
+from .conf import on_change, queue_settings
 from .core import PassClaims, PassNotActive, QueueUnavailable, StoreUnreachable, pass_jti
 from .store import QueueStore, get_store
 
@@ -354,10 +351,7 @@ def reset_tracker() -> None:
         tracker.stop()
 
 
-@receiver(setting_changed)
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "TICKETQUEUE":
-        reset_tracker()
+on_change("TICKETQUEUE")(reset_tracker)
 
 
 def check_active(claims: PassClaims, now: float) -> None:

@@ -16,9 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.core.signals import setting_changed
-
-from ..conf import queue_settings
+from ..conf import on_change, queue_settings
 from ..store import live_channel
 
 __all__ = [
@@ -121,12 +119,7 @@ def reset() -> None:
         client.close()
 
 
-def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
-    if setting == "TICKETQUEUE":
-        reset()
-
-
-setting_changed.connect(_reset_on_change)
+on_change("TICKETQUEUE")(reset)
 
 # -- subscribing ---------------------------------------------------------------------------
 
