@@ -381,7 +381,7 @@ def _forget_rules() -> None:
     _rules = None
 
 
-@on_change("SECRET_KEY")
+@on_change("SECRET_KEY", "SECRET_KEY_FALLBACKS")
 def _forget_visitors() -> None:
     _visitors.clear()
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.core import signing
 
+from .conf import on_change
+
 __all__ = [
     "DEVICE_COOKIE",
     "VISITOR_COOKIE",
@@ -34,7 +36,21 @@ __all__ = [
 ]
 
 VISITOR_COOKIE = "tq_visitor"
-_signer = signing.Signer(salt="ticketqueue.visitor")
+_signer: signing.Signer | None = None  # made on first use, from the SECRET_KEY of then
+
+
+def _visitor_signer() -> signing.Signer:
+    global _signer
+    if _signer is None:
+        _signer = signing.Signer(salt="ticketqueue.visitor")
+    return _signer
+
+
+@on_change("SECRET_KEY", "SECRET_KEY_FALLBACKS")
+def _forget_signer() -> None:
+    global _signer
+    _signer = None
+
 
 #: A browser's device id (one per browser: its tabs are one device), for queues with one
 #: device per person. Apps send theirs as ``X-Queue-Device``. Not signed: it only names the
@@ -97,7 +113,7 @@ def visitor_id_from_cookie(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        visitor = _signer.unsign(value)
+        visitor = (_signer or _visitor_signer()).unsign(value)
     except signing.BadSignature:
         return None
     return visitor if len(visitor) == 32 and visitor.isalnum() else None
@@ -106,7 +122,7 @@ def visitor_id_from_cookie(value: str | None) -> str | None:
 def new_visitor_cookie() -> tuple[str, str]:
     """A fresh (visitor id, signed cookie value)."""
     visitor = uuid.uuid4().hex
-    return visitor, _signer.sign(visitor)
+    return visitor, _visitor_signer().sign(visitor)
 
 
 def identity_for(user: Any, cookies: dict[str, str]) -> str | None:

@@ -104,6 +104,21 @@ def test_a_forged_visitor_cookie_is_a_new_visitor(make_queue):
     assert response.cookies["tq_visitor"].value != "0" * 32 + ":forged"
 
 
+def test_a_visitor_cookie_follows_the_secret_key_and_its_fallbacks(make_queue, settings):
+    """A rotated SECRET_KEY: cookies signed with the old one hold while it is a fallback."""
+    make_queue(mode="always")
+    client = Client()
+    first = client.post(f"{API}/sale/join/").json()
+    signed_before = client.cookies["tq_visitor"].value
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a new key " * 5, [old]
+    assert client.get(f"{API}/sale/status/").json()["seq"] == first["seq"]
+    settings.SECRET_KEY_FALLBACKS = []
+    stranger = Client()
+    stranger.cookies["tq_visitor"] = signed_before  # signed with the key no longer trusted
+    assert stranger.get(f"{API}/sale/status/").json()["state"] is None
+
+
 def test_status_gives_the_pass_once_admitted_and_the_pass_cookie(make_queue, clock):
     queue = make_queue(mode="always", capacity=1, purchase_window=600)
     client = Client()
