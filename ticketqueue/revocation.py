@@ -18,7 +18,7 @@ from typing import Any
 from . import passes, signals
 from .conf import on_change, queue_settings
 from .core import PassClaims, PassNotActive, QueueUnavailable, StoreUnreachable, pass_jti
-from .store import QueueStore, get_store
+from .store import QueueStore, ended_passes_channel, get_store
 
 __all__ = [
     "STORE_ERRORS",
@@ -333,7 +333,7 @@ def get_tracker() -> DirectTracker | PubSubTracker:
                     _tracker = PubSubTracker(
                         store,
                         _redis_factory(),
-                        f"{queue_settings.KEY_PREFIX}:passes:ended",
+                        ended_passes_channel(queue_settings.KEY_PREFIX),
                         recheck=float(queue_settings.GATE_RECHECK),
                         skew=float(queue_settings.PASS_LEEWAY),
                         clock=lambda: passes.timer(),

@@ -23,6 +23,7 @@ from .base import (
     QueueStore,
     StoreDump,
     WaitingRecord,
+    ended_passes_channel,
     live_channel,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "StoreDump",
     "WaitingRecord",
     "get_store",
+    "ended_passes_channel",
     "live_channel",
     "reset_store",
 ]

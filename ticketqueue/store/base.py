@@ -132,6 +132,11 @@ def live_channel(prefix: str, queue_id: str) -> str:
     return f"{prefix}:live:{queue_id}"
 
 
+def ended_passes_channel(prefix: str) -> str:
+    """The pub/sub channel that tells every purchase gate of the passes that ended."""
+    return f"{prefix}:passes:ended"
+
+
 @dataclass(frozen=True)
 class Joined:
     """A join's answer: the identity's placement and the queue's counts, read together."""
