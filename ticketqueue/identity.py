@@ -113,7 +113,7 @@ def visitor_id_from_cookie(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        visitor = (_signer or _visitor_signer()).unsign(value)
+        visitor = _visitor_signer().unsign(value)
     except signing.BadSignature:
         return None
     return visitor if len(visitor) == 32 and visitor.isalnum() else None

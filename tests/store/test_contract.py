@@ -42,9 +42,10 @@ def line(store):
     return [w.seq for w in store.dump(Q).waiting]
 
 
-def rebuild_as_held(store, now):
-    """Rebuild the queue from what the store holds (an operator's rebuild with nothing lost)."""
-    dump = store.dump(Q)
+def rebuild_as_held(store, now, dump=None):
+    """Rebuild the queue from what the store holds (an operator's rebuild with nothing lost),
+    or from ``dump`` (what the rows say after the store lost it)."""
+    dump = store.dump(Q) if dump is None else dump
     store.rebuild(
         Q,
         dump.config,

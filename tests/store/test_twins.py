@@ -14,9 +14,8 @@ from ticketqueue.store import QueueConfig
 from ticketqueue.store.memory import MemoryStore
 
 from ..conftest import drop_store, make_redis_store
+from .test_contract import T0, Q, rebuild_as_held
 
-Q = "1"
-T0 = 1_800_000_000.0
 PEOPLE = [f"p{i}" for i in range(10)]
 
 configs = st.builds(
@@ -148,15 +147,7 @@ class Twins(RuleBasedStateMachine):
         def rebuild(s):
             if lost:
                 s.delete(Q)
-            s.rebuild(
-                Q,
-                dump.config,
-                waiting=dump.waiting,
-                active=dump.active,
-                next_seq=dump.next_seq,
-                admitted_total=dump.admitted_total,
-                now=self.now,
-            )
+            rebuild_as_held(s, self.now, dump)
 
         self.both(rebuild)
 

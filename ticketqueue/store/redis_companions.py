@@ -233,7 +233,7 @@ class RedisClaims(Claims):
     def claim(self, queue_id: str, channel: str, seqs: Sequence[int], ttl: float) -> set[int]:
         pipe = self.client.pipeline(transaction=False)
         for seq in seqs:
-            pipe.set(self._key(queue_id, channel, seq), "1", nx=True, px=int(_ms(ttl)))
+            pipe.set(self._key(queue_id, channel, seq), "1", nx=True, px=_ms(ttl))
         return {seq for seq, ok in zip(seqs, pipe.execute(), strict=True) if ok}
 
     def unclaim(self, queue_id: str, channel: str, seqs: Sequence[int]) -> None:
@@ -241,5 +241,5 @@ class RedisClaims(Claims):
             self.client.delete(*[self._key(queue_id, channel, seq) for seq in seqs])
 
 
-def _ms(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds * 1000)))
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
