@@ -25,14 +25,13 @@ from ..core import (
     DatabaseUnavailable,
     DeviceInUse,
     DeviceRequired,
-    EntryState,
     QueueNotFound,
     QueueUnavailable,
     Throttled,
     TicketQueueError,
 )
 from ..identity import DEVICE_HEADER, device_of
-from .hub import Seat, get_hub
+from .hub import WAITING, Seat, get_hub
 from .protocol import (
     CLOSE_DEVICE,
     CLOSE_IDENTITY_REQUIRED,
@@ -219,7 +218,7 @@ class QueueSocket:
         self.room.hub.detach(seat)
         try:
             await in_thread(services.disconnect)(
-                self.queue, self.identity, waiting=seat.state == EntryState.WAITING
+                self.queue, self.identity, waiting=seat.state == WAITING
             )
         except Exception:
             log.warning("live: recording the disconnect failed", exc_info=True)
