@@ -86,14 +86,14 @@ def scenario(refill: bool, releases: int, pace: float) -> dict[str, Any]:
 
     import ticketqueue
     from ticketqueue import services, tick_loop
-    from ticketqueue.store import get_store, live_channel
+    from ticketqueue.store import get_store
 
     tq = {**settings.TICKETQUEUE, "REFILL_ON_RELEASE": refill}
     with override_settings(TICKETQUEUE=tq):
         people = [f"anon:{uuid.uuid4().hex}" for _ in range(CAPACITY + releases + 50)]
         queue = load_line(f"refill-{int(refill)}", people, capacity=CAPACITY, purchase_window=600)
         store = get_store()
-        channel = live_channel(settings.TICKETQUEUE["KEY_PREFIX"], queue.store_id)
+        channel = store.broadcast.live_channel(queue.store_id)
         grants = Grants(store.client, channel)
         first = services.tick(queue)
         assert len(first.admitted) == CAPACITY

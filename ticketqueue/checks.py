@@ -117,7 +117,7 @@ POSITIVE_KEYS = (
     "PRESENCE_TIMEOUT",
     "SAMPLE_RETENTION",
 )
-LIVE_BROADCASTS = ("auto", "redis", "local")
+LIVE_BROADCASTS = ("store", "local")
 
 
 def _positive(value: Any) -> bool:

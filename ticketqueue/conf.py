@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "UPDATE_INTERVAL": 2.0,
     "RESYNC_INTERVAL": 60.0,
     "HEARTBEAT_INTERVAL": 25.0,
-    "LIVE_BROADCAST": "auto",
+    "LIVE_BROADCAST": "store",
     "WS_MAX_MESSAGE": 4096,
     "SOCKETS_PER_PROCESS": None,
     "WS_MESSAGE_RATE": 5.0,
@@ -135,8 +135,8 @@ HELP: dict[str, str] = {
         "Seconds between the widget's heartbeats; the server marks presence at most that often."
     ),
     "LIVE_BROADCAST": (
-        "How ticks reach the socket processes: 'redis' (pub/sub), 'local' (one process) or "
-        "'auto' (redis unless the store is in-process, as MemoryStore is)."
+        "How ticks reach the socket processes: 'store' (the store's broadcast: Redis pub/sub "
+        "with RedisStore, this process with MemoryStore) or 'local' (this process only)."
     ),
     "SOCKETS_PER_PROCESS": (
         "Most sockets one socket process holds (None: as many as its descriptor limit allows, "

@@ -1,13 +1,13 @@
 """Whether a pass is still active, answered on the purchase hot path without a store call.
 
-Each process keeps the passes that ended (released, revoked) in a local set fed by Redis
-pub/sub, and the passes the store confirmed active since it last (re)subscribed; see
-docs/design.md "Passes and the gate" for why that is exact enough to sit on every request.
+Each process keeps the passes that ended (released, revoked) in a local set fed by the store's
+broadcast (``store.broadcast``: Redis pub/sub with RedisStore), and the passes the store
+confirmed active since it last (re)subscribed; see docs/design.md "Passes and the gate" for why
+that is exact enough to sit on every request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -18,10 +18,10 @@ from typing import Any
 from . import passes, signals
 from .conf import on_change, queue_settings
 from .core import PassClaims, PassNotActive, QueueUnavailable, StoreUnreachable, pass_jti
-from .store import QueueStore, ended_passes_channel, get_store
+from .store import QueueStore, get_store
+from .store.companions import Listener
 
 __all__ = [
-    "STORE_ERRORS",
     "DirectTracker",
     "PubSubTracker",
     "check_active",
@@ -31,14 +31,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ticketqueue.gate")
-
-try:
-    from redis.exceptions import RedisError
-
-    #: What an unreachable store raises; QueueUnavailable is a queue the store lost (a flush).
-    STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, QueueUnavailable)
-except ImportError:  # pragma: no cover - redis is a dependency
-    STORE_ERRORS = (OSError, QueueUnavailable)
 
 
 def _store_says_active(store: QueueStore, claims: PassClaims, now: float) -> bool:
@@ -58,6 +50,8 @@ class DirectTracker:
 
     def __init__(self, store: QueueStore) -> None:
         self.store = store
+        #: What the store raises when it cannot answer.
+        self.outage = _outage(store)
 
     def is_active(self, claims: PassClaims, now: float) -> bool:
         return _store_says_active(self.store, claims, now)
@@ -70,7 +64,7 @@ class DirectTracker:
 
 
 class PubSubTracker:
-    """Ended passes known locally, kept current by a subscriber thread on a Redis channel.
+    """Ended passes known locally, kept current by a listener thread on the store's broadcast.
 
     - A pass in ``ended`` is refused at once.
     - A pass the store confirmed active while the subscription was live, less than
@@ -94,16 +88,14 @@ class PubSubTracker:
     def __init__(
         self,
         store: QueueStore,
-        client_factory: Callable[[], Any],
-        channel: str,
         *,
         recheck: float,
         skew: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.client_factory = client_factory
-        self.channel = channel
+        self.outage = _outage(store)
+        self.channel = store.broadcast.ended_passes_channel()
         self.recheck = recheck
         #: Seconds the clocks of the hosts that admit and the one that checks may disagree.
         self.skew = skew
@@ -119,7 +111,6 @@ class PubSubTracker:
         #: When (wall clock) the current subscription went live; passes admitted after it
         #: (less the clock skew) have every end of theirs published to this subscription.
         self.listening_since = float("inf")
-        self._publisher: Any = None
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stop = threading.Event()
@@ -177,15 +168,12 @@ class PubSubTracker:
             self.ended[jti] = exp
             self.confirmed.pop(jti, None)
         if publish:
-            message = " ".join(f"{jti}:{exp}" for jti, exp in ended)
+            message = " ".join(f"{jti}:{exp}" for jti, exp in ended).encode()
             for attempt in (1, 2):
                 try:
-                    if self._publisher is None:
-                        self._publisher = self.client_factory()
-                    self._publisher.publish(self.channel, message)
+                    self.store.broadcast.publish(self.channel, message)
                     return
-                except STORE_ERRORS:
-                    self._drop_publisher()
+                except self.outage:
                     if attempt == 2:
                         # The other processes re-ask the store within GATE_RECHECK seconds.
                         log.exception("could not publish ended passes", extra={"count": len(ended)})
@@ -223,7 +211,6 @@ class PubSubTracker:
             self.live = False
             self.listening_since = float("inf")
             self.confirmed.clear()
-            self._publisher = None
             self._stop.clear()
             self.subscribed.clear()
             self._pid = pid
@@ -232,14 +219,8 @@ class PubSubTracker:
             )
             self._thread.start()
 
-    def _drop_publisher(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
-
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._drop_publisher()
         thread = self._thread
         if thread is not None and thread.is_alive():
             thread.join(timeout)
@@ -260,21 +241,19 @@ class PubSubTracker:
     def _run(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            pubsub = None
+            listener: Listener | None = None
             try:
-                pubsub = self.client_factory().pubsub()
-                pubsub.subscribe(self.channel)
+                listener = self.store.broadcast.listen(self.channel)
                 next_sweep = time.monotonic() + self.SWEEP_EVERY
                 while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        if message["type"] == "subscribe":
-                            # First subscription, or redis-py resubscribed after a reconnect:
-                            # either way messages may have been missed before this point.
+                    heard = listener.get(timeout=1.0)
+                    if heard is not None:
+                        kind, data = heard
+                        if kind == "subscribed":  # what was published before is not heard
                             self._go_live()
                             backoff = 0.1
-                        elif message["type"] == "message":
-                            self._apply(message["data"])
+                        else:
+                            self._apply(data)
                     if time.monotonic() >= next_sweep:
                         self.sweep()
                         next_sweep = time.monotonic() + self.SWEEP_EVERY
@@ -285,9 +264,8 @@ class PubSubTracker:
                 self.live = False
                 self.listening_since = float("inf")
                 self.subscribed.clear()
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):  # closing a broken connection
-                        pubsub.close()
+                if listener is not None:
+                    listener.close()
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -296,28 +274,9 @@ _tracker: DirectTracker | PubSubTracker | None = None
 _tracker_lock = threading.Lock()
 
 
-def _redis_factory() -> Callable[[], Any]:
-    url = queue_settings.REDIS_URL
-
-    def connect() -> Any:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # No silent retries: a dropped connection must surface so the tracker stops trusting
-        # its confirmations. Health checks find a half-open connection within seconds.
-        return redis.Redis.from_url(
-            url,
-            # Named, so an operator (or a test) can find this process's subscriber in CLIENT LIST.
-            client_name=f"ticketqueue-passes-{os.getpid()}",
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=5,
-            socket_keepalive=True,
-            socket_connect_timeout=2,
-        )
-
-    return connect
+def _outage(store: QueueStore) -> tuple[type[BaseException], ...]:
+    """Errors that mean the store cannot answer (QueueUnavailable: it lost the queue)."""
+    return (OSError, QueueUnavailable, *store.outage_errors)
 
 
 def get_tracker() -> DirectTracker | PubSubTracker:
@@ -332,8 +291,6 @@ def get_tracker() -> DirectTracker | PubSubTracker:
                 else:
                     _tracker = PubSubTracker(
                         store,
-                        _redis_factory(),
-                        ended_passes_channel(queue_settings.KEY_PREFIX),
                         recheck=float(queue_settings.GATE_RECHECK),
                         skew=float(queue_settings.PASS_LEEWAY),
                         clock=lambda: passes.timer(),
@@ -357,9 +314,10 @@ on_change("TICKETQUEUE")(reset_tracker)
 def check_active(claims: PassClaims, now: float) -> None:
     """Raise PassNotActive for an ended pass; QueueUnavailable when the store cannot say and
     STORE_FAILURE is 'closed' (with 'open', a pass whose signature and claims hold goes in)."""
+    tracker = get_tracker()
     try:
-        active = get_tracker().is_active(claims, now)
-    except STORE_ERRORS as exc:
+        active = tracker.is_active(claims, now)
+    except tracker.outage as exc:
         if queue_settings.STORE_FAILURE == "open":
             log.warning("store unreachable; pass accepted on its signature (STORE_FAILURE=open)")
             return

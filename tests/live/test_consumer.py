@@ -25,11 +25,12 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(params=["redis", "local"])
+@pytest.fixture(params=["store", "local"])
 def broadcast(request, live_settings):
-    """Every flow runs over Redis pub/sub and over the in-process bus of the embedded default."""
-    if request.param == "redis" and "memory" in live_settings.TICKETQUEUE["STORE"]:
-        pytest.skip("the Redis broadcast runs with the Redis store")
+    """Every flow runs over the store's broadcast (Redis pub/sub with the Redis store) and over
+    the in-process bus of the embedded default."""
+    if request.param == "store" and "memory" in live_settings.TICKETQUEUE["STORE"]:
+        pytest.skip("the store's broadcast is the in-process bus with the memory store")
     live_settings.TICKETQUEUE = {**live_settings.TICKETQUEUE, "LIVE_BROADCAST": request.param}
     reset_store()  # a RedisStore announces joins itself exactly when the broadcast is Redis
     return request.param

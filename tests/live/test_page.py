@@ -97,6 +97,7 @@ def test_live_settings_are_checked(settings):
     assert ids(settings) == set()
     assert ids(settings, LIVE_BROADCAST="carrier-pigeon") == {Codes.LIVE_BROADCAST}
     assert ids(settings, LIVE_BROADCAST="local") == set()
+    assert ids(settings, LIVE_BROADCAST="redis") == {Codes.LIVE_BROADCAST}  # now 'store'
     for key in (
         "RESYNC_INTERVAL",
         "HEARTBEAT_INTERVAL",

@@ -1,21 +1,25 @@
-"""The companion contract (ticketqueue.store.companions): presence, leases, counters and
-notification claims behave the same on MemoryStore and on real Redis."""
+"""The companion contract (ticketqueue.store.companions): presence, leases, counters,
+notification claims and the broadcast behave the same on MemoryStore and on real Redis."""
 
+import asyncio
+import threading
 import time
+import uuid
 
 import pytest
 
-from ticketqueue.store.companions import Claims, Counters, Leases, Presence
+from ticketqueue.store.companions import Broadcast, Claims, Counters, Leases, Presence
 
 Q, OTHER = "7", "8"
 T0 = 1_800_000_000.0
 
 
-def test_every_store_has_its_four_companions(store):
+def test_every_store_has_its_five_companions(store):
     assert isinstance(store.presence, Presence)
     assert isinstance(store.leases, Leases)
     assert isinstance(store.counters, Counters)
     assert isinstance(store.claims, Claims)
+    assert isinstance(store.broadcast, Broadcast)
     assert store.presence is store.presence  # one per store: every caller shares its state
 
 
@@ -161,3 +165,61 @@ def test_claims_of_a_whole_tick_are_answered_at_once(store, n):
     seqs = list(range(1, n + 1))
     assert store.claims.claim(Q, "turn:webhook", seqs, 60) == set(seqs)
     assert store.claims.claim(Q, "turn:webhook", seqs, 60) == set()
+
+
+# -- the broadcast -------------------------------------------------------------------------
+
+
+def channels(broadcast):
+    """Channels of this test alone (the broadcast is process-wide, or a shared Redis)."""
+    unique = uuid.uuid4().hex
+    return broadcast.live_channel(unique), broadcast.live_channel(unique + "x")
+
+
+def test_channels_are_named_per_queue_and_one_for_ended_passes(store):
+    broadcast = store.broadcast
+    assert broadcast.live_channel(Q) == broadcast.live_channel(Q)
+    assert broadcast.live_channel(Q) != broadcast.live_channel(OTHER)
+    assert broadcast.ended_passes_channel() not in {broadcast.live_channel(Q), ""}
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_hears_its_channels_from_any_thread_once_subscribed(store):
+    broadcast = store.broadcast
+    mine, other = channels(broadcast)
+    heard = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    subscriber = broadcast.subscriber(lambda channel, payload: heard.put_nowait((channel, payload)))
+    try:
+        await subscriber.subscribe(mine)  # returns once a publish from now on is heard
+        await loop.run_in_executor(None, broadcast.publish, other, b"not mine")
+        await loop.run_in_executor(None, broadcast.publish, mine, b"\x00one")
+        broadcast.publish(mine, b"two")
+        assert await asyncio.wait_for(heard.get(), 5) == (mine, b"\x00one")
+        assert await asyncio.wait_for(heard.get(), 5) == (mine, b"two")
+        await subscriber.unsubscribe(mine)
+        broadcast.publish(mine, b"after")
+        await subscriber.subscribe(other)
+        broadcast.publish(other, b"three")
+        assert await asyncio.wait_for(heard.get(), 5) == (other, b"three")
+        assert heard.empty()  # nothing of "not mine" nor "after"
+    finally:
+        await subscriber.close()
+
+
+def test_a_listener_says_when_it_listens_then_hears_what_comes_after(store):
+    broadcast = store.broadcast
+    mine, other = channels(broadcast)
+    broadcast.publish(mine, b"before")  # nobody listens: lost
+    listener = broadcast.listen(mine)
+    try:
+        assert listener.get(timeout=5) == ("subscribed", None)
+        sender = threading.Thread(target=broadcast.publish, args=(mine, b"a:1 b:2"))
+        sender.start()
+        sender.join()
+        broadcast.publish(other, b"not mine")
+        assert listener.get(timeout=5) == ("message", b"a:1 b:2")
+        assert listener.get(timeout=0.2) is None
+    finally:
+        listener.close()
+    broadcast.publish(mine, b"after")  # a closed listener is gone from the channel

@@ -23,8 +23,6 @@ from .base import (
     QueueStore,
     StoreDump,
     WaitingRecord,
-    ended_passes_channel,
-    live_channel,
 )
 
 __all__ = [
@@ -44,8 +42,6 @@ __all__ = [
     "StoreDump",
     "WaitingRecord",
     "get_store",
-    "ended_passes_channel",
-    "live_channel",
     "reset_store",
 ]
 

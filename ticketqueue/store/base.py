@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
 from ..core import EntryState, QueueMode, QueueState
-from .companions import Claims, Counters, Leases, Presence
+from .companions import Broadcast, Claims, Counters, Leases, Presence
 
 __all__ = [
     "ActiveRecord",
@@ -127,24 +127,14 @@ class Counts:
     ended_hold: float = 0.0
 
 
-def live_channel(prefix: str, queue_id: str) -> str:
-    """The pub/sub channel that carries a queue's live messages to every socket process."""
-    return f"{prefix}:live:{queue_id}"
-
-
-def ended_passes_channel(prefix: str) -> str:
-    """The pub/sub channel that tells every purchase gate of the passes that ended."""
-    return f"{prefix}:passes:ended"
-
-
 @dataclass(frozen=True)
 class Joined:
     """A join's answer: the identity's placement and the queue's counts, read together."""
 
     placement: Placement
     counts: Counts
-    #: The store already told the queue's live channel of this new waiting entry (see
-    #: ``live_channel``), in the same atomic step: nobody needs to publish it again.
+    #: The store already told the queue's live channel of this new waiting entry (on
+    #: ``broadcast.live_channel``), in the same atomic step: nobody needs to publish it again.
     announced: bool = False
 
 
@@ -245,7 +235,7 @@ class QueueStore(abc.ABC):
     Operations on a queue the store has not loaded (never configured, or lost with a Redis
     flush) raise QueueUnavailable; the services rebuild it from the rows and try again.
 
-    A backend also sets its four companions (``companions``) in its ``__init__``: shared
+    A backend also sets its five companions (``companions``) in its ``__init__``: shared
     state beside the line, kept where the line is.
     """
 
@@ -257,6 +247,13 @@ class QueueStore(abc.ABC):
     leases: Leases
     counters: Counters
     claims: Claims
+    broadcast: Broadcast
+
+    @property
+    def outage_errors(self) -> tuple[type[BaseException], ...]:
+        """What this backend's calls raise, besides StoreUnreachable, when it cannot answer:
+        the purchase gate treats them as an outage (STORE_FAILURE), not as a refusal."""
+        return ()
 
     # -- set-up -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,11 +1,14 @@
 """The companion contract: shared state kept beside the queues, by the same backend as the
-line itself. Every store hands out its four as attributes (set in its ``__init__``):
+line itself. Every store hands out its five as attributes (set in its ``__init__``):
 
 - ``store.presence``: who has a live connection to a queue (``ticketqueue.presence``);
 - ``store.leases``: whose tick holds a queue, with a fencing token (``ticketqueue.ticker``);
 - ``store.counters``: per-queue counters every process adds to (``ticketqueue.metrics``);
 - ``store.claims``: at most one notification per admission and channel
-  (``ticketqueue.notifications``).
+  (``ticketqueue.notifications``);
+- ``store.broadcast``: messages to every process that listens: a queue's live updates to the
+  socket processes (``ticketqueue.live.transport``), the passes that ended to every purchase
+  gate (``ticketqueue.revocation``).
 
 MemoryStore's live in this process (``memory_companions``), RedisStore's in the queue's hash
 slot of its Redis (``redis_companions``); tests/store/test_companions.py runs both. Times
@@ -15,9 +18,20 @@ given as ``now`` and ``since`` are the services' clock; time to live is real tim
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
-__all__ = ["Claims", "Counters", "Leases", "Presence"]
+__all__ = [
+    "Broadcast",
+    "Claims",
+    "Counters",
+    "Deliver",
+    "Heard",
+    "Leases",
+    "Listener",
+    "Presence",
+    "Subscriber",
+]
 
 
 class Presence(abc.ABC):
@@ -90,3 +104,66 @@ class Claims(abc.ABC):
     @abc.abstractmethod
     def unclaim(self, queue_id: str, channel: str, seqs: Sequence[int]) -> None:
         """Give these claims back (their send failed and will be tried again)."""
+
+
+#: Called in the subscriber's event loop with (channel, payload) for every message, and with
+#: (None, None) when the subscription was made again and messages may have been lost.
+Deliver = Callable[[str | None, bytes | None], None]
+
+#: What a ``Listener`` heard: ("subscribed", None) each time its subscription is (re)made
+#: (what was published before is not heard), ("message", payload) for a message.
+Heard = tuple[Literal["subscribed", "message"], bytes | None]
+
+
+class Subscriber(abc.ABC):
+    """One event loop's subscriptions, all delivered to one ``Deliver``; made by
+    ``Broadcast.subscriber`` inside that loop. A lost connection is made again by itself (and
+    reported to ``Deliver`` as (None, None))."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Listen to ``channel``; returns once a message published from now on is delivered."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Listener(abc.ABC):
+    """One channel, read by one thread. A lost connection raises StoreUnreachable from
+    ``get``: the reader decides how to go on (``Broadcast.listen`` again)."""
+
+    @abc.abstractmethod
+    def get(self, timeout: float) -> Heard | None:
+        """The next thing heard, or None when ``timeout`` seconds pass with nothing."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Broadcast(abc.ABC):
+    """Fire-and-forget messages to every process listening on a channel; a process that is
+    not listening when a message is published never hears it."""
+
+    @abc.abstractmethod
+    def live_channel(self, queue_id: str) -> str:
+        """The channel that carries a queue's live messages to every socket process."""
+
+    @abc.abstractmethod
+    def ended_passes_channel(self) -> str:
+        """The channel that tells every purchase gate of the passes that ended."""
+
+    @abc.abstractmethod
+    def publish(self, channel: str, payload: bytes) -> None:
+        """Send ``payload`` to every listener of ``channel`` (none: nothing happens). Thread
+        safe; raises StoreUnreachable when it cannot be sent."""
+
+    @abc.abstractmethod
+    def subscriber(self, deliver: Deliver) -> Subscriber:
+        """A new set of subscriptions for the running event loop."""
+
+    @abc.abstractmethod
+    def listen(self, channel: str) -> Listener:
+        """A new subscription to ``channel`` for one reading thread."""

@@ -50,7 +50,13 @@ from .base import (
     WaitingRecord,
     departed_total_after_loss,
 )
-from .memory_companions import MemoryClaims, MemoryCounters, MemoryLeases, MemoryPresence
+from .memory_companions import (
+    MemoryBroadcast,
+    MemoryClaims,
+    MemoryCounters,
+    MemoryLeases,
+    MemoryPresence,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -96,6 +102,7 @@ class MemoryStore(QueueStore):
         self.leases = MemoryLeases()
         self.counters = MemoryCounters()
         self.claims = MemoryClaims()
+        self.broadcast = MemoryBroadcast()
         self._queues: dict[str, _Queue] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._mutex = threading.RLock()

@@ -3,14 +3,32 @@ room. Each is guarded by its own lock: sockets, requests and the embedded ticker
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from .companions import Claims, Counters, Leases, Presence
+from .companions import (
+    Broadcast,
+    Claims,
+    Counters,
+    Deliver,
+    Heard,
+    Leases,
+    Listener,
+    Presence,
+    Subscriber,
+)
 
-__all__ = ["MemoryClaims", "MemoryCounters", "MemoryLeases", "MemoryPresence"]
+__all__ = [
+    "MemoryBroadcast",
+    "MemoryClaims",
+    "MemoryCounters",
+    "MemoryLeases",
+    "MemoryPresence",
+]
 
 
 class MemoryPresence(Presence):
@@ -135,3 +153,100 @@ class MemoryClaims(Claims):
         with self._mutex:
             for seq in seqs:
                 self._until.pop((queue_id, channel, seq), None)
+
+
+# -- the broadcast: one bus for the whole process -------------------------------------------
+
+#: Hands one message to one subscriber; raises RuntimeError once that subscriber is gone.
+_Send = Callable[[str, bytes], None]
+
+
+class _Bus:
+    """Channel -> how to hand a message to each of its subscribers in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[str, set[_Send]] = {}
+
+    def add(self, channel: str, send: _Send) -> None:
+        with self._lock:
+            self._subscribers.setdefault(channel, set()).add(send)
+
+    def discard(self, channel: str, send: _Send) -> None:
+        with self._lock:
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(send)
+                if not subscribers:
+                    del self._subscribers[channel]
+
+    def publish(self, channel: str, payload: bytes) -> None:
+        with self._lock:
+            targets = list(self._subscribers.get(channel, ()))
+        for send in targets:
+            try:
+                send(channel, payload)
+            except RuntimeError:  # its event loop is closed: forget it
+                self.discard(channel, send)
+
+
+_BUS = _Bus()
+
+
+class MemoryBroadcast(Broadcast):
+    """Every MemoryBroadcast of the process shares one bus: the process is the whole audience
+    (``LIVE_BROADCAST = "local"`` uses one beside a RedisStore, too)."""
+
+    def live_channel(self, queue_id: str) -> str:
+        return f"live:{queue_id}"
+
+    def ended_passes_channel(self) -> str:
+        return "passes:ended"
+
+    def publish(self, channel: str, payload: bytes) -> None:
+        _BUS.publish(channel, payload)
+
+    def subscriber(self, deliver: Deliver) -> Subscriber:
+        return _LoopSubscriber(deliver)
+
+    def listen(self, channel: str) -> Listener:
+        return _ThreadListener(channel)
+
+
+class _LoopSubscriber(Subscriber):
+    def __init__(self, deliver: Deliver) -> None:
+        loop = asyncio.get_running_loop()
+        self._send: _Send = lambda channel, payload: loop.call_soon_threadsafe(
+            deliver, channel, payload
+        )
+        self._channels: set[str] = set()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        _BUS.add(channel, self._send)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        _BUS.discard(channel, self._send)
+
+    async def close(self) -> None:
+        for channel in list(self._channels):
+            await self.unsubscribe(channel)
+
+
+class _ThreadListener(Listener):
+    def __init__(self, channel: str) -> None:
+        self._channel = channel
+        self._heard: queue.SimpleQueue[Heard] = queue.SimpleQueue()
+        self._heard.put(("subscribed", None))
+        self._send: _Send = lambda _channel, payload: self._heard.put(("message", payload))
+        _BUS.add(channel, self._send)
+
+    def get(self, timeout: float) -> Heard | None:
+        try:
+            return self._heard.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        _BUS.discard(self._channel, self._send)

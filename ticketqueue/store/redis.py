@@ -49,12 +49,11 @@ from .base import (
     StoreDump,
     WaitingRecord,
     departed_total_after_loss,
-    live_channel,
 )
+from .redis_broadcast import RedisBroadcast, live_channel
 from .redis_companions import RedisClaims, RedisCounters, RedisLeases, RedisPresence
 
 if TYPE_CHECKING:
-    import redis as redis_lib
     from redis.commands.core import Script
 
 __all__ = ["RedisStore"]
@@ -243,16 +242,13 @@ class RedisStore(QueueStore):
 
     def __init__(
         self,
-        client: redis_lib.Redis | None = None,
         url: str = "redis://127.0.0.1:6379/0",
         prefix: str = "tq",
         announce_joins: bool = False,
     ) -> None:
-        if client is None:
-            import redis as redis_lib
+        import redis as redis_lib
 
-            client = redis_lib.Redis.from_url(url, decode_responses=True)
-        self.client = client
+        self.client = redis_lib.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         #: Publish a new waiting entry's ``joined`` message from the join script itself (when
         #: the live broadcast runs over this Redis): one round trip less on every new join.
@@ -260,10 +256,17 @@ class RedisStore(QueueStore):
         # Each queue's keys as its scripts receive them, encoded once: redis-py would encode
         # all eleven on every call (half the client's cost of packing a join).
         self._script_keys: dict[str, tuple[bytes, ...]] = {}
-        self.presence = RedisPresence(client, prefix, _presence_timeout)
-        self.leases = RedisLeases(client, prefix)
-        self.counters = RedisCounters(client, prefix)
-        self.claims = RedisClaims(client, prefix)
+        self.presence = RedisPresence(self.client, prefix, _presence_timeout)
+        self.leases = RedisLeases(self.client, prefix)
+        self.counters = RedisCounters(self.client, prefix)
+        self.claims = RedisClaims(self.client, prefix)
+        self.broadcast = RedisBroadcast(self.client, url, prefix)
+
+    @property
+    def outage_errors(self) -> tuple[type[BaseException], ...]:
+        import redis as redis_lib
+
+        return (redis_lib.RedisError,)
 
     @classmethod
     def from_settings(cls) -> RedisStore:
