@@ -16,6 +16,7 @@ from ._eta import (
 )
 from ._group_commit import GroupCommit
 from ._limits import LIMIT_SLACK, LimitWindow, limit_check
+from ._line import LineMove, moved_place
 from ._outflow import BURST_SECONDS, Bucket, OutflowPolicy
 from ._passes import REQUIRED_CLAIMS, PassClaims, pass_audience, pass_jti
 from ._prequeue import shuffle_order
@@ -49,6 +50,7 @@ __all__ = [
     "EntryState",
     "GroupCommit",
     "LimitWindow",
+    "LineMove",
     "OutflowPolicy",
     "PRIORITY_BAND",
     "PassClaims",
@@ -56,6 +58,7 @@ __all__ = [
     "QueueState",
     "check_queue_transition",
     "moved_from",
+    "moved_place",
     "estimate_eta",
     "line_rate",
     "mean_hold",

@@ -15,7 +15,6 @@ import logging
 import math
 import random
 import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -27,10 +26,12 @@ from ..core import (
     DeviceReplaced,
     EntryNotFound,
     EntryState,
+    LineMove,
     QueueState,
     Throttled,
     TicketQueueError,
     estimate_eta,
+    moved_place,
 )
 from . import transport
 from .protocol import (
@@ -488,17 +489,11 @@ class Room:
             await result
 
     async def _on_tick(self, message: dict[str, Any]) -> None:
-        admitted: int = message["n"]
         total: int | None = message.get("t")
         # Departures in the order they left, numbered up to the departed total "dt" (without
-        # "dt": an older publisher's, sorted and unnumbered).
+        # "dt": an older publisher's, unnumbered).
         departed: list[float] = message["d"]
         departed_total: int | None = message.get("dt")
-        first = 0
-        ahead = departed
-        if departed_total is not None:
-            first = departed_total - len(departed) + 1
-            ahead = sorted(departed)  # once per tick, for a bisect per seat
         now = self.hub.clock()
         if message["s"] == OPEN and self.queue_state == SCHEDULED:
             self._draw_seen(now)  # this tick's publisher got here before the state message
@@ -510,6 +505,7 @@ class Room:
             self._line_news_from(total, departed, departed_total)
         if len(self.followers) == len(self.seats):
             return  # every socket here follows the line frames itself
+        move = LineMove(message["n"], total, departed, departed_total)
         active = self.active
         interval = float(queue_settings.UPDATE_INTERVAL)
         rate = self.rate
@@ -523,26 +519,10 @@ class Room:
             if state == WAITING and position is None and self.drawn:
                 continue  # its place after the draw is on its way: no old place moved
             if state == WAITING and position is not None:
-                # Count admissions against the total the position already reflects, so a
-                # tick that an exact read already saw (or that arrives late) moves nobody twice.
-                moved = admitted
-                seen = seat.admitted_seen
-                if total is not None and seen is not None:
-                    moved = max(0, total - seen)
-                    seat.admitted_seen = max(seen, total)
-                # Departures likewise, by number: only those past the seat's last exact read.
-                gone = moved
-                dseen = seat.departed_seen
-                if departed:
-                    if dseen is None or departed_total is None or dseen < first:
-                        gone += bisect_left(ahead, seat.order)  # none of them seen: O(log k)
-                    elif dseen < departed_total:  # the read saw the first few: rare, O(k)
-                        mine = seat.order
-                        gone += sum(1 for o in departed[dseen - first + 1 :] if o < mine)
-                if departed_total is not None and (dseen is None or dseen < departed_total):
-                    seat.departed_seen = departed_total
-                if gone:
-                    position = seat.position = max(1, position - gone)
+                position, seat.admitted_seen, seat.departed_seen = moved_place(
+                    position, seat.order, seat.admitted_seen, seat.departed_seen, move
+                )
+                seat.position = position
                 eta = seat.eta = estimate_eta(position, rate, None) if rate else seat.eta
                 # The frame of a waiting seat, built inline: this loop runs once per socket.
                 # services.sold_out_likely, inlined (a call per socket is what this loop avoids):
