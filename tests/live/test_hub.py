@@ -8,7 +8,7 @@ import pytest
 
 from ticketqueue import live, services
 from ticketqueue.live import Seat, publisher, transport
-from ticketqueue.live.hub import DRAW_RESYNC_WINDOW, get_hub
+from ticketqueue.live.hub import DRAW_RESYNC_WINDOW, get_hub, run_eagerly
 from ticketqueue.models import Queue
 from ticketqueue.store import get_store
 
@@ -354,3 +354,48 @@ async def test_the_exact_reads_and_the_tick_broadcast_agree_end_to_end(
     }
     assert exact == {"early": 3, "late": 4}
     assert {name: seat.position for name, seat in seats.items()} == exact
+
+
+async def test_a_send_runs_inline_until_it_must_wait_then_goes_on_by_itself():
+    """run_eagerly: a send with room finishes at once (no task); one that waits goes on in a
+    task, sees the result or the error of what it waited for, and can be cancelled."""
+    loop = asyncio.get_running_loop()
+    steps = []
+
+    async def send(waits_for=None):
+        steps.append("start")
+        if waits_for is not None:
+            try:
+                steps.append(await waits_for)
+            except ValueError as exc:
+                steps.append(f"error: {exc}")
+                raise
+        await asyncio.sleep(0)  # a bare yield, as a drain may do
+        steps.append("done")
+
+    ready = loop.create_future()
+    pending = run_eagerly(send(ready))
+    assert pending is not None and not pending.done() and steps[-1] == "start"
+    ready.set_result("drained")
+    await asyncio.wait_for(pending, TIMEOUT)
+    assert steps[-2:] == ["drained", "done"]
+
+    failing = loop.create_future()
+    pending = run_eagerly(send(failing))
+    failing.set_exception(ValueError("reset"))
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(pending, TIMEOUT)
+    assert steps[-1] == "error: reset"
+
+    never = loop.create_future()
+    pending = run_eagerly(send(never))
+    await asyncio.sleep(0)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert not never.cancelled()  # the awaited future is the send's, left to its owner
+
+    async def at_once():
+        steps.append("inline")
+
+    assert run_eagerly(at_once()) is None and steps[-1] == "inline"

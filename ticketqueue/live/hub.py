@@ -109,13 +109,14 @@ def run_eagerly(coro: Any) -> asyncio.Future[Any] | None:
 
 
 async def _resume(coro: Any, yielded: Any) -> None:
-    # What asyncio's Task.__step does: wait for the future the coroutine yielded, then go on.
+    # Drive the coroutine as a task would, with public calls only (the generator protocol,
+    # asyncio.wait): wait for the future it yielded (a bare yield: one loop pass), then go on;
+    # the coroutine reads that future's result or exception itself when resumed.
     try:
         while True:
             if yielded is None:
                 await asyncio.sleep(0)
             else:
-                yielded._asyncio_future_blocking = False
                 await asyncio.wait([yielded])
             try:
                 yielded = coro.send(None)
