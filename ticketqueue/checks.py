@@ -21,6 +21,7 @@ class Codes:
     SIGNING_KEYS = "ticketqueue.E005"
     STORE_FAILURE = "ticketqueue.E006"
     HEARTBEAT = "ticketqueue.E007"
+    PRESENCE_OVER_GRACE = "ticketqueue.E010"
     LIVE_BROADCAST = "ticketqueue.E020"
     UNUSABLE_KEYS = "ticketqueue.E040"
     GATED_URLS = "ticketqueue.E041"
@@ -51,6 +52,10 @@ class Messages:
     HEARTBEAT = (
         "TICKETQUEUE[{key!r}] = {value!r} is shorter than {times} heartbeats "
         "(HEARTBEAT_INTERVAL = {interval!r}): people whose page is open would count as gone."
+    )
+    PRESENCE_OVER_GRACE = (
+        "TICKETQUEUE['PRESENCE_TIMEOUT'] = {value!r} is longer than the shortest disconnect grace, "
+        "{times} heartbeats ({floor!r} s): someone still counted as connected could be abandoned."
     )
     LIVE_BROADCAST = "TICKETQUEUE['LIVE_BROADCAST'] must be one of {choices}, not {value!r}."
     UNUSABLE_KEYS = "The pass keys are unusable: {error}"
@@ -191,6 +196,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id=Codes.HEARTBEAT,
                 )
             )
+    # Presence and abandonment agree: every presence event of a waiting entry marks it seen,
+    # so whoever presence still counts was seen within the grace.
+    timeout = merged["PRESENCE_TIMEOUT"]
+    if _positive(timeout) and _positive(interval) and timeout > GRACE_HEARTBEATS * interval:
+        errors.append(
+            Error(
+                Messages.PRESENCE_OVER_GRACE.format(
+                    value=timeout, times=GRACE_HEARTBEATS, floor=GRACE_HEARTBEATS * interval
+                ),
+                id=Codes.PRESENCE_OVER_GRACE,
+            )
+        )
     if not (isinstance(merged["UPDATE_INTERVAL"], int | float) and merged["UPDATE_INTERVAL"] >= 0):
         errors.append(
             Error(

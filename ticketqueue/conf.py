@@ -99,7 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "APNS_ENDPOINT": "https://api.push.apple.com",
     "PUSH_TIMEOUT": 10.0,
     "PUSH_CONCURRENCY": 8,
-    "PRESENCE_TIMEOUT": 120,
+    "PRESENCE_TIMEOUT": 75,
     "ENTRY_RETENTION": None,
     "ENTRY_ARCHIVER": None,
     "SAMPLE_RETENTION": 7 * 24 * 3600,
@@ -246,7 +246,8 @@ HELP: dict[str, str] = {
     "PUSH_TIMEOUT": "Seconds FCMNotifier and APNsNotifier wait for each answer.",
     "PUSH_CONCURRENCY": "Requests FCMNotifier and APNsNotifier have in flight at once.",
     "PRESENCE_TIMEOUT": (
-        "Seconds a connection counts as live without a refresh (a crashed server's sockets end)."
+        "Seconds a connection counts as live without a refresh (a crashed server's sockets end): "
+        "two to three heartbeats, so nobody counted as connected is ever abandoned."
     ),
     "ENTRY_RETENTION": (
         "Seconds ended entries are kept before the cleanup task deletes them; None keeps all."

@@ -1,5 +1,5 @@
 """Who has a live connection to a queue: every queue socket reports its connections (through
-``services.connect``, ``heartbeat(connected=True)`` and ``disconnect``), the notifier and the
+``services.open_connections``, ``heartbeats`` and ``disconnect``), the notifier and the
 admin ask. Kept by the store's presence companion (``store.companions.Presence``): in Redis with
 RedisStore, in this process with MemoryStore.
 

@@ -60,7 +60,6 @@ __all__ = [
     "clock",
     "close",
     "configure",
-    "connect",
     "connected",
     "disconnect",
     "disconnect_grace",
@@ -335,23 +334,17 @@ def statuses(
 # One definition: an identity is *present* while one of its connections (a socket, on any
 # server) is open and heartbeating: the notifier passes over it. Each connection event also
 # marks a waiting entry *seen*; an entry unseen for longer than its grace is abandoned, by the
-# cleanup or by the admission that reaches it. The grace floor (three heartbeats) keeps every
-# present identity seen.
-
-
-def connect(queue: Queue, identity: str, now: float | None = None) -> None:
-    """One more open connection of ``identity``. Its waiting entry, if any, is marked seen by
-    the caller's ``heartbeat`` once its status says it waits: most connections of a sale's
-    opening minute have no entry yet and need not pay that round trip."""
-    presence.mark_connected(queue.store_id, identity, _now(now))
+# cleanup or by the admission that reaches it. PRESENCE_TIMEOUT is within the grace floor
+# (three heartbeats; a system check): whoever presence counts as connected is seen.
 
 
 def open_connections(
     queue: Queue, identities: Sequence[str], now: float | None = None
 ) -> dict[str, Status]:
-    """What a socket does on connecting (``connect``, then ``status``, then ``heartbeat`` if
-    it waits), for many connections at once, in three store round trips: a socket process's
-    connects of the last moment. An identity twice counts as two connections."""
+    """What a socket does on connecting: one more open connection of each identity, its
+    status, and its waiting entry marked seen; for many connections at once, in three store
+    round trips (a socket process's connects of the last moment). An identity twice counts as
+    two connections."""
     now = _now(now)
     presence.mark_connected_many(queue.store_id, identities, now)
     unique = list(dict.fromkeys(identities))
@@ -383,20 +376,17 @@ def disconnect(
         heartbeat(queue, identity, now)
 
 
-def heartbeat(
-    queue: Queue, identity: str, now: float | None = None, *, connected: bool = False
-) -> bool:
-    """Mark the identity's waiting entry seen (and, from an open ``connected`` connection, the
-    identity present); False when it has no live entry."""
+def heartbeat(queue: Queue, identity: str, now: float | None = None) -> bool:
+    """Mark the identity's waiting entry seen (a REST heartbeat, a closing socket: neither
+    makes it present); False when it has no live entry."""
     now = _now(now)
-    if connected:
-        presence.refresh(queue.store_id, identity, now)
     return _call(queue, lambda s: s.touch(queue.store_id, identity, now), now)
 
 
 def heartbeats(queue: Queue, identities: Sequence[str], now: float | None = None) -> set[str]:
-    """``heartbeat(connected=True)`` for many identities in two round trips (a socket
-    process's heartbeats of the last moment); returns those with no live entry."""
+    """The open sockets of these identities are still there: each present again and its
+    waiting entry seen, in two round trips (a socket process's heartbeats of the last
+    moment); returns those with no live entry."""
     now = _now(now)
     presence.refresh_many(queue.store_id, identities, now)
     live = _call(queue, lambda s: s.touch_many(queue.store_id, identities, now), now)

@@ -3,6 +3,7 @@
 import pytest
 
 from ticketqueue import passes, services, signals
+from ticketqueue.conf import min_disconnect_grace
 from ticketqueue.core import (
     EntryNotFound,
     InvalidTransition,
@@ -234,6 +235,26 @@ def test_a_grace_below_the_floor_counts_as_the_floor(make_queue):
     services.join(queue, "user:1", T0)
     assert services.abandon_unseen(queue, T0 + 70) == []
     assert [c.seq for c in services.abandon_unseen(queue, T0 + 76)] == [1]
+
+
+def test_nobody_counted_as_present_is_abandoned(make_queue):
+    """One definition: sockets that opened and then fell silent (frozen tabs) are present until
+    PRESENCE_TIMEOUT; all that while their entries are kept, by the cleanup and by the
+    admission that reaches them; once they are no longer present, the grace takes them."""
+    queue = make_queue(mode="always", capacity=1, disconnect_grace=1)  # the floor counts
+    people = ["user:a", "user:b"]
+    for person in people:
+        services.join(queue, person, T0)
+    services.open_connections(queue, people, T0 + 10)  # what a socket does on opening
+    t = T0 + 10
+    while services.connected(queue, people, t + 1) == set(people):
+        t += 1
+        assert services.abandon_unseen(queue, t) == []
+    assert t > T0 + 10 + 60  # present for a while: the test saw something
+    admitted = services.tick(queue, t).admitted  # the last moment they are present
+    assert [a.identity for a in admitted] == ["user:a"]
+    later = max(t + 1, T0 + 10 + min_disconnect_grace() + 1)
+    assert [c.seq for c in services.abandon_unseen(queue, later)] == [2]
 
 
 def test_admission_abandons_a_head_unseen_past_its_grace(make_queue):

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from ticketqueue import live, passes, presence, services
+from ticketqueue.conf import queue_settings
 from ticketqueue.live.protocol import (
     CLOSE_IDENTITY_REQUIRED,
     CLOSE_QUEUE_CLOSED,
@@ -483,7 +484,7 @@ async def test_a_heartbeat_from_an_admitted_socket_is_no_error(
     reply = await sock.next()
     assert reply["type"] != "error", reply
     await heartbeats_written(queue)
-    later = time.time() + 100 + live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120) - 5
+    later = time.time() + 100 + queue_settings.PRESENCE_TIMEOUT - 5
     assert await in_thread(presence.is_connected)(queue.store_id, me.identity, later)
     await sock.disconnect()
 

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from ticketqueue import services
+from ticketqueue.conf import queue_settings
 from ticketqueue.live import get_hub
 from ticketqueue.live.protocol import SUBPROTOCOL
 from ticketqueue.place import Place
@@ -200,7 +201,7 @@ async def test_the_heartbeats_of_many_sockets_are_written_together(
         told = await next_message(sockets[-1])
         assert (told["type"], told["code"]) == ("error", "entry_not_found")
         # Present as of the heartbeats, long after they connected.
-        timeout = float(live_settings.TICKETQUEUE.get("PRESENCE_TIMEOUT", 120))
+        timeout = float(queue_settings.PRESENCE_TIMEOUT)
         connected = await in_thread(presence.connected)(
             queue.store_id, [p.identity for p in people], heard_at + timeout - 5
         )

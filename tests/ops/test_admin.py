@@ -150,7 +150,7 @@ def test_admit_now_tells_an_admitted_person_who_is_away(client, operator, make_q
     buyers = [staff(f"buyer{i}") for i in range(2)]
     for buyer in buyers:
         services.join(queue, f"user:{buyer.pk}")
-    services.connect(queue, f"user:{buyers[0].pk}")
+    services.open_connections(queue, [f"user:{buyers[0].pk}"])  # what a socket does on opening
     act(client, "admit_now", [queue], apply="1", count="2")
     assert [m.to for m in mail.outbox] == [["buyer1@example.com"]]
 
@@ -293,7 +293,7 @@ def test_entries_are_filtered_searched_and_revoked(client, operator, make_queue)
     response = client.get(ENTRIES, {"q": "anon:1"})
     assert [e.identity for e in response.context["cl"].result_list] == ["anon:1"]
     # Whether each live entry's identity has a socket open now (what the notifier goes by).
-    services.connect(queue, "anon:2")
+    services.open_connections(queue, ["anon:2"])  # what a socket does on opening
     response = client.get(ENTRIES, {"queue__id__exact": queue.pk})
     shown = {e.identity: e.tq_connected for e in response.context["cl"].result_list}
     assert shown == {"anon:0": False, "anon:1": False, "anon:2": True, "anon:3": False}

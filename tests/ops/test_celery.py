@@ -75,7 +75,7 @@ def test_tasks_run_in_a_real_worker_on_the_redis_broker(celery_queue):
     services.join(queue, f"user:{away.pk}")
     services.join(queue, f"user:{here.pk}")
     services.join(queue, f"user:{third.pk}")
-    services.connect(queue, f"user:{here.pk}")
+    services.open_connections(queue, [f"user:{here.pk}"])  # what a socket does on opening
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         report = app.send_task("ticketqueue.tasks.tick").get(timeout=30)
         assert report["admitted"] == 2 and report["skipped"] == []

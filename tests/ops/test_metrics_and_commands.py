@@ -245,6 +245,7 @@ def test_run_loop_ticks_until_told_to_stop(make_queue):
         ("SAMPLE_RETENTION", "week", Codes.POSITIVE),
         ("DISCONNECT_GRACE", 15, Codes.HEARTBEAT),
         ("PRESENCE_TIMEOUT", 40, Codes.HEARTBEAT),
+        ("PRESENCE_TIMEOUT", 120, Codes.PRESENCE_OVER_GRACE),
     ],
 )
 def test_nonsense_operations_settings_are_reported(settings, key, value, code):

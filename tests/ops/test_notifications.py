@@ -29,8 +29,8 @@ def test_an_admitted_disconnected_entry_gets_an_email_a_connected_one_does_not(
     queue = make_queue(name="Arena tour", mode="always", capacity=3, purchase_window=600)
     for user in users:
         services.join(queue, ident(user))
-    services.connect(queue, ident(users[0]))  # watching the page
-    services.connect(queue, ident(users[1]))
+    services.open_connections(queue, [ident(users[0])])  # watching the page
+    services.open_connections(queue, [ident(users[1])])
     services.disconnect(queue, ident(users[1]))  # closed the tab
     report = ticker.run_tick(batches=1, **fake_pacing)
     assert report.admitted == 3 and report.ticked[0].notified == 2
