@@ -4,6 +4,7 @@ embedded store, uvicorn in a thread of this process (where the in-process store 
 live). Either way the listening socket is bound here first, so the first request waits in its
 backlog: no polling for "up". Test packages import the fixtures into their conftest."""
 
+import http.client
 import json
 import os
 import signal
@@ -11,10 +12,13 @@ import socket
 import subprocess
 import sys
 import threading
+from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
+from ticketqueue.identity import VISITOR_COOKIE
 from ticketqueue.store.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +105,21 @@ def _uvicorn_in_thread(sock, base, name):
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+def request(base, method, path, cookie=None):
+    """(status, visitor cookie value it set or None) of one HTTP request to the server."""
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"Accept": "application/json"}
+    if cookie:
+        headers["Cookie"] = f"{VISITOR_COOKIE}={cookie}"
+    conn.request(method, path, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    jar = SimpleCookie()
+    for header in response.headers.get_all("Set-Cookie") or []:
+        jar.load(header)
+    conn.close()
+    minted = jar[VISITOR_COOKIE].value if VISITOR_COOKIE in jar else None
+    return response.status, minted

@@ -9,13 +9,10 @@ estimated from the current and the previous minute's counts (docs/api.md): a bur
 that straddles a minute's end may pass up to d/60 of a rate more, so that is the bound.
 """
 
-import http.client
 import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.cookies import SimpleCookie
-from urllib.parse import urlparse
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -28,28 +25,12 @@ from ticketqueue.limits import parse_rate
 from ticketqueue.models import Queue
 from ticketqueue.store import get_store
 
+from ..servers import request
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RATES = {scope: parse_rate(rate)[0] for scope, rate in DEFAULTS["THROTTLE_RATES"].items()}
 TRIES = 200  # per path: more than any per-minute default below connect_ip
-
-
-def request(base, method, path, cookie=None):
-    """(status, visitor cookie value it set or None) of one HTTP request."""
-    url = urlparse(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    headers = {"Accept": "application/json"}
-    if cookie:
-        headers["Cookie"] = f"{VISITOR_COOKIE}={cookie}"
-    conn.request(method, path, headers=headers)
-    response = conn.getresponse()
-    response.read()
-    jar = SimpleCookie()
-    for header in response.headers.get_all("Set-Cookie") or []:
-        jar.load(header)
-    conn.close()
-    minted = jar[VISITOR_COOKIE].value if VISITOR_COOKIE in jar else None
-    return response.status, minted
 
 
 def socket_join(base, slug, cookie, join=True):

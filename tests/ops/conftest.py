@@ -4,6 +4,8 @@ from django.core import mail
 from ticketqueue import notifications, services, ticker
 from ticketqueue.models import Queue
 
+from ..servers import asgi_server, server_settings, store_for_server  # noqa: F401 - fixtures
+
 T0 = 1_800_000_000.0
 
 #: The celery processes a test started (tests/ops/test_celery.py), each with its log.
