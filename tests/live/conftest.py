@@ -195,3 +195,17 @@ async def heartbeats_written(queue):
     room = get_hub().rooms.get(queue.store_id)
     if room is not None:
         await room.flush_heartbeats()
+
+
+async def heartbeat_heard(sock, queue, identity, clock):
+    """The page's heartbeat on ``sock`` at ``clock``'s time (the test patches services.clock
+    and QueueSocket.clock with it), once the server has written it to presence."""
+    from ticketqueue import services
+
+    await sock.send(type="heartbeat")
+    for _ in range(200):
+        await heartbeats_written(queue)
+        if await in_thread(services.connected)(queue, [identity], clock() + 70):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the heartbeat was never written")

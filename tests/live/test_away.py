@@ -4,7 +4,6 @@ the queue's pass idle grace gives the slot back at the next tick; one still conn
 Presence comes from the sockets themselves (opened and closed here), and the slot goes back
 through the tick a worker runs (``ticker.run_tick``)."""
 
-import asyncio
 import time
 
 import pytest
@@ -13,7 +12,7 @@ from django.test import Client
 from ticketqueue import services, ticker
 from ticketqueue.models import Entry
 
-from .conftest import heartbeats_written, in_thread
+from .conftest import heartbeat_heard, in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -40,18 +39,6 @@ def later(monkeypatch):
     monkeypatch.setattr(services, "clock", clock)
     monkeypatch.setattr(QueueSocket, "clock", staticmethod(clock))
     return clock
-
-
-async def heartbeat(sock, queue, person, clock):
-    """The page's heartbeat at ``clock``'s time, written to presence by the server."""
-    await sock.send(type="heartbeat")
-    for _ in range(200):
-        await heartbeats_written(queue)
-        here = await in_thread(services.connected)(queue, [person.identity], clock() + 70)
-        if here:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the heartbeat was never written")
 
 
 def run_tick(queue):
@@ -85,7 +72,7 @@ async def test_a_pass_whose_sockets_are_all_gone_past_the_grace_gives_its_slot_b
     for tab in gone_tabs:
         await tab.disconnect()
     later.ahead = 80  # gone 80 s: inside the grace
-    await heartbeat(stays_sock, queue, stays, later)  # `stays` keeps its page open
+    await heartbeat_heard(stays_sock, queue, stays.identity, later)  # `stays` keeps its page open
     report = await in_thread(run_tick)(queue)
     assert report.admitted == 0
     assert await in_thread(access)(gone_pass) == 200
@@ -101,7 +88,7 @@ async def test_a_pass_whose_sockets_are_all_gone_past_the_grace_gives_its_slot_b
     # The REST-only holder never connected: gone since its admission (at 91 s), so past the
     # grace at 182 s.
     later.ahead = 175
-    await heartbeat(stays_sock, queue, stays, later)
+    await heartbeat_heard(stays_sock, queue, stays.identity, later)
     await in_thread(run_tick)(queue)
     assert await in_thread(state_of)(queue, rest_only) == "admitted"
     later.ahead = 182

@@ -8,7 +8,7 @@ import pytest
 from ticketqueue import services, ticker
 from ticketqueue.notifications import LocmemNotifier
 
-from .conftest import in_thread
+from .conftest import heartbeat_heard, in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -67,7 +67,14 @@ async def test_a_pass_holder_hears_when_the_pass_ends(
     assert (await sock.next())["state"] == "waiting"
     await in_thread(run_tick)(queue)
     granted = await sock.next_of("granted")
-    monkeypatch.setattr(services, "clock", lambda: time.time() + 90)
+    from ticketqueue.live.connection import QueueSocket
+
+    def later():
+        return time.time() + 90
+
+    monkeypatch.setattr(services, "clock", later)
+    monkeypatch.setattr(QueueSocket, "clock", staticmethod(later))
+    await heartbeat_heard(sock, queue, me.identity, later)  # the page is still open
     await in_thread(run_tick)(queue)
     news = await sock.next_of("milestone")
     assert news == {
