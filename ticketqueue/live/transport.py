@@ -13,18 +13,14 @@ from ..store import get_store
 from ..store.companions import Broadcast, Deliver, Subscriber
 from ..store.memory_companions import MemoryBroadcast
 
-__all__ = ["broadcast", "channel_name", "make_subscriber", "mode", "publish"]
+__all__ = ["broadcast", "channel_name", "make_subscriber", "publish"]
 
 _LOCAL = MemoryBroadcast()
 
 
-def mode() -> str:
-    """``LIVE_BROADCAST``: 'store' (the store's broadcast) or 'local' (this process only)."""
-    return "local" if queue_settings.LIVE_BROADCAST == "local" else "store"
-
-
 def broadcast() -> Broadcast:
-    return _LOCAL if mode() == "local" else get_store().broadcast
+    """``LIVE_BROADCAST``: the store's broadcast ('store'), or this process only ('local')."""
+    return _LOCAL if queue_settings.LIVE_BROADCAST == "local" else get_store().broadcast
 
 
 def channel_name(queue_id: str) -> str:
