@@ -1,3 +1,4 @@
+import atexit
 import uuid
 
 import pytest
@@ -12,12 +13,36 @@ def clock():
     return Clock(1_800_000_000.0)
 
 
-def make_redis_store():
+def make_redis_store(cluster=False):
     from django.conf import settings
 
     from ticketqueue.store.redis import RedisStore
 
-    return RedisStore(url=settings.REDIS_URL, prefix=f"tqt{uuid.uuid4().hex[:8]}")
+    prefix = f"tqt{uuid.uuid4().hex[:8]}"
+    if cluster:
+        return RedisStore(url=cluster_url(), prefix=prefix, cluster=True)
+    return RedisStore(url=settings.REDIS_URL, prefix=prefix)
+
+
+def make_cluster_store():
+    return make_redis_store(cluster=True)
+
+
+_cluster = None
+
+
+def cluster_url():
+    """This run's own Redis Cluster (three masters, a replica each), started on first use and
+    stopped when the run ends."""
+    global _cluster
+    from .redis_cluster import LocalCluster, available
+
+    if _cluster is None:
+        if not available():
+            pytest.skip("redis-server is not installed")
+        _cluster = LocalCluster().start()
+        atexit.register(_cluster.stop)
+    return _cluster.url
 
 
 def drop_store(store, queue_ids=()):
@@ -39,13 +64,14 @@ def live_store(settings):
     reset_store()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store(request):
-    """Each store backend in turn: the contract suite runs against both."""
+    """Each store backend in turn: the contract suite runs against the in-process store, one
+    Redis and a Redis Cluster."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    s = make_redis_store()
+    s = make_redis_store(cluster=request.param == "cluster")
     yield s
     drop_store(s)
 

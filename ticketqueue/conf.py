@@ -26,6 +26,7 @@ __all__ = [
 DEFAULTS: dict[str, Any] = {
     "STORE": "ticketqueue.store.memory.MemoryStore",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "REDIS_CLUSTER": False,
     "KEY_PREFIX": "tq",
     "PURCHASE_WINDOW": 900,
     "DISCONNECT_GRACE": 1800,
@@ -109,7 +110,8 @@ DEFAULTS: dict[str, Any] = {
 #: One line per knob; docs/settings.md repeats these.
 HELP: dict[str, str] = {
     "STORE": "Dotted path of the store backend class (MemoryStore or RedisStore).",
-    "REDIS_URL": "Redis URL the RedisStore connects to.",
+    "REDIS_URL": "Redis URL the RedisStore connects to (with REDIS_CLUSTER: any node's).",
+    "REDIS_CLUSTER": "True when REDIS_URL names a node of a Redis Cluster (one queue per slot).",
     "KEY_PREFIX": "Prefix of every Redis key (keys are PREFIX:{queue id}:...).",
     "PURCHASE_WINDOW": "Default seconds a pass stays valid, for queues that do not set one.",
     "DISCONNECT_GRACE": (

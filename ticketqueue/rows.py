@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BigIntegerField, Case, Q, Value, When
 from django.db.models.constants import OnConflict
 
 from .core import EntryState, GroupCommit, moved_from
@@ -46,12 +46,12 @@ def create_entry(queue: Queue, placement: Placement, now: float) -> None:
     }
     if placement.state is not EntryState.ADMITTED:
         if connection.in_atomic_block or not connection.get_autocommit():
-            insert_entries([values])  # the caller's transaction commits it, or not
+            _raise_clash(insert_entries([values]))  # the caller's transaction commits it, or not
         else:
             grouped_inserts.submit(values)  # committed, maybe in one statement with other joins'
         return
     with transaction.atomic():  # the entry and its admission, or neither
-        insert_entries([values])
+        _raise_clash(insert_entries([values]))
         _log_admissions(
             queue,
             [
@@ -69,9 +69,19 @@ def create_entry(queue: Queue, placement: Placement, now: float) -> None:
         )
 
 
-def insert_entries(rows: Sequence[dict[str, Any]]) -> None:
+def _raise_clash(clashes: dict[int, IntegrityError]) -> None:
+    if clashes:
+        raise next(iter(clashes.values()))
+
+
+def insert_entries(rows: Sequence[dict[str, Any]]) -> dict[int, IntegrityError]:
     """INSERT entry rows (field name -> database value, the same fields in each), skipping any
     that a tick's journal sync wrote first.
+
+    Returns, by position in ``rows``, those skipped because a different row holds their seq
+    or their identity's live place: the store handed out again what it had lost (a failover),
+    and ``services.repair`` loads it from the rows. Databases that cannot say which rows an
+    INSERT skipped (MySQL) report none.
 
     Every new visitor's join pays for this, so it is one plain statement: in autocommit it is
     the whole commit (``bulk_create`` wraps even one row in BEGIN ... COMMIT, two more round
@@ -80,16 +90,33 @@ def insert_entries(rows: Sequence[dict[str, Any]]) -> None:
     """
     # In seq order, as a journal sync inserts them: two transactions that insert the same
     # keys in different orders can each wait for the other's uncommitted row (a deadlock).
-    rows = sorted(rows, key=lambda row: row["seq"])
-    sql = _entry_insert(connection.vendor, tuple(rows[0]), len(rows))
+    ordered = sorted(rows, key=lambda row: row["seq"])
+    returning = connection.features.can_return_rows_from_bulk_insert
+    sql = _entry_insert(connection.vendor, tuple(ordered[0]), len(ordered), returning)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in rows for value in row.values()])
+        cursor.execute(sql, [value for row in ordered for value in row.values()])
+        if not returning:
+            return {}
+        inserted = {(queue, seq) for queue, seq in cursor.fetchall()}
+    skipped = {i: row for i, row in enumerate(rows) if (row["queue"], row["seq"]) not in inserted}
+    if not skipped:
+        return {}
+    # Skipped as written already (by a journal sync), or clashing with a different row.
+    same = Q()
+    for row in skipped.values():
+        same |= Q(queue_id=row["queue"], seq=row["seq"], identity=row["identity"])
+    written = set(Entry.objects.filter(same).values_list("queue_id", "seq"))
+    return {
+        i: IntegrityError(f"entry {row['seq']} clashes with a row of another place")
+        for i, row in skipped.items()
+        if (row["queue"], row["seq"]) not in written
+    }
 
 
 @functools.cache
-def _entry_insert(vendor: str, names: tuple[str, ...], rows: int) -> str:
+def _entry_insert(vendor: str, names: tuple[str, ...], rows: int, returning: bool) -> str:
     """The statement that inserts ``rows`` rows of the fields ``names`` on this vendor's
-    database."""
+    database (saying which it inserted, when ``returning``)."""
     ops, meta = connection.ops, Entry._meta
     fields = [meta.get_field(name) for name in names]
     row = f"({', '.join(['%s'] * len(fields))})"
@@ -99,6 +126,8 @@ def _entry_insert(vendor: str, names: tuple[str, ...], rows: int) -> str:
         f"VALUES {', '.join([row] * rows)} "
         f"{ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)}"
     )
+    if returning:
+        sql = f"{sql.rstrip()} RETURNING {ops.quote_name('queue_id')}, {ops.quote_name('seq')}"
     return sql.rstrip()
 
 
@@ -122,7 +151,10 @@ def write(queue: Queue, changes: Sequence[Change]) -> None:
         return
     with transaction.atomic():
         _lock_rows_of(queue)
-        existing = _existing_seqs(queue, [c.seq for c in changes])
+        existing = _existing(queue, [c.seq for c in changes])
+        # A row of another identity under a change's seq: the store handed the seq out again
+        # after losing the first (a failover); the row stands, services.repair reloads.
+        changes = [c for c in changes if existing.get(c.seq, c.identity) == c.identity]
         # In seq order, as a group commit inserts them (see insert_entries).
         missing = sorted((c for c in changes if c.seq not in existing), key=lambda c: c.seq)
         Entry.objects.bulk_create(
@@ -193,18 +225,18 @@ def _pg_bigints(values: Iterable[int | None]) -> str:
     return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
-def _existing_seqs(queue: Queue, seqs: list[int]) -> set[int]:
-    """The seqs among these that have a row."""
+def _existing(queue: Queue, seqs: list[int]) -> dict[int, str]:
+    """The seqs among these that have a row, and the row's identity."""
     if connection.vendor != "postgresql":
-        return set(Entry.objects.filter(queue=queue, seq__in=seqs).values_list("seq", flat=True))
+        return dict(Entry.objects.filter(queue=queue, seq__in=seqs).values_list("seq", "identity"))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT e.seq FROM {Entry._meta.db_table} AS e "  # noqa: S608
+            f"SELECT e.seq, e.identity FROM {Entry._meta.db_table} AS e "  # noqa: S608
             "JOIN unnest(%s::bigint[], %s::bigint[]) AS v(queue_id, seq) "
             "ON e.queue_id = v.queue_id AND e.seq = v.seq",
             [_pg_bigints([queue.pk] * len(seqs)), _pg_bigints(seqs)],
         )
-        return {seq for (seq,) in cursor.fetchall()}
+        return dict(cursor.fetchall())
 
 
 def _pg_update(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Max
 from django.utils.module_loading import import_string
 
@@ -47,6 +47,7 @@ from .store import (
     Admission,
     Change,
     Counts,
+    Joined,
     Placement,
     QueueConfig,
     QueueStore,
@@ -206,6 +207,41 @@ def ensure_loaded(queue: Queue, now: float | None = None) -> None:
         rebuild(queue, now)
 
 
+def behind_rows(queue: Queue, counts: Counts) -> bool:
+    """Whether the store has forgotten entries or admissions the rows hold: it handed out
+    every seq and admission number the rows have, so a lower count means it went back in time
+    (a Redis failover promoted a replica that had not yet received the last writes)."""
+    top_seq = Entry.objects.filter(queue=queue).aggregate(m=Max("seq"))["m"] or 0
+    if counts.joined_total < top_seq:
+        return True
+    top = AdmissionRow.objects.filter(queue=queue).aggregate(m=Max("number"))["m"] or 0
+    return counts.admitted_total < top
+
+
+def repair(queue: Queue, now: float | None = None) -> int:
+    """Load the queue again from the rows, for a store that lost some of it (``behind_rows``):
+    what the store did since is written to the rows first, then the store forgets the queue,
+    so every call meanwhile is refused (and retried) rather than lost, and it is rebuilt."""
+    log.warning("store behind the rows; loading the queue again", extra={"queue": queue.slug})
+    sync_journal(queue)
+    get_store().unload(queue.store_id)
+    return rebuild(queue, now)
+
+
+def _lost_by_store(queue: Queue, placement: Placement) -> bool:
+    """A new entry's row clashed with one already there. After the store's changes are in the
+    rows: True when that row is one the store forgot (it gave out the row's seq again, or holds
+    no place for an identity the rows still have in line)."""
+    sync_journal(queue)
+    clash = Entry.objects.filter(queue=queue, seq=placement.seq).exclude(
+        identity=placement.identity
+    )
+    if clash.exists():
+        return True
+    in_line = Entry.objects.filter(queue=queue, identity=placement.identity).live()
+    return in_line.exclude(seq=placement.seq).exists()
+
+
 # -- people ------------------------------------------------------------------------------
 
 
@@ -256,15 +292,9 @@ def join(
     if not priority and queue_settings.PRIORITY_RESOLVER:
         name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
         priority = _group_priority(queue, name=name) if name else 0
-    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
+    joined = _place(queue, identity, now, priority)
     placement = joined.placement
     if placement.created:
-        try:
-            rows.create_entry(queue, placement, now)
-        except Exception:
-            # Not acknowledged, so not kept: take the place back out of the store.
-            get_store().revoke(queue.store_id, [placement.seq], now)
-            raise
         log.info(
             "entry joined",
             extra={"queue": queue.slug, "seq": placement.seq, "state": placement.state.value},
@@ -286,6 +316,31 @@ def join(
             )
             signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
     return _status(queue, placement, joined.counts, now)
+
+
+def _place(queue: Queue, identity: str, now: float, priority: int, again: bool = True) -> Joined:
+    """The store's join, and a new entry's row committed (or the place taken back out)."""
+    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
+    placement = joined.placement
+    if not placement.created:
+        return joined
+    try:
+        rows.create_entry(queue, placement, now)
+    except Exception as exc:
+        # Not acknowledged, so not kept: take the place back out of the store.
+        get_store().revoke(queue.store_id, [placement.seq], now)
+        if (
+            again
+            and isinstance(exc, IntegrityError)
+            and not connection.in_atomic_block
+            and _lost_by_store(queue, placement)
+        ):
+            # The store forgot this identity's place, or the place whose seq it gave out: load
+            # the line again from the rows, where the earlier join still stands.
+            repair(queue, now)
+            return _place(queue, identity, now, priority, again=False)
+        raise
+    return joined
 
 
 def _group_priority(queue: Queue, **lookup: Any) -> int:
@@ -649,6 +704,8 @@ def tick(
         _open_when_due(queue, now)
     store = get_store()
     qid = queue.store_id
+    if behind_rows(queue, _call(queue, lambda s: s.counts(qid, now), now)):
+        repair(queue, now)
     expired = _call(queue, lambda s: s.expire(qid, now), now)
     admitted = store.admit(qid, now, limit=limit, use_rate=use_rate)
     # The admission abandons heads unseen past their grace: they hear it like the cleanup's.

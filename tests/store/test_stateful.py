@@ -18,7 +18,7 @@ from ticketqueue.core import (
 from ticketqueue.store import QueueConfig
 from ticketqueue.store.memory import MemoryStore
 
-from ..conftest import drop_store, make_redis_store
+from ..conftest import drop_store, make_cluster_store, make_redis_store
 
 Q = "1"
 T0 = 1_800_000_000.0
@@ -236,6 +236,10 @@ class RedisWaitingRoom(WaitingRoom):
     make_store = staticmethod(make_redis_store)
 
 
+class ClusterWaitingRoom(WaitingRoom):
+    make_store = staticmethod(make_cluster_store)
+
+
 _settings = settings(
     max_examples=60,
     stateful_step_count=40,
@@ -246,3 +250,5 @@ TestMemoryStoreMachine = WaitingRoom.TestCase
 TestMemoryStoreMachine.settings = _settings
 TestRedisStoreMachine = RedisWaitingRoom.TestCase
 TestRedisStoreMachine.settings = _settings
+TestClusterStoreMachine = ClusterWaitingRoom.TestCase
+TestClusterStoreMachine.settings = _settings

@@ -6,13 +6,14 @@ one call, and so on. There is no timer, so nobody waits longer than before: a ca
 writes alone, and under load a batch is whatever arrived during the previous write. A write
 runs on the thread of the caller that leads it (so with that thread's database connection).
 Every caller returns only once the write holding its item has returned, and raises what that
-write raised.
+write raised, or what the write refused its item with (``write`` may return a mapping from an
+item's position in the batch to an error for that item's caller alone).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["GroupCommit"]
@@ -35,7 +36,11 @@ class _Waiter(Generic[T]):
 class GroupCommit(Generic[T]):
     """Batches the items of concurrent ``submit`` calls into calls of ``write``."""
 
-    def __init__(self, write: Callable[[Sequence[T]], object], limit: int = 100) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Mapping[int, BaseException] | None],
+        limit: int = 100,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self._write = write
@@ -73,8 +78,9 @@ class GroupCommit(Generic[T]):
 
     def _lead(self, batch: list[_Waiter[T]]) -> None:
         error: BaseException | None = None
+        refused: Mapping[int, BaseException] = {}
         try:
-            self._write([waiter.item for waiter in batch])
+            refused = self._write([waiter.item for waiter in batch]) or {}
         except BaseException as exc:  # every caller in the batch must hear of it, then go on
             error = exc
         finally:
@@ -82,8 +88,8 @@ class GroupCommit(Generic[T]):
                 following = self._queued[: self._limit]
                 del self._queued[: self._limit]
                 self._writing = bool(following)
-            for waiter in batch:
-                waiter.error = error
+            for position, waiter in enumerate(batch):
+                waiter.error = error or refused.get(position)
                 waiter.batch = None
                 waiter.done.set()
             if following:

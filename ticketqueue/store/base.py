@@ -291,6 +291,12 @@ class QueueStore(abc.ABC):
     def delete(self, queue_id: str) -> None:
         """Forget the queue entirely."""
 
+    def unload(self, queue_id: str) -> None:
+        """Forget the queue's line and passes, so its next call finds it not loaded and the
+        services load it again from the rows (``services.repair``). What lives beside them
+        (presence, limits, leases, marks) may stay; the default forgets everything."""
+        self.delete(queue_id)
+
     @abc.abstractmethod
     def is_loaded(self, queue_id: str) -> bool: ...
 

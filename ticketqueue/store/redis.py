@@ -51,6 +51,7 @@ from .base import (
     departed_total_after_loss,
 )
 from .redis_broadcast import RedisBroadcast, live_channel
+from .redis_cluster import cluster_client
 from .redis_companions import RedisClaims, RedisCounters, RedisLeases, RedisPresence
 
 if TYPE_CHECKING:
@@ -245,10 +246,17 @@ class RedisStore(QueueStore):
         url: str = "redis://127.0.0.1:6379/0",
         prefix: str = "tq",
         announce_joins: bool = False,
+        cluster: bool = False,
     ) -> None:
         import redis as redis_lib
 
-        self.client = redis_lib.Redis.from_url(url, decode_responses=True)
+        #: On a Redis Cluster (redis-py's RedisCluster): every key and channel of a queue is
+        #: in its hash slot, so each script runs on the one node that holds the queue.
+        self.cluster = cluster
+        if cluster:
+            self.client = cluster_client(url, decode_responses=True)
+        else:
+            self.client = redis_lib.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         #: Publish a new waiting entry's ``joined`` message from the join script itself (when
         #: the live broadcast runs over this Redis): one round trip less on every new join.
@@ -260,7 +268,7 @@ class RedisStore(QueueStore):
         self.leases = RedisLeases(self.client, prefix)
         self.counters = RedisCounters(self.client, prefix)
         self.claims = RedisClaims(self.client, prefix)
-        self.broadcast = RedisBroadcast(self.client, url, prefix)
+        self.broadcast = RedisBroadcast(self.client, url, prefix, cluster)
 
     @property
     def outage_errors(self) -> tuple[type[BaseException], ...]:
@@ -276,6 +284,7 @@ class RedisStore(QueueStore):
             url=queue_settings.REDIS_URL,
             prefix=queue_settings.KEY_PREFIX,
             announce_joins=queue_settings.LIVE_BROADCAST != "local",
+            cluster=bool(queue_settings.REDIS_CLUSTER),
         )
 
     def disconnect(self) -> None:
@@ -294,6 +303,8 @@ class RedisStore(QueueStore):
             f"local LIMIT_SLACK = {LIMIT_SLACK!r}\n"
             f"local STALE_SKIP_LIMIT = {STALE_SKIP_LIMIT}\n"
             f"local PRIORITY_BAND = {PRIORITY_BAND}\n"
+            # A cluster's pub/sub is sharded: the queue's channel lives in the queue's slot.
+            f"local PUBLISH = '{'SPUBLISH' if self.cluster else 'PUBLISH'}'\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
         scripts = {}
@@ -329,6 +340,35 @@ class RedisStore(QueueStore):
         if status in _ERRORS:
             raise _ERRORS[status]()
         return list(reply[1:])
+
+    def _pipelined(self, queue_id: str, fill: Callable[[Any], None]) -> list[Any]:
+        """The commands ``fill`` adds to a pipeline (not a transaction), in one round trip.
+
+        On a cluster the pipeline goes straight to the node holding the queue's slot: redis-py's
+        cluster pipeline refuses EVALSHA. A MOVED reply (the slot moved: nothing ran) refreshes
+        the slot map and sends the pipeline once more; a lost connection refreshes it for the
+        next call and is raised.
+        """
+        if not self.cluster:
+            pipe = self.client.pipeline(transaction=False)
+            fill(pipe)
+            return list(pipe.execute())
+        import redis as redis_lib
+
+        for attempt in (1, 2):
+            node = self.client.get_node_from_key(self._key(queue_id, "meta"))
+            pipe = self.client.get_redis_connection(node).pipeline(transaction=False)
+            fill(pipe)
+            try:
+                return list(pipe.execute())
+            except redis_lib.exceptions.AskError:  # MOVED or ASK
+                if attempt == 2:
+                    raise
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError):
+                self.client.nodes_manager.initialize()
+                raise
+            self.client.nodes_manager.initialize()
+        raise AssertionError("unreachable")
 
     # -- set-up -------------------------------------------------------------------------
     def configure(self, queue_id: str, config: QueueConfig, now: float) -> None:
@@ -411,6 +451,9 @@ class RedisStore(QueueStore):
         if batch:
             self.client.unlink(*batch)
 
+    def unload(self, queue_id: str) -> None:
+        self.client.unlink(*self._keys(queue_id))
+
     def is_loaded(self, queue_id: str) -> bool:
         return bool(self.client.exists(self._key(queue_id, "meta")))
 
@@ -439,12 +482,14 @@ class RedisStore(QueueStore):
         own atomic step), all in one round trip; the replies, status first."""
         if not identities:
             return []
-        pipe = self.client.pipeline(transaction=False)
         keys = [*self._keys(queue_id)]
         script = self._scripts[name]
-        for identity in identities:
-            script(keys=keys, args=[identity, _num(now)], client=pipe)
-        replies = pipe.execute()
+
+        def fill(pipe: Any) -> None:
+            for identity in identities:
+                script(keys=keys, args=[identity, _num(now)], client=pipe)
+
+        replies = self._pipelined(queue_id, fill)
         if any(_text(reply[0]) == "unavailable" for reply in replies):
             raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
         return replies
@@ -691,11 +736,14 @@ class RedisStore(QueueStore):
     ) -> list[list[LimitResult]]:
         if sum(1 for hits in requests if hits) <= 1:  # one script call: no pipeline
             return [self.hit_limits(queue_id, hits, now) for hits in requests]
-        pipe = self.client.pipeline(transaction=False)
-        for hits in requests:
-            if hits:
-                self._scripts["hit_limits"](*self._limit_call(queue_id, hits, now), client=pipe)
-        replies = iter(pipe.execute())
+        script = self._scripts["hit_limits"]
+
+        def fill(pipe: Any) -> None:
+            for hits in requests:
+                if hits:
+                    script(*self._limit_call(queue_id, hits, now), client=pipe)
+
+        replies = iter(self._pipelined(queue_id, fill))
         return [_limit_results(next(replies)) if hits else [] for hits in requests]
 
     def _limit_call(
@@ -759,6 +807,7 @@ def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
 
 for _name in (
     *QueueStore.__abstractmethods__,
+    "unload",
     "locate_many",
     "touch_many",
     "hit_limits_many",

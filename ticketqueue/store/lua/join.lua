@@ -62,7 +62,7 @@ if channel ~= '' then
   -- The message live/publisher.py would send: the identity's other sockets learn their place,
   -- with the totals read with it, and no process pays a round trip for it.
   local totals = redis.call('HMGET', K_META, 'total', 'dep')
-  redis.call('PUBLISH', channel, cjson.encode({
+  redis.call(PUBLISH, channel, cjson.encode({
     k = 'joined', identity = identity, seq = seq, order = order_n,
     position = redis.call('ZRANK', K_LINE, member) + 1,
     t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
