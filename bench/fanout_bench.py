@@ -419,6 +419,7 @@ def summarise_step(
     published: dict[int, float],
     rss_growth: list[int],
     added: int,
+    cores: dict[str, float],
 ) -> dict[str, Any]:
     gaps = [g for r in reports for g in r["gaps"]]
     delivery = [
@@ -447,6 +448,23 @@ def summarise_step(
         "handshakes_per_s": round(connected / seconds, 0) if seconds else None,
         "first_position_p99_s": round(pct(firsts, 0.99), 2) if firsts else None,
         "kib_per_socket": round(sum(rss_growth) / max(1, added), 1),
+        # Cores busy over the measuring window (CPU seconds / window): the deployment table's
+        # sockets per socket-process core and Redis's work per waiting socket.
+        "server_cores": round(cores["servers"], 3),
+        "redis_cores": round(cores["redis"], 3),
+    }
+
+
+def cpu_seconds(servers: list[subprocess.Popen[bytes]], redis_client: Any) -> dict[str, float]:
+    """CPU seconds so far of the socket processes (from /proc) and of the private Redis."""
+    ticks = 0
+    for p in servers:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    info = redis_client.info("cpu")
+    return {
+        "servers": ticks / os.sysconf("SC_CLK_TCK"),
+        "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
     }
 
 
@@ -454,7 +472,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     steps = [int(s) for s in args.steps.split(",")]
     total = max(steps)
     runs: list[dict[str, Any]] = []
-    with ws_bench.private_redis() as (redis_url, _):
+    with ws_bench.private_redis() as (redis_url, redis_client):
         configure(redis_url)
         import django
 
@@ -521,12 +539,16 @@ def orchestrate(args: argparse.Namespace) -> None:
                 for g in generators:
                     g.tell("window")
                 print(f"   measuring for {args.window} s", flush=True)
+                before = cpu_seconds(servers, redis_client), time.monotonic()
                 time.sleep(args.window)
+                after = cpu_seconds(servers, redis_client), time.monotonic()
                 for g in generators:
                     g.tell("report")
                 reports = [g.hear("report") for g in generators]
+                span = after[1] - before[1]
+                cores = {k: (after[0][k] - before[0][k]) / span for k in after[0]}
                 row = summarise_step(
-                    step, reports, opened, dict(ticker.published), growth, step - previous
+                    step, reports, opened, dict(ticker.published), growth, step - previous, cores
                 )
                 previous = step
                 print(json.dumps(row), flush=True)
@@ -584,8 +606,8 @@ def write_docs(payload: dict[str, Any]) -> None:
         "",
         "| sockets | largest gap between updates, p50 / p99 of clients | over 5 s | lost "
         "| delivery from the publish p50 / p99 | step's handshakes/s | first position p99 "
-        "| KiB per socket |",
-        "|---|---|---|---|---|---|---|---|",
+        "| KiB per socket | socket processes' cores | Redis cores |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["runs"]:
         delivery = (
@@ -596,7 +618,8 @@ def write_docs(payload: dict[str, Any]) -> None:
         lines.append(
             f"| {r['sockets']:,} | {r['gap_p50_s']} / {r['gap_p99_s']} s | {r['over_5s']:,} "
             f"| {r['lost']} | {delivery} | {r['handshakes_per_s']:,.0f} "
-            f"| {r['first_position_p99_s']} s | {r['kib_per_socket']} |"
+            f"| {r['first_position_p99_s']} s | {r['kib_per_socket']} "
+            f"| {r.get('server_cores', '-')} | {r.get('redis_cores', '-')} |"
         )
     write_section(HEADING, "\n".join(lines) + "\n")
 

@@ -865,6 +865,12 @@ def main(argv: list[str] | None = None) -> int:
         f" {time.monotonic() - t0:.1f} s",
         file=sys.stderr,
     )
+    from ticketqueue.store import get_store
+
+    store = get_store()
+    if getattr(store, "cluster", False):  # which node of the Redis Cluster holds this queue
+        node = store.client.get_node_from_key(f"{{{setup['store_id']}}}")
+        print(f"queue {setup['store_id']}: its hash slot is on {node.name}", file=sys.stderr)
     run = Run(args, setup)
     sampler = Sampler(run, args.sample_every)
     sampler.start()

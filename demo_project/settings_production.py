@@ -30,7 +30,10 @@ DATABASES = {
 
 TICKETQUEUE = {
     "STORE": "ticketqueue.store.redis.RedisStore",
-    "REDIS_URL": REDIS_URL,
+    # The store may live on a Redis Cluster (TICKETQUEUE_REDIS_CLUSTER=1, the URL naming one or
+    # more of its nodes, comma-separated); Celery's broker and the cache stay on REDIS_URL.
+    "REDIS_URL": os.environ.get("TICKETQUEUE_REDIS_URL", REDIS_URL),
+    "REDIS_CLUSTER": os.environ.get("TICKETQUEUE_REDIS_CLUSTER", "0") == "1",
     "EMBEDDED_TICKER": False,  # Celery beat (or manage.py ticketqueue_ticker) ticks
     # Admit in 2 rounds a second. A slot freed by a purchase is refilled by the purchase itself
     # (REFILL_ON_RELEASE; TICKETQUEUE_REFILL=0 leaves it to these rounds, for comparison). More

@@ -11,13 +11,19 @@ login), then starts and watches:
                  disk, / to gunicorn
     gunicorn     127.0.0.1:8101, WSGI workers for pages, the REST API and purchases
     uvicorn x2   127.0.0.1:8201 and :8202, ASGI processes holding the queue's WebSockets
-                 (--sockets daphne: daphne instead)
-    celery       a worker running the queue ticks (admission, expiry, broadcasts)
+                 (--sockets daphne: daphne instead; --socket-processes N: N of them, on
+                 8201, 8202, ...)
+    celery       a worker running the queue ticks (admission, expiry, broadcasts;
+                 --celery-workers N: N of them)
     celery beat  the schedule that sends a tick every second
 
 Ctrl-C (or SIGTERM) stops everything. A process that dies is restarted, after 1 s and then
 doubling delays up to 30 s while it keeps dying, and each restart is logged: the state lives
-in Redis and PostgreSQL, so the sale goes on. The ports are fixed by deploy/nginx.conf.
+in Redis and PostgreSQL, so the sale goes on. The ports are fixed by deploy/nginx.conf (for
+another number of socket processes, a copy of it under var/run/ lists theirs).
+
+The store may live on a Redis Cluster: TICKETQUEUE_REDIS_URL and TICKETQUEUE_REDIS_CLUSTER=1
+(demo_project/settings_production.py); Celery's broker and the cache stay on REDIS_URL.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ VAR = Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var"))
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 PUBLIC_URL = "http://127.0.0.1:8080/"
 GUNICORN_PORT = 8101
+#: The socket processes' ports: 8201, 8202, ... (two unless --socket-processes says more).
+FIRST_SOCKET_PORT = 8201
 SOCKET_PORTS = (8201, 8202)
 SETTINGS = "demo_project.settings_production"
 STOP_TIMEOUT = 15.0
@@ -239,23 +247,28 @@ def processes(args: argparse.Namespace) -> list[Proc]:
         ),
         *[
             Proc(f"{args.sockets}:{port}", SOCKET_SERVERS[args.sockets](port))
-            for port in SOCKET_PORTS
+            for port in socket_ports(args)
         ],
-        Proc(
-            "celery worker",
-            [
-                str(bin_ / "celery"),
-                "-A",
-                "demo_project",
-                "worker",
-                "--loglevel",
-                "WARNING",
-                "--concurrency",
-                str(args.celery_concurrency),
-                "--without-gossip",
-                "--without-mingle",
-            ],
-        ),
+        *[
+            Proc(
+                f"celery worker {i}" if args.celery_workers > 1 else "celery worker",
+                [
+                    str(bin_ / "celery"),
+                    "-A",
+                    "demo_project",
+                    "worker",
+                    "--hostname",
+                    f"worker{i}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "--concurrency",
+                    str(args.celery_concurrency),
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+            )
+            for i in range(1, args.celery_workers + 1)
+        ],
         Proc(
             "celery beat",
             [
@@ -276,7 +289,7 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                 "-p",
                 f"{ROOT}/",
                 "-c",
-                str(NGINX_CONF),
+                str(nginx_conf(socket_ports(args))),
                 "-e",
                 str(VAR / "log" / "nginx-error.log"),
                 # Started by root, nginx's workers would run as "nobody", who may not read a
@@ -343,12 +356,31 @@ class Supervisor:
                 say(f"{proc.name} restarted (pid {proc.popen.pid if proc.popen else '?'})")
 
 
-def wait_ready(procs: list[Proc], timeout: float) -> bool:
+def socket_ports(args: argparse.Namespace) -> list[int]:
+    return [FIRST_SOCKET_PORT + i for i in range(args.socket_processes)]
+
+
+def nginx_conf(ports: list[int]) -> Path:
+    """deploy/nginx.conf as it is for the two socket processes it names; for another number,
+    a copy under var/run/ whose socket upstream lists theirs."""
+    if ports == list(SOCKET_PORTS):
+        return NGINX_CONF
+    lines = [f"        server 127.0.0.1:{port} max_fails=0;" for port in ports]
+    text = NGINX_CONF.read_text().replace(
+        "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in SOCKET_PORTS),
+        "\n".join(lines),
+    )
+    rendered = VAR / "run" / "nginx.conf"
+    rendered.write_text(text)
+    return rendered
+
+
+def wait_ready(procs: list[Proc], ports: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not all(p.running() for p in procs):
             return False
-        if all(reachable("127.0.0.1", port) for port in SOCKET_PORTS):
+        if all(reachable("127.0.0.1", port) for port in ports):
             try:
                 with urllib.request.urlopen(PUBLIC_URL, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
@@ -397,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         default="uvicorn",
         help="The ASGI server of the socket processes.",
     )
+    parser.add_argument(
+        "--socket-processes", type=int, default=2, help="ASGI socket processes (ports 8201...)."
+    )
+    parser.add_argument("--celery-workers", type=int, default=1)
     parser.add_argument("--celery-concurrency", type=int, default=2)
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument(
@@ -428,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.nginx).exists():
         say("nginx is not installed: apt-get install nginx")
         return 2
-    busy = [p for p in (8080, GUNICORN_PORT, *SOCKET_PORTS) if reachable("127.0.0.1", p, 0.3)]
+    ports = socket_ports(args)
+    busy = [p for p in (8080, GUNICORN_PORT, *ports) if reachable("127.0.0.1", p, 0.3)]
     if busy:
         say(f"ports already in use: {busy} (another run still up?)")
         return 2
@@ -447,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.start(env)
     if args.ready_file:
         args.ready_file.unlink(missing_ok=True)
-    if not wait_ready(procs, args.ready_timeout):
+    if not wait_ready(procs, ports, args.ready_timeout):
         say("the topology did not come up; stopping")
         stop_all(procs)
         return 1

@@ -2,13 +2,12 @@
 temporary directory, for the tests (and benches) that run the store on a cluster. Nothing of
 the machine's own Redis is touched; ``stop`` ends every node it started.
 
-    python -m tests.redis_cluster     # start one and print its URL (Ctrl-C stops it)
+    python -m tests.redis_cluster     # start one, print its URL; Ctrl-C or SIGTERM stops it
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import shutil
 import signal
@@ -18,8 +17,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-#: A short node timeout: a stopped master is judged failed, and its replica promoted, in ~2 s.
-NODE_TIMEOUT_MS = 1000
+#: A short node timeout: a stopped master is judged failed, and its replica promoted, in ~1 s.
+NODE_TIMEOUT_MS = 500
 
 
 def _free(port: int) -> bool:
@@ -198,8 +197,13 @@ def available() -> bool:
     return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
 
 
+def _stop_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain kill stops the nodes too
     with LocalCluster() as cluster:
         print(cluster.url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            signal.pause() if os.name == "posix" else time.sleep(1e9)
+            signal.pause()

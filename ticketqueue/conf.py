@@ -110,7 +110,10 @@ DEFAULTS: dict[str, Any] = {
 #: One line per knob; docs/settings.md repeats these.
 HELP: dict[str, str] = {
     "STORE": "Dotted path of the store backend class (MemoryStore or RedisStore).",
-    "REDIS_URL": "Redis URL the RedisStore connects to (with REDIS_CLUSTER: any node's).",
+    "REDIS_URL": (
+        "Redis URL the RedisStore connects to (with REDIS_CLUSTER: any node's, or several"
+        " nodes' URLs separated by commas)."
+    ),
     "REDIS_CLUSTER": "True when REDIS_URL names a node of a Redis Cluster (one queue per slot).",
     "KEY_PREFIX": "Prefix of every Redis key (keys are PREFIX:{queue id}:...).",
     "PURCHASE_WINDOW": "Default seconds a pass stays valid, for queues that do not set one.",

@@ -207,15 +207,15 @@ def ensure_loaded(queue: Queue, now: float | None = None) -> None:
         rebuild(queue, now)
 
 
-def behind_rows(queue: Queue, counts: Counts) -> bool:
+def behind_rows(queue: Queue, now: float | None = None) -> bool:
     """Whether the store has forgotten entries or admissions the rows hold: it handed out
     every seq and admission number the rows have, so a lower count means it went back in time
-    (a Redis failover promoted a replica that had not yet received the last writes)."""
+    (a Redis failover promoted a replica that had not yet received the last writes). The rows
+    are read first: a join or admission they hold had its number from the store before."""
     top_seq = Entry.objects.filter(queue=queue).aggregate(m=Max("seq"))["m"] or 0
-    if counts.joined_total < top_seq:
-        return True
     top = AdmissionRow.objects.filter(queue=queue).aggregate(m=Max("number"))["m"] or 0
-    return counts.admitted_total < top
+    counts = _call(queue, lambda s: s.counts(queue.store_id, _now(now)), now)
+    return counts.joined_total < top_seq or counts.admitted_total < top
 
 
 def repair(queue: Queue, now: float | None = None) -> int:
@@ -704,7 +704,7 @@ def tick(
         _open_when_due(queue, now)
     store = get_store()
     qid = queue.store_id
-    if behind_rows(queue, _call(queue, lambda s: s.counts(qid, now), now)):
+    if behind_rows(queue, now):
         repair(queue, now)
     expired = _call(queue, lambda s: s.expire(qid, now), now)
     admitted = store.admit(qid, now, limit=limit, use_rate=use_rate)

@@ -1,6 +1,8 @@
 """A hypothesis state machine drives a store with random operations and compares it, after
 every step, with a plain model of the waiting room: order, positions, capacity, exactly once."""
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -250,5 +252,7 @@ TestMemoryStoreMachine = WaitingRoom.TestCase
 TestMemoryStoreMachine.settings = _settings
 TestRedisStoreMachine = RedisWaitingRoom.TestCase
 TestRedisStoreMachine.settings = _settings
-TestClusterStoreMachine = ClusterWaitingRoom.TestCase
+TestClusterStoreMachine = pytest.mark.skipif(
+    os.environ.get("TICKETQUEUE_TEST_STORE") == "memory", reason="embedded run"
+)(ClusterWaitingRoom.TestCase)
 TestClusterStoreMachine.settings = _settings
