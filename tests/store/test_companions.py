@@ -223,3 +223,22 @@ def test_a_listener_says_when_it_listens_then_hears_what_comes_after(store):
     finally:
         listener.close()
     broadcast.publish(mine, b"after")  # a closed listener is gone from the channel
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_takes_many_channels_at_once(store):
+    """The first sockets of a process open many queues' rooms at the same moment (on a
+    cluster, their channels live on different nodes)."""
+    broadcast = store.broadcast
+    channels = [broadcast.live_channel(f"{Q}-{i}") for i in range(12)]
+    heard = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    subscriber = broadcast.subscriber(lambda channel, payload: heard.put_nowait((channel, payload)))
+    try:
+        await asyncio.gather(*(subscriber.subscribe(channel) for channel in channels))
+        for channel in channels:
+            await loop.run_in_executor(None, broadcast.publish, channel, channel.encode())
+        got = {await asyncio.wait_for(heard.get(), 5) for _ in channels}
+        assert got == {(channel, channel.encode()) for channel in channels}
+    finally:
+        await subscriber.close()

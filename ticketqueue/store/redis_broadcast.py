@@ -166,6 +166,7 @@ class RedisSubscriber(Subscriber):
         self._client: Any = None
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()
         self._closed = False
         #: Names the connection in CLIENT LIST: one per socket process (and node).
         self.client_name = f"ticketqueue-live-{os.getpid()}-{id(self):x}"
@@ -201,10 +202,13 @@ class RedisSubscriber(Subscriber):
         self._confirmations.setdefault(channel, []).append(waiter)
         self._channels.add(channel)
         try:
-            if self._sharded:
-                await self._pubsub.ssubscribe(channel)
-            else:
-                await self._pubsub.subscribe(channel)
+            # One command at a time: redis-py's PubSub opens its connection on the first, and
+            # two first commands at once would open two and read only the second.
+            async with self._sending:
+                if self._sharded:
+                    await self._pubsub.ssubscribe(channel)
+                else:
+                    await self._pubsub.subscribe(channel)
         except BaseException:
             self._channels.discard(channel)
             self._confirmations.pop(channel, None)
@@ -218,10 +222,11 @@ class RedisSubscriber(Subscriber):
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         if self._pubsub is not None:
-            if self._sharded:
-                await self._pubsub.sunsubscribe(channel)
-            else:
-                await self._pubsub.unsubscribe(channel)
+            async with self._sending:
+                if self._sharded:
+                    await self._pubsub.sunsubscribe(channel)
+                else:
+                    await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
         delay = 0.1
@@ -274,10 +279,11 @@ class RedisSubscriber(Subscriber):
 
     async def _reconnect(self) -> None:
         try:
-            await self._dispose()
-            await self._connect()
-            if self._channels:
-                await self._pubsub.subscribe(*self._channels)
+            async with self._sending:
+                await self._dispose()
+                await self._connect()
+                if self._channels:
+                    await self._pubsub.subscribe(*self._channels)
         except Exception:
             log.warning("live subscription: reconnect failed", exc_info=True)
             return
@@ -319,6 +325,7 @@ class RedisClusterSubscriber(Subscriber):
         self.deliver = deliver
         self._url = url
         self._cluster: Any = None  # redis.asyncio.RedisCluster, for its slot map only
+        self._reading_slots = asyncio.Lock()
         self._nodes: dict[str, RedisSubscriber] = {}  # node "host:port" -> its subscriber
         self._lost: set[str] = set()
         self._wanted: set[str] = set()
@@ -326,11 +333,13 @@ class RedisClusterSubscriber(Subscriber):
         self._closed = False
 
     async def _owner(self, channel: str, refresh: bool = False) -> RedisSubscriber:
-        if self._cluster is None:
-            self._cluster = cluster_client(self._url, asyncio=True)
-            await self._cluster.initialize()
-        elif refresh:
-            await self._cluster.nodes_manager.initialize()
+        async with self._reading_slots:  # the first queues' subscriptions come all at once
+            if self._cluster is None:
+                cluster = cluster_client(self._url, asyncio=True)
+                await cluster.initialize()
+                self._cluster = cluster
+            elif refresh:
+                await self._cluster.nodes_manager.initialize()
         name = self._cluster.get_node_from_key(channel).name
         node = self._nodes.get(name)
         if node is None:
