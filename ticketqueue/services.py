@@ -58,6 +58,7 @@ from .store import (
 __all__ = [
     "Status",
     "TickResult",
+    "behind_rows",
     "clock",
     "close",
     "configure",
@@ -78,6 +79,7 @@ __all__ = [
     "release",
     "release_entry",
     "release_pass",
+    "repair",
     "resume",
     "revoke",
     "set_stock",
