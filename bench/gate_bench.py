@@ -1107,7 +1107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument(
-        "--servers", default="gunicorn,gunicorn-documented,gunicorn-gthread,uvicorn"
+        "--servers",
+        default=None,
+        help="default: all four; --quick: one of each kind (gunicorn, gthread, uvicorn)",
     )
     parser.add_argument("--threads", type=int, default=16, help="joining threads in the burst")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -1128,6 +1130,9 @@ def main(argv: list[str] | None = None) -> int:
     if loadgen == "auto":
         loadgen = "wrk" if shutil.which("wrk") else "python"
     secs, rounds = (1.0, 1) if args.quick else (args.duration, args.rounds)
+    if args.servers is None:  # the documented worker count is the 2-worker code path again
+        full = "gunicorn,gunicorn-documented,gunicorn-gthread,uvicorn"
+        args.servers = "gunicorn,gunicorn-gthread,uvicorn" if args.quick else full
 
     load_before = os.getloadavg()
     ensure_database()

@@ -82,6 +82,9 @@ SERVERS = [
     "uvicorn+tqws",
     "uvicorn-lean+tqws",
 ]
+#: --quick's servers: the bare harness, the Channels consumer under daphne and uvicorn, and the
+#: lean application on our protocol class (the path docs/protocol.md recommends first).
+QUICK_SERVERS = ["bare", "daphne", "uvicorn", "uvicorn-lean+tqws"]
 #: Memory-only rows of a full run: what uvicorn's options and the allocator change. The
 #: ``PYTHONPATH`` ones need wsproto / httptools / uvloop, which the project does not install:
 #: ``pip install --target /tmp/ws-extra wsproto httptools uvloop``; rows that fail are skipped.
@@ -1242,8 +1245,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         raise SystemExit(f"ulimit -n is {limit}: too low for {max(sizes)} sockets")
     ticks = 3 if args.quick else args.ticks
     servers = args.servers.split(",")
-    if args.quick:
-        servers = [s for s in servers if not parse_spec(s)[0].endswith("-raw")]  # CI: live only
+    if args.quick:  # CI: each code path once (the bare harness, daphne, Channels, lean)
+        servers = [s for s in servers if s in QUICK_SERVERS]
     runs = []
     with private_redis() as (redis_url, redis_client):
         configure_django(redis_url)
