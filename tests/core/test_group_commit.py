@@ -14,11 +14,12 @@ class Disk:
     """A write function whose first call blocks until the test lets it go, so that the other
     callers provably arrive while a write is in flight."""
 
-    def __init__(self, fail_on=()) -> None:
+    def __init__(self, fail_on=(), refuse=()) -> None:
         self.writes: list[list[str]] = []
         self.first_started = threading.Event()
         self.release_first = threading.Event()
         self.fail_on = set(fail_on)
+        self.refuse = set(refuse)
 
     def __call__(self, items):
         items = list(items)
@@ -30,6 +31,9 @@ class Disk:
             self.writes.append(items)
         if self.fail_on & set(items):
             raise OSError(f"disk full while writing {items}")
+        return {
+            i: ValueError(f"{item} refused") for i, item in enumerate(items) if item in self.refuse
+        }
 
     def written(self) -> list[str]:
         return [item for batch in self.writes for item in batch]
@@ -115,6 +119,16 @@ def test_every_caller_of_a_failed_write_raises_and_the_next_writes_go_on():
         assert kind == "raised" and isinstance(error, OSError) and "disk full" in str(error)
     group.submit("d")  # nothing is left stuck
     assert disk.writes[-1] == ["d"]
+
+
+def test_an_item_the_write_refused_raises_for_its_caller_alone():
+    disk = Disk(refuse={"c"})
+    group = GroupCommit(disk)
+    outcomes = submit_behind_a_held_write(group, disk, "bcd")
+    assert sorted(disk.writes[1]) == ["b", "c", "d"]  # one write for the three
+    kind, error = outcomes["c"]
+    assert kind == "raised" and isinstance(error, ValueError) and "c refused" in str(error)
+    assert {item: outcomes[item] for item in "abd"} == {item: ("written", True) for item in "abd"}
 
 
 def test_an_interrupted_write_strands_nobody_and_its_followers_get_an_error_of_their_own():
