@@ -440,7 +440,7 @@ class RedisStore(QueueStore):
     def delete(self, queue_id: str) -> None:
         # The queue's own keys, then whatever else lives under its hash tag: the tick's lease,
         # presence, counters, notification claims, a rebuild's staging keys.
-        self.client.unlink(*self._keys(queue_id))
+        self.unload(queue_id)
         pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self._key(queue_id, "")) + "*"
         batch: list[str] = []
         for key in self.client.scan_iter(match=pattern, count=1000):

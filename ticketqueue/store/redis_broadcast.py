@@ -238,10 +238,11 @@ class RedisSubscriber(Subscriber):
             except Exception:
                 if self._closed:
                     return
-                log.warning("live subscription lost; reconnecting", exc_info=True)
-                if self._sharded:
+                if self._sharded:  # the cluster subscriber finds where the channels went
+                    log.warning("live subscription to a cluster node lost", exc_info=True)
                     await self._lose(set(self._channels))
                     return
+                log.warning("live subscription lost; reconnecting", exc_info=True)
                 await asyncio.sleep(delay * (0.5 + random.random()))  # backoff with jitter
                 delay = min(delay * 2, 5.0)
                 await self._reconnect()
