@@ -46,6 +46,8 @@ import aiohttp  # noqa: E402
 from websockets.asyncio.client import connect as ws_connect  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
+from bench._burst import CpuMeter, bare_echo, format_split, serve_echo  # noqa: E402
+
 # -- the protocol (docs/protocol.md, docs/api.md) ------------------------------------------
 
 WS_PATH = "/ws/queue/{slug}/"
@@ -107,7 +109,10 @@ class Buyer:
     seq: int | None = None
 
     connects: int = 0
+    arrived_at: float | None = None  # its task began: the buyer pressed "buy"
+    logged_in_at: float | None = None
     connect_at: float | None = None
+    opened_at: float | None = None  # its first handshake completed
     joined_at: float | None = None
     first_position: int | None = None
     last_position: int | None = None
@@ -147,6 +152,8 @@ class Run:
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.done = asyncio.Event()
+        self.listen_drops = 0  # the kernel's, over the run (listen_drops())
+        self.cpu = CpuMeter()
         #: Logins and purchases each have their own pool of connections: in the wild they
         #: come from different machines, and a purchase queued in our client behind a burst
         #: of other buyers' logins would be measured as the shop's latency.
@@ -233,6 +240,7 @@ class Run:
                 close_timeout=5,
                 max_size=2**16,
             ) as ws:
+                buyer.opened_at = buyer.opened_at or now()
                 await ws.send(json.dumps({"type": "join"}))
                 reconnect = await self.follow(ws, buyer, patience)
             if not reconnect:
@@ -338,9 +346,11 @@ class Run:
 
     async def buyer(self, buyer: Buyer, start: float) -> None:
         await asyncio.sleep(max(0.0, start - now()))
+        buyer.arrived_at = now()
         try:
             if buyer.kind != "anon":
                 await self.log_in(buyer)
+                buyer.logged_in_at = now()
             await self.wait_in_line(buyer)
             if buyer.pass_token and buyer.outcome is None:
                 if self.args.think:  # a person filling in the checkout form holds the slot
@@ -384,6 +394,7 @@ class Run:
             )
 
         async with session() as self.logins, session() as self.purchases:
+            drops = listen_drops()
             self.started = now()
             ramp = self.args.ramp
             starts = [self.started + (rng.random() * ramp if ramp else 0) for _ in self.buyers]
@@ -401,6 +412,7 @@ class Run:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.errors["run timed out"] += 1
             self.done.set()
+            self.listen_drops = listen_drops() - drops
             await reporter
 
 
@@ -734,10 +746,47 @@ def eta_accuracy(run: Run) -> list[float]:
     return ratios
 
 
+def listen_drops() -> int:
+    """Connections this machine's kernel dropped from full listen queues so far (TcpExt
+    ListenDrops): a burst that overflows a server's backlog waits for SYN retries (1 s, 3 s,
+    7 s ...), which no server-side profile shows."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(fields.get("ListenDrops", 0))
+    return 0
+
+
+def phases(run: Run) -> dict[str, dict[str, float | None]]:
+    """Where a buyer's join burst went: the login (account holders), the handshake, and the
+    join from the open socket to its acknowledgement; and when the share of all joins was
+    acknowledged, from the burst's start."""
+    buyers = run.buyers
+    login = [b.logged_in_at - b.arrived_at for b in buyers if b.logged_in_at and b.arrived_at]
+    handshake = [b.opened_at - b.connect_at for b in buyers if b.opened_at and b.connect_at]
+    join = [b.joined_at - b.opened_at for b in buyers if b.joined_at and b.opened_at]
+    acked = [b.joined_at - run.started for b in buyers if b.joined_at]
+    spread = {f"p{q}": pct(acked, q) for q in (10, 50, 90, 99, 100)}
+    return {
+        "login_s": {"p50": pct(login, 50), "p99": pct(login, 99)},
+        "handshake_s": {"p50": pct(handshake, 50), "p99": pct(handshake, 99)},
+        "join_s": {"p50": pct(join, 50), "p99": pct(join, 99)},
+        "acknowledged_by_s": spread,
+    }
+
+
 def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[str, Any]:
     buyers = run.buyers
     joined = sorted(b.joined_at for b in buyers if b.joined_at)
     join_span = (joined[-1] - run.started) if joined else 0.0
+    burst = phases(run)
+    burst["cpu_ms_per_join"] = (
+        run.cpu.split(run.started, joined[-1], len(joined)) if joined else None
+    )
     in_queue = [b.granted_at - b.joined_at for b in buyers if b.granted_at and b.joined_at]
     grant_delay = granted_delays(run)
     update_delay, early = update_delays(run)
@@ -755,6 +804,8 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         "kinds": dict(Counter(b.kind for b in buyers)),
         "joins": len(joined),
         "joins_per_s": len(joined) / join_span if join_span > 0 else None,
+        "burst": burst,
+        "listen_drops": run.listen_drops,
         "time_in_queue_s": {
             "p50": pct(in_queue, 50),
             "p99": pct(in_queue, 99),
@@ -784,6 +835,19 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         f"  outcomes         {', '.join(f'{k} {v}' for k, v in sorted(o.items()))}",
         f"  joins            {len(joined)} in {join_span:.1f} s = "
         f"{(result['joins_per_s'] or 0):.0f} joins/s",
+        "    the burst      "
+        + ", ".join(
+            f"{name} p50 {fmt_ms(burst[key]['p50'])} p99 {fmt_ms(burst[key]['p99'])}"
+            for name, key in (
+                ("login", "login_s"),
+                ("handshake", "handshake_s"),
+                ("join", "join_s"),
+            )
+        ),
+        "    acknowledged   "
+        + ", ".join(f"{q} by {fmt_s(at)}" for q, at in burst["acknowledged_by_s"].items())
+        + f" from the start; {run.listen_drops} connections dropped from full listen queues",
+        f"    machine CPU    per join over the burst: {format_split(burst['cpu_ms_per_join'])}",
         f"  time in queue    p50 {fmt_s(pct(in_queue, 50))}, p99 {fmt_s(pct(in_queue, 99))},"
         f" max {fmt_s(max(in_queue, default=None))}",
         f"  granted delay    p50 {fmt_ms(pct(grant_delay, 50))}, "
@@ -814,6 +878,29 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         lines.append(f"  [{mark}] {name}: {detail}")
     print("\n".join(lines), flush=True)
     return result
+
+
+def against_bare(run: Run, result: dict[str, Any]) -> dict[str, Any]:
+    """The join burst against the bare baseline: as many handshakes, from as many addresses
+    with the same cookie header, each sending one message and waiting for its echo."""
+    visitor = run.setup["visitors"][0] if run.setup["visitors"] else ""
+
+    def headers(index: int) -> dict[str, str]:
+        return {
+            "Cookie": f"{VISITOR_COOKIE}={visitor}",
+            "X-Forwarded-For": Buyer(index, "anon", "buy").address,
+        }
+
+    bare = bare_echo(result["joins"], headers)
+    ratio = (result["joins_per_s"] or 0) / bare["per_s"]
+    print(
+        f"  bare echo        {bare['handshakes']} handshakes + one echo each in"
+        f" {bare['span_s']:.1f} s = {bare['per_s']:.0f}/s; machine CPU per handshake"
+        f" {format_split(bare['cpu_ms_per_handshake'])}\n"
+        f"  joins / bare     {ratio:.2f}",
+        flush=True,
+    )
+    return {**bare, "ratio": ratio}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -847,7 +934,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="Write the figures here.")
     parser.add_argument("--dump-buyers", action="store_true", help="Add every buyer to --json.")
+    parser.add_argument(
+        "--bare-echo",
+        action="store_true",
+        help="Then the same number of handshakes against a bare websockets echo server.",
+    )
+    parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_echo:  # the bare baseline's server (_burst.bare_echo)
+        serve_echo()
+        return 0
     if args.timeout is None:
         args.timeout = 120 + args.buyers * 0.15 + args.purchase_window
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -874,13 +970,17 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, setup)
     sampler = Sampler(run, args.sample_every)
     sampler.start()
+    run.cpu.start()
     t0 = time.monotonic()
     asyncio.run(run.main())
     wall = time.monotonic() - t0
+    run.cpu.stop.set()
     sampler.stop.set()
     sampler.join()
     checks = verify(run)
     result = report(run, checks, wall)
+    if args.bare_echo:
+        result["bare_echo"] = against_bare(run, result)
     if args.dump_buyers:
         result["buyers_detail"] = [
             {

@@ -21,7 +21,14 @@ from .models import Admission as AdmissionRow
 from .models import Entry, Queue
 from .store import Change, Placement
 
-__all__ = ["as_datetime", "create_entry", "grouped_inserts", "insert_entries", "write"]
+__all__ = [
+    "as_datetime",
+    "create_entries",
+    "create_entry",
+    "grouped_inserts",
+    "insert_entries",
+    "write",
+]
 
 
 def as_datetime(ts: float | None) -> datetime | None:
@@ -32,8 +39,45 @@ def create_entry(queue: Queue, placement: Placement, now: float) -> None:
     """Commit a new entry's row (and its admission's, when it was admitted at once) before
     the join is answered: in the caller's transaction if there is one, else at once, maybe in
     one statement with other joins' (``grouped_inserts``)."""
+    values = _entry_values(queue, placement, now)
+    if placement.state is not EntryState.ADMITTED:
+        if connection.in_atomic_block or not connection.get_autocommit():
+            _raise_clash(insert_entries([values]))  # the caller's transaction commits it, or not
+        else:
+            grouped_inserts.submit(values)  # committed, maybe in one statement with other joins'
+        return
+    _create_admitted(queue, placement, values, now)
+
+
+def create_entries(
+    queue: Queue, placements: Sequence[Placement], now: float
+) -> dict[int, Exception]:
+    """``create_entry`` for many new entries at once (a socket process's joins of one moment):
+    the waiting ones in one INSERT (in autocommit, its own commit), each one admitted at once
+    with its admission in a transaction of its own. Returns, by position in ``placements``,
+    the entries whose row was not written and why; the others are committed."""
+    failed: dict[int, Exception] = {}
+    waiting = [i for i, p in enumerate(placements) if p.state is not EntryState.ADMITTED]
+    if waiting:
+        try:
+            clashes = insert_entries([_entry_values(queue, placements[i], now) for i in waiting])
+        except Exception as exc:  # noqa: BLE001 - each join hears it as its own
+            failed.update(dict.fromkeys(waiting, exc))
+        else:
+            failed.update({waiting[k]: error for k, error in clashes.items()})
+    for i, placement in enumerate(placements):
+        if placement.state is EntryState.ADMITTED:
+            try:
+                _create_admitted(queue, placement, _entry_values(queue, placement, now), now)
+            except Exception as exc:  # noqa: BLE001 - that join's alone
+                failed[i] = exc
+    return failed
+
+
+def _entry_values(queue: Queue, placement: Placement, now: float) -> dict[str, Any]:
+    """A new entry's row: field name -> database value."""
     moment = connection.ops.adapt_datetimefield_value  # what the ORM would send for a datetime
-    values = {
+    return {
         "queue": queue.pk,
         "identity": placement.identity,
         "seq": placement.seq,
@@ -44,12 +88,11 @@ def create_entry(queue: Queue, placement: Placement, now: float) -> None:
         "pass_expires_at": moment(as_datetime(placement.expires_at)),
         "admission_number": placement.admission_number,
     }
-    if placement.state is not EntryState.ADMITTED:
-        if connection.in_atomic_block or not connection.get_autocommit():
-            _raise_clash(insert_entries([values]))  # the caller's transaction commits it, or not
-        else:
-            grouped_inserts.submit(values)  # committed, maybe in one statement with other joins'
-        return
+
+
+def _create_admitted(
+    queue: Queue, placement: Placement, values: dict[str, Any], now: float
+) -> None:
     with transaction.atomic():  # the entry and its admission, or neither
         _raise_clash(insert_entries([values]))
         _log_admissions(

@@ -58,6 +58,7 @@ from .store import (
 __all__ = [
     "Status",
     "TickResult",
+    "asks_only_identity",
     "behind_rows",
     "clock",
     "close",
@@ -70,6 +71,7 @@ __all__ = [
     "heartbeat",
     "heartbeats",
     "join",
+    "join_many",
     "leave",
     "open_connections",
     "open_queue",
@@ -295,29 +297,102 @@ def join(
         name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
         priority = _group_priority(queue, name=name) if name else 0
     joined = _place(queue, identity, now, priority)
+    _announce(queue, joined, now)
+    return _status(queue, joined.placement, joined.counts, now)
+
+
+def asks_only_identity(queue: Queue) -> bool:
+    """Whether a new place in ``queue`` needs nothing but the identity: no invite, proof,
+    device or priority group to check. Such joins may go through ``join_many``."""
+    return (
+        queue.who_may_join != Queue.WhoMayJoin.INVITED
+        and queue.device_policy != Queue.DevicePolicy.ONE
+        and not proofs.demanded(queue)
+        and not queue_settings.PRIORITY_RESOLVER
+    )
+
+
+def join_many(
+    queue: Queue, identities: Sequence[str], now: float | None = None
+) -> list[Status | Exception]:
+    """``join`` for the identities joining at one moment (a socket process's batch), in a
+    queue whose places need nothing but the identity (``asks_only_identity``): the places in
+    one store round trip and the new rows in one INSERT, each committed before it is answered,
+    as ``join`` does. An identity twice gets its one place twice.
+
+    Each result, in order, is that join's Status or the error it raised.
+    """
+    now = _now(now)
+    results: list[Status | Exception | None] = [None] * len(identities)
+    asking = []
+    for i, identity in enumerate(identities):
+        if queue.who_may_join == Queue.WhoMayJoin.USERS and not identity.startswith("user:"):
+            results[i] = LoginRequired()
+        else:
+            asking.append(i)
+    store_id = queue.store_id
+    names = [identities[i] for i in asking]
+    answers = _call(queue, lambda s: s.join_many(store_id, names, now), now) if names else []
+    new: list[tuple[int, Joined]] = []
+    for i, answer in zip(asking, answers, strict=True):
+        if isinstance(answer, Exception):
+            results[i] = answer
+        elif answer.placement.created:
+            new.append((i, answer))
+        else:
+            results[i] = _status(queue, answer.placement, answer.counts, now)
+    failed = rows.create_entries(queue, [joined.placement for _, joined in new], now)
+    if failed:
+        # Not acknowledged, so not kept: take those places back out of the store.
+        get_store().revoke(store_id, [new[k][1].placement.seq for k in failed], now)
+    repaired = False
+    for k, (i, joined) in enumerate(new):
+        error = failed.get(k)
+        if error is None:
+            _announce(queue, joined, now)
+            results[i] = _status(queue, joined.placement, joined.counts, now)
+        elif isinstance(error, IntegrityError) and (
+            repaired or _lost_by_store(queue, joined.placement)
+        ):
+            # As in ``_place``: the store forgot places the rows hold; load it again once and
+            # give this identity its place the one-at-a-time way.
+            if not repaired:
+                repair(queue, now)
+                repaired = True
+            try:
+                results[i] = join(queue, identities[i], now)
+            except Exception as exc:  # noqa: BLE001 - this join's alone
+                results[i] = exc
+        else:
+            results[i] = error
+    return [result for result in results if result is not None]
+
+
+def _announce(queue: Queue, joined: Joined, now: float) -> None:
+    """Log a new place and send its signals (an admission at once is one too)."""
     placement = joined.placement
-    if placement.created:
-        log.info(
-            "entry joined",
-            extra={"queue": queue.slug, "seq": placement.seq, "state": placement.state.value},
+    if not placement.created:
+        return
+    log.info(
+        "entry joined",
+        extra={"queue": queue.slug, "seq": placement.seq, "state": placement.state.value},
+    )
+    signals.entry_joined.send(
+        sender=Queue,
+        queue=queue,
+        placement=placement,
+        counts=joined.counts,
+        announced=joined.announced,
+    )
+    if placement.state is EntryState.ADMITTED:
+        admission = Admission(
+            placement.seq,
+            placement.identity,
+            placement.admitted_at or now,
+            placement.expires_at or now,
+            placement.admission_number or 0,
         )
-        signals.entry_joined.send(
-            sender=Queue,
-            queue=queue,
-            placement=placement,
-            counts=joined.counts,
-            announced=joined.announced,
-        )
-        if placement.state is EntryState.ADMITTED:
-            admission = Admission(
-                placement.seq,
-                identity,
-                placement.admitted_at or now,
-                placement.expires_at or now,
-                placement.admission_number or 0,
-            )
-            signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
-    return _status(queue, placement, joined.counts, now)
+        signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
 
 
 def _place(queue: Queue, identity: str, now: float, priority: int, again: bool = True) -> Joined:

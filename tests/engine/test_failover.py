@@ -132,6 +132,17 @@ def test_after_a_crash_a_join_finds_the_store_behind_and_keeps_every_place(on_cl
     assert line(queue) == [*everyone(JOINED + LOST), "user:new"]
 
 
+def test_after_a_crash_joins_of_one_moment_keep_every_place(on_cluster):
+    queue, master, replica = queue_on(on_cluster, "batch")
+    crash_with_unreplicated_joins(on_cluster, queue, master, replica)
+
+    # A socket process's batch: two newcomers and one the store forgot, at one moment.
+    forgotten = f"user:{JOINED + 5}"
+    answers = services.join_many(queue, ["user:new1", forgotten, "user:new2"], T0 + 101)
+    assert [a.position for a in answers] == [JOINED + LOST + 1, JOINED + 6, JOINED + LOST + 2]
+    assert line(queue) == [*everyone(JOINED + LOST), "user:new1", "user:new2"]
+
+
 def test_after_a_crash_someone_forgotten_who_joins_again_keeps_their_place(on_cluster):
     queue, master, replica = queue_on(on_cluster, "back")
     crash_with_unreplicated_joins(on_cluster, queue, master, replica)

@@ -17,6 +17,7 @@ from ticketqueue.core import (
     QueueNotFound,
 )
 from ticketqueue.models import Admission, Entry, Queue
+from ticketqueue.rows import as_datetime as _dt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,6 +37,35 @@ def test_join_commits_the_row_before_answering(make_queue):
     assert rows(queue) == [(1, "waiting")]
     again = services.join(queue, "user:1", T0 + 1)
     assert again.seq == status.seq and rows(queue) == [(1, "waiting")]
+
+
+def test_joins_of_one_moment_each_commit_their_row_before_answering(make_queue):
+    queue = make_queue(mode="auto", capacity=1, purchase_window=60, who_may_join="users")
+    answers = services.join_many(queue, ["user:1", "visitor:x", "user:2", "user:1"], T0)
+    first, visitor, second, again = answers
+    assert first.state == "admitted" and first.pass_token  # with its admission's row
+    assert isinstance(visitor, LoginRequired)  # refused alone
+    assert (second.state, second.position, second.seq) == ("waiting", 1, 2)
+    assert (again.seq, again.state) == (first.seq, "admitted")  # the same identity: one place
+    assert rows(queue) == [(1, "admitted"), (2, "waiting")]
+    assert Admission.objects.filter(queue=queue).count() == 1
+    assert services.join_many(queue, [], T0) == []
+
+
+def test_a_join_whose_row_fails_is_taken_back_out_alone(make_queue):
+    queue = make_queue(mode="always", capacity=1)
+    # Another place's row holds seq 2 already, and the store does not know it (as if the
+    # store had lost it; the next tick or join repairs the line from the rows).
+    Entry.objects.create(
+        queue=queue, identity="user:lost", seq=2, order=2.0, state="waiting", joined_at=_dt(T0)
+    )
+    answers = services.join_many(queue, ["user:1", "user:2", "user:3"], T0)
+    assert [a.state for a in answers] == ["waiting"] * 3
+    # user:2 joins again once the line is loaded from the rows: behind user:3's committed row.
+    assert [a.seq for a in answers] == [1, 4, 3]
+    assert [a.position for a in answers] == [1, 4, 3]
+    assert rows(queue) == [(1, "waiting"), (2, "waiting"), (3, "waiting"), (4, "waiting")]
+    assert services.status(queue, "user:lost", T0).position == 2
 
 
 def test_auto_mode_join_gets_a_pass_at_once(make_queue):

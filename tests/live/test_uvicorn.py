@@ -19,6 +19,7 @@ from ticketqueue.live.uvicorn import (
     Writable,
     choose,
 )
+from ticketqueue.models import Entry
 
 from .conftest import TIMEOUT, in_thread, next_message, socket_to
 
@@ -95,6 +96,29 @@ async def test_the_queue_socket_through_the_lighter_protocol(served, make_queue,
         assert (await next_message(ws))["code"] == "invalid_json"
         await ws.send(json.dumps({"type": "leave"}))
         assert await next_message(ws) == {"type": "left", "reason": "left"}
+
+
+async def test_joins_of_one_moment_are_each_answered_after_their_own_row(
+    served, make_queue, visitor
+):
+    _, base = served
+    queue = await in_thread(make_queue)()
+    people = [visitor() for _ in range(40)]
+
+    def committed(identity):
+        return Entry.objects.filter(queue=queue, identity=identity).exists()
+
+    async def join(person):
+        async with socket_to(base, queue.slug, person.cookie) as ws:
+            await next_message(ws)
+            await ws.send(json.dumps({"type": "join"}))
+            answer = await next_message(ws)
+            # Acknowledged: the row is in the database already (another connection reads it).
+            return answer["position"], await in_thread(committed)(person.identity)
+
+    answers = await asyncio.gather(*(join(person) for person in people))
+    assert sorted(position for position, _ in answers) == list(range(1, len(people) + 1))
+    assert all(row for _, row in answers)
 
 
 async def test_refusals_through_the_lighter_protocol(served, visitor):

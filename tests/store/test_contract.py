@@ -123,6 +123,36 @@ def test_unloaded_queue_is_unavailable(store):
     with pytest.raises(QueueUnavailable):
         store.join(Q, "u", T0)
     assert not store.is_loaded(Q)
+
+
+def test_joins_of_one_moment_each_get_their_own_place_in_order(store):
+    setup(store, max_size=4)
+    store.join(Q, "early", T0)
+    answers = store.join_many(Q, ["a", "b", "early", "a", "c", "d"], T0 + 1)
+    placed = [a.placement for a in answers[:5]]
+    assert [(p.identity, p.seq, p.position, p.created) for p in placed] == [
+        ("a", 2, 2, True),
+        ("b", 3, 3, True),
+        ("early", 1, 1, False),
+        ("a", 2, 2, False),  # the same identity twice: its one place twice
+        ("c", 4, 4, True),
+    ]
+    assert [a.counts.waiting for a in answers[:5]] == [2, 3, 3, 3, 4]
+    assert isinstance(answers[5], QueueFull)  # refused alone: the others stand
+    assert line(store) == [1, 2, 3, 4]
+    assert [r.identity for r in store.journal(Q)] == ["early", "a", "b", "c"]
+
+
+def test_joins_of_one_moment_in_a_closed_or_unloaded_queue(store):
+    with pytest.raises(QueueUnavailable):  # nothing went through: the batch may be sent again
+        store.join_many(Q, ["a", "b"], T0)
+    assert not store.is_loaded(Q)
+    setup(store)
+    store.close(Q, T0)
+    answers = store.join_many(Q, ["a", "b"], T0)
+    assert [type(a) for a in answers] == [QueueClosed, QueueClosed]
+    assert store.counts(Q, T0).joined_total == 0
+    assert store.join_many(Q, [], T0) == []
     setup(store)
     assert store.is_loaded(Q)
 

@@ -141,15 +141,11 @@ class QueueSocket:
             await refuse(send, IdentityRequired(), CLOSE_IDENTITY_REQUIRED)
             return
         hub = get_hub()
-        room = hub.room_for_slug(slug)
-        if room is not None:
-            queue = room.queue  # kept fresh by the room: no query per socket
-        else:
-            try:
-                queue = await in_thread(services.get_queue)(slug)
-            except QueueNotFound as exc:
-                await refuse(send, exc, CLOSE_QUEUE_NOT_FOUND)
-                return
+        try:
+            queue = await hub.queue_for_slug(slug)
+        except QueueNotFound as exc:
+            await refuse(send, exc, CLOSE_QUEUE_NOT_FOUND)
+            return
         one_device = queue.device_policy == "one"
         if one_device:
             try:
@@ -253,9 +249,14 @@ class QueueSocket:
     async def client_join(self, message: dict[str, Any]) -> None:
         seat = self.seat
         assert seat is not None
+        proof = proofs.JoinProof.from_data(message)
         seat.joining = True
         try:
-            status = await in_thread(self._join)(proofs.JoinProof.from_data(message))
+            if services.asks_only_identity(self.queue) and not (proof and proof.invite):
+                # With the room's other joins of this moment: one thread hop, one INSERT.
+                status = await self.room.joining(self.identity, self.address)
+            else:
+                status = await in_thread(self._join)(proof)
         finally:
             seat.joining = False
         self._apply(status)

@@ -34,6 +34,7 @@ from ..core import (
     moved_place,
 )
 from . import transport
+from .batches import Batches
 from .protocol import (
     CLOSE_DEVICE,
     CLOSE_QUEUE_CLOSED,
@@ -74,6 +75,8 @@ LINE_DUTY = 0.25
 LINE_SPACING_CAP = 2.0
 #: Most sockets whose connect-time reads one store batch makes (Room.opening).
 OPEN_BATCH = 500
+#: Most joins one batch makes (Room.joining): one INSERT of this many rows at most.
+JOIN_BATCH = 200
 #: Seats handled between two yields to the event loop during a fan-out.
 FANOUT_SLICE = 500
 #: Most seats whose exact position one resync pass reads from the store.
@@ -305,9 +308,13 @@ class Room:
         #: Identities whose sockets said heartbeat since the last flush (flush_heartbeats).
         self._heard: set[str] = set()
         self._flushing = asyncio.Lock()  # once it returns, every heartbeat before is written
-        # Sockets of this room waiting for their connect-time read (opening), and its task.
-        self._opening: list[tuple[str, str, asyncio.Future[services.Status]]] = []
-        self._opener: asyncio.Task[None] | None = None
+        # Sockets of this room waiting for their connect-time read (opening) or their join.
+        self._openings: Batches[tuple[str, str], services.Status] = Batches(
+            hub.loop, lambda batch: _open_many(self.queue, batch), OPEN_BATCH
+        )
+        self._joins: Batches[tuple[str, str], services.Status] = Batches(
+            hub.loop, lambda batch: _join_many(self.queue, batch), JOIN_BATCH
+        )
 
     # -- membership -------------------------------------------------------------------------
     def add(self, seat: Seat) -> None:
@@ -703,31 +710,15 @@ class Room:
         entry seen. Done for all the sockets of this room that connect at the same moment
         together, in four store round trips and one thread hop (per socket, at 1,000
         handshakes a second, that was most of a handshake's cost)."""
-        future: asyncio.Future[services.Status] = self.hub.loop.create_future()
-        self._opening.append((identity, address, future))
-        if self._opener is None:
-            self._opener = self.hub.loop.create_task(self._open_batches())
-        return await future
+        return await self._openings.ask((identity, address))
 
-    async def _open_batches(self) -> None:
-        try:
-            while self._opening:
-                await asyncio.sleep(0)  # the other handshakes of this moment join the batch
-                batch, self._opening = self._opening[:OPEN_BATCH], self._opening[OPEN_BATCH:]
-                requests = [(identity, address) for identity, address, _ in batch]
-                try:
-                    results = await _open_many(self.queue, requests)
-                except Exception as exc:  # noqa: BLE001 - each socket hears it as its own
-                    results = [exc] * len(batch)
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._opener = None
+    async def joining(self, identity: str, address: str) -> services.Status:
+        """A socket's join, in a queue whose places need nothing but the identity
+        (``services.asks_only_identity``): its join limits (``join_ip``, ``join_identity``:
+        raises Throttled), then its place, its row committed before this returns. Done for all
+        the joins of this room at the same moment together (``services.join_many``): two store
+        round trips, one INSERT and one thread hop for all of them."""
+        return await self._joins.ask((identity, address))
 
     # -- heartbeats, batched ----------------------------------------------------------------
     def heard(self, seat: Seat) -> None:
@@ -841,7 +832,24 @@ def _connect_many(
     ]
 
 
+def _join_all(queue: Any, requests: list[tuple[str, str]]) -> list[services.Status | BaseException]:
+    """Room.joining's batch: the join limits of every socket first, then the places of
+    those they let through."""
+    hits = [[("join_ip", address), ("join_identity", identity)] for identity, address in requests]
+    waits = limits.wait_for_many(queue.store_id, hits)
+    allowed = [
+        identity for (identity, _), wait in zip(requests, waits, strict=True) if wait is None
+    ]
+    joined = iter(services.join_many(queue, allowed))
+    return [
+        Throttled(wait=wait) if wait is not None else next(joined)
+        for (_, _), wait in zip(requests, waits, strict=True)
+    ]
+
+
 _open_many = database_sync_to_async(_connect_many, thread_sensitive=False)
+_join_many = database_sync_to_async(_join_all, thread_sensitive=False)
+_get_queue = database_sync_to_async(services.get_queue, thread_sensitive=False)
 
 
 class Hub:
@@ -857,11 +865,29 @@ class Hub:
         self._inbox: asyncio.Queue[tuple[str | None, bytes | None]] = asyncio.Queue()
         self._worker = loop.create_task(self._work())
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self._lookups: dict[str, asyncio.Task[Any]] = {}
         self._closed = False
 
-    def room_for_slug(self, slug: str) -> Room | None:
+    async def queue_for_slug(self, slug: str) -> Any:
+        """The queue named ``slug``: its room's row when this process has the room (kept
+        fresh by the room: no query per socket), else read once for every socket that asks
+        at the same moment. Raises QueueNotFound.
+
+        At 10:00:00 a thousand handshakes reach a process before its room exists; one query
+        each would fill the thread pool ahead of their joins."""
         room = self._by_slug.get(slug)
-        return room if room is not None and room.queue_id not in self._subscribing else None
+        if room is not None:
+            return room.queue
+        lookup = self._lookups.get(slug)
+        if lookup is None:
+            lookup = self._lookups[slug] = self.loop.create_task(_get_queue(slug))
+            lookup.add_done_callback(self._looked_up)
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, lookup: asyncio.Task[Any]) -> None:
+        self._lookups = {slug: task for slug, task in self._lookups.items() if task is not lookup}
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: each socket that asked raises it as its own
 
     async def attach(self, queue: Any, seat: Seat) -> Room:
         """Seat this socket in the queue's room; subscribed for real before this returns."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
-from ..core import EntryState, QueueMode, QueueState
+from ..core import EntryState, QueueMode, QueueState, QueueUnavailable, TicketQueueError
 from .companions import Broadcast, Claims, Counters, Leases, Presence
 
 __all__ = [
@@ -313,6 +313,25 @@ class QueueStore(abc.ABC):
         ``passes_per_identity`` passes already) and changes nothing then.
         """
 
+    def join_many(
+        self, queue_id: str, identities: Sequence[str], now: float
+    ) -> list[Joined | TicketQueueError]:
+        """``join`` for each identity in the public line, in order (each its own atomic step),
+        in one round trip where the store can: a socket process's joins of one moment.
+
+        A join the store refuses (QueueClosed, QueueFull, PassLimitReached, or QueueUnavailable
+        after others went through) is that identity's result. QueueUnavailable is raised only
+        when no join went through: then nothing changed, and the batch may be sent again once
+        the queue is loaded.
+        """
+        results: list[Joined | TicketQueueError] = []
+        for identity in identities:
+            try:
+                results.append(self.join(queue_id, identity, now))
+            except TicketQueueError as exc:
+                results.append(exc)
+        return _unless_unavailable(queue_id, results)
+
     @abc.abstractmethod
     def locate(self, queue_id: str, identity: str, now: float) -> Located:
         """The identity's live entry (or None) and the queue's counts at ``now``, in one
@@ -516,3 +535,12 @@ class QueueStore(abc.ABC):
     def disconnect(self) -> None:
         """Close this instance's connections (it is being replaced); using it again reconnects."""
         return None  # an in-process store holds none
+
+
+def _unless_unavailable(
+    queue_id: str, results: list[Joined | TicketQueueError]
+) -> list[Joined | TicketQueueError]:
+    """``join_many``'s results, or QueueUnavailable raised when none of them went through."""
+    if results and all(isinstance(r, QueueUnavailable) for r in results):
+        raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+    return results

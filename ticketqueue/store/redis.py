@@ -29,6 +29,7 @@ from ..core import (
     QueueState,
     QueueUnavailable,
     StoreUnreachable,
+    TicketQueueError,
     shuffle_order,
 )
 from .base import (
@@ -48,6 +49,7 @@ from .base import (
     QueueStore,
     StoreDump,
     WaitingRecord,
+    _unless_unavailable,
     departed_total_after_loss,
 )
 from .redis_broadcast import RedisBroadcast, live_channel
@@ -464,6 +466,32 @@ class RedisStore(QueueStore):
         counts, placement, *announced = self._run("join", queue_id, args)
         return Joined(_placement(placement), _counts(counts), announced=bool(announced))
 
+    def join_many(
+        self, queue_id: str, identities: Sequence[str], now: float
+    ) -> list[Joined | TicketQueueError]:
+        if not identities:
+            return []
+        channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
+        keys, script = [*self._keys(queue_id)], self._scripts["join"]
+
+        def fill(pipe: Any) -> None:
+            for identity in identities:
+                script(keys=keys, args=[identity, _num(now), channel, "0"], client=pipe)
+
+        results: list[Joined | TicketQueueError] = []
+        for reply in self._pipelined(queue_id, fill):
+            status = _text(reply[0])
+            if status == "unavailable":
+                results.append(QueueUnavailable(f"Queue {queue_id} is not loaded in the store."))
+            elif status in _ERRORS:
+                results.append(_ERRORS[status]())
+            else:
+                counts, placement, *announced = reply[1:]
+                results.append(
+                    Joined(_placement(placement), _counts(counts), announced=bool(announced))
+                )
+        return _unless_unavailable(queue_id, results)
+
     def locate(self, queue_id: str, identity: str, now: float) -> Located:
         reply = self._run("locate", queue_id, [identity, _num(now)])
         return Located(_placement(reply[1]) if len(reply) > 1 else None, _counts(reply[0]))
@@ -808,6 +836,7 @@ def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
 for _name in (
     *QueueStore.__abstractmethods__,
     "unload",
+    "join_many",
     "locate_many",
     "touch_many",
     "hit_limits_many",
