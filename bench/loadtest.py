@@ -10,9 +10,13 @@ Each buyer logs in (a simplejwt password login for a few, a token refresh for th
 account holders, as a mobile app with a stored refresh token does) or is an anonymous visitor
 (a signed visitor id, sent as the X-Queue-Visitor header), joins the event's queue over a
 WebSocket, waits, gets its pass and buys one ticket through the purchase API. Some leave the
-line, some go away and come back (the same place), a few vanish for good.
+line, some go away and come back (the same place), a few vanish for good. With --signed-in the
+account holders arrive holding an access token (logged in before the sale opened), so the
+burst is the joins alone.
 
-Reported: joins per second, time in queue, delay of 'granted' and queue updates (p50/p99),
+Reported: joins per second (with the burst's phases and the machine's CPU per join by part of
+the topology; --bare-echo adds the same number of handshakes against a bare websockets echo
+server, bench/_burst.py), time in queue, delay of 'granted' and queue updates (p50/p99),
 the first wait estimate each buyer saw against its actual wait (shown / actual),
 purchase latency, errors. Checked: no oversell, every order backed by exactly one pass,
 admissions in FIFO order (the Admission log's numbers against the entries' seqs), capacity
@@ -348,7 +352,7 @@ class Run:
         await asyncio.sleep(max(0.0, start - now()))
         buyer.arrived_at = now()
         try:
-            if buyer.kind != "anon":
+            if buyer.kind != "anon" and buyer.access is None:
                 await self.log_in(buyer)
                 buyer.logged_in_at = now()
             await self.wait_in_line(buyer)
@@ -434,7 +438,8 @@ def make_buyers(args: argparse.Namespace, setup: dict[str, Any], rng: random.Ran
         if i < len(accounts):
             username, refresh = accounts[i]
             kind = "login" if i < args.logins else "account"
-            buyers.append(Buyer(i, kind, fate, username=username, refresh=refresh))
+            access = setup["accesses"][i] if setup["accesses"] else None
+            buyers.append(Buyer(i, kind, fate, username=username, refresh=refresh, access=access))
         else:
             buyers.append(Buyer(i, "anon", fate, visitor=visitors[i - len(accounts)]))
     rng.shuffle(buyers)  # accounts and visitors arrive mixed
@@ -488,7 +493,10 @@ def set_up_sale(args: argparse.Namespace) -> dict[str, Any]:
         [user_model(username=f"lt{run}_{i}", password=hashed) for i in range(n_accounts)],
         batch_size=2000,
     )
-    accounts = [(u.username, str(RefreshToken.for_user(u))) for u in users]
+    refresh_tokens = [RefreshToken.for_user(u) for u in users]
+    accounts = [(u.username, str(t)) for u, t in zip(users, refresh_tokens, strict=True)]
+    # --signed-in: each holds an access token already (logged in before the sale opened).
+    accesses = [str(t.access_token) for t in refresh_tokens] if args.signed_in else []
     visitors = [new_visitor_cookie()[1] for _ in range(args.buyers - n_accounts)]
     return {
         "run": run,
@@ -500,6 +508,7 @@ def set_up_sale(args: argparse.Namespace) -> dict[str, Any]:
         "stock": stock,
         "password": password,
         "accounts": accounts,
+        "accesses": accesses,
         "visitors": visitors,
     }
 
@@ -915,6 +924,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--purchase-window", type=int, default=60)
     parser.add_argument("--accounts", type=float, default=0.3, help="Share with an account.")
     parser.add_argument("--logins", type=int, default=5, help="Password logins (slow hash).")
+    parser.add_argument(
+        "--signed-in",
+        action="store_true",
+        help="Account holders arrive with an access token (none logs in during the burst).",
+    )
     parser.add_argument("--leave", type=float, default=0.03, help="Share that leave the line.")
     parser.add_argument("--away", type=float, default=0.05, help="Share that drop and return.")
     parser.add_argument("--vanish", type=float, default=0.005, help="Share gone for good.")

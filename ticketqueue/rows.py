@@ -135,9 +135,14 @@ def insert_entries(rows: Sequence[dict[str, Any]]) -> dict[int, IntegrityError]:
     # keys in different orders can each wait for the other's uncommitted row (a deadlock).
     ordered = sorted(rows, key=lambda row: row["seq"])
     returning = connection.features.can_return_rows_from_bulk_insert
-    sql = _entry_insert(connection.vendor, tuple(ordered[0]), len(ordered), returning)
+    names = tuple(ordered[0])
+    if connection.vendor == "postgresql" and len(ordered) >= UNNEST_FROM:
+        sql, params = _entry_unnest(names), [[row[name] for row in ordered] for name in names]
+    else:
+        sql = _entry_insert(connection.vendor, names, len(ordered), returning)
+        params = [value for row in ordered for value in row.values()]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in ordered for value in row.values()])
+        cursor.execute(sql, params)
         if not returning:
             return {}
         inserted = {(queue, seq) for queue, seq in cursor.fetchall()}
@@ -172,6 +177,28 @@ def _entry_insert(vendor: str, names: tuple[str, ...], rows: int, returning: boo
     if returning:
         sql = f"{sql.rstrip()} RETURNING {ops.quote_name('queue_id')}, {ops.quote_name('seq')}"
     return sql.rstrip()
+
+
+#: From this many rows a PostgreSQL INSERT sends them as arrays (``_entry_unnest``). CPU per
+#: row in this process, VALUES / arrays: 1 row 115 / 183 us, 10 rows 32 / 32, 100 rows 19 / 10.
+UNNEST_FROM = 10
+
+
+@functools.cache
+def _entry_unnest(names: tuple[str, ...]) -> str:
+    """PostgreSQL's form of ``_entry_insert``: one array per field, so the statement and its
+    parameters are the same for any number of rows. psycopg parses a statement for its
+    placeholders afresh when it is long: a VALUES list of 100 rows (900 placeholders) cost
+    20 us of CPU per row: a tenth of a socket process's CPU in a burst of joins."""
+    ops, meta = connection.ops, Entry._meta
+    fields = [meta.get_field(name) for name in names]
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    return (
+        f"INSERT INTO {ops.quote_name(meta.db_table)} "  # noqa: S608 - names from the model
+        f"({', '.join(ops.quote_name(f.column) for f in fields)}) "
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
+        f"RETURNING {ops.quote_name('queue_id')}, {ops.quote_name('seq')}"
+    )
 
 
 #: Group commit for new visitors' rows. Each join must wait for its row's commit (an

@@ -75,8 +75,9 @@ LINE_DUTY = 0.25
 LINE_SPACING_CAP = 2.0
 #: Most sockets whose connect-time reads one store batch makes (Room.opening).
 OPEN_BATCH = 500
-#: Most joins one batch makes (Room.joining): one INSERT of this many rows at most.
-JOIN_BATCH = 200
+#: Most joins one batch makes (Room.joining): one INSERT of this many rows at most (under
+#: SQLite's oldest limit of 999 parameters).
+JOIN_BATCH = 100
 #: Seats handled between two yields to the event loop during a fan-out.
 FANOUT_SLICE = 500
 #: Most seats whose exact position one resync pass reads from the store.
