@@ -1,6 +1,10 @@
 """The lean queue socket's own wiring (its protocol is tested with the consumer's tests, which
 run on both): where other paths go, and a user set by a middleware around it."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from channels.testing import WebsocketCommunicator
 
@@ -33,6 +37,23 @@ async def test_without_a_fallback_other_paths_are_refused(path):
     ws = WebsocketCommunicator(QueueSocketApp(), path, headers=[ORIGIN])
     connected, _ = await ws.connect(timeout=TIMEOUT)
     assert not connected
+
+
+async def test_made_once_the_process_is_ready_for_a_burst():
+    # In a process of its own: this one's collector and modules are the whole suite's.
+    script = (
+        "import gc, sys, django; django.setup(); "
+        "from ticketqueue.conf import queue_settings; "
+        "from ticketqueue.live.asgi import QueueSocketApp; "
+        "frozen = gc.get_freeze_count(); QueueSocketApp(); QueueSocketApp(); "
+        "print(frozen, gc.get_freeze_count() > 0, "
+        "queue_settings.STORE.__module__ in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    found = subprocess.run(  # noqa: S603 - this interpreter
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.split() == ["0", "True", "True"]
 
 
 async def test_the_slug_is_read_under_the_root_path():
