@@ -228,6 +228,9 @@ def processes(args: argparse.Namespace) -> list[Proc]:
                     if args.gunicorn_threads
                     else []
                 ),
+                # The application (and every view: demo_project/wsgi.py) is loaded once,
+                # before the workers fork, rather than by each worker's first requests.
+                "--preload",
                 "--backlog",
                 "4096",
                 "--graceful-timeout",
