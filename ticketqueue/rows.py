@@ -179,8 +179,9 @@ def _entry_insert(vendor: str, names: tuple[str, ...], rows: int, returning: boo
     return sql.rstrip()
 
 
-#: From this many rows a PostgreSQL INSERT sends them as arrays (``_entry_unnest``). CPU per
-#: row in this process, VALUES / arrays: 1 row 115 / 183 us, 10 rows 32 / 32, 100 rows 19 / 10.
+#: From this many rows a PostgreSQL INSERT sends them as arrays (``_entry_unnest``): arrays
+#: cost this process about twice the CPU of a VALUES list for one row, as much at 10 rows and
+#: half at 100 (bench/insert_bench.py).
 UNNEST_FROM = 10
 
 
@@ -188,8 +189,8 @@ UNNEST_FROM = 10
 def _entry_unnest(names: tuple[str, ...]) -> str:
     """PostgreSQL's form of ``_entry_insert``: one array per field, so the statement and its
     parameters are the same for any number of rows. psycopg parses a statement for its
-    placeholders afresh when it is long: a VALUES list of 100 rows (900 placeholders) cost
-    20 us of CPU per row: a tenth of a socket process's CPU in a burst of joins."""
+    placeholders afresh when it is long: with a VALUES list of 100 rows (900 placeholders)
+    that was a tenth of a socket process's CPU in a burst of joins."""
     ops, meta = connection.ops, Entry._meta
     fields = [meta.get_field(name) for name in names]
     arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
