@@ -118,6 +118,16 @@ def drop_queues() -> None:
     for queue in Queue.objects.filter(slug__in=["bench", "bench-line", "bench-floor"]):
         get_store().delete(queue.store_id)
         queue.delete()
+    forget_floor()
+
+
+def forget_floor() -> None:
+    """Remove the floor view's counter (bench/gate_site.py) with the bench's queues."""
+    import redis
+    from django.conf import settings
+
+    with redis.Redis.from_url(settings.TICKETQUEUE["REDIS_URL"]) as client:
+        client.delete(f"{settings.TICKETQUEUE['KEY_PREFIX']}:floor")
 
 
 #: Niceness of the servers and the load generator (--nice): on a machine shared with other
