@@ -3,10 +3,11 @@ forms ``ticketqueue.rows.insert_entries`` can send to PostgreSQL: a VALUES list 
 placeholder per field and row) and one array per field (``unnest``). What ``UNNEST_FROM``
 rests on.
 
-    .venv/bin/python bench/insert_bench.py [--rounds 15]
+    .venv/bin/python bench/insert_bench.py [--rounds 15] [--quick]
 
 Each round inserts fresh rows into the gate bench's database (bench/gate_bench.py makes it)
-inside a transaction that is rolled back; the median of the rounds is printed.
+inside a transaction that is rolled back; the median of the rounds is printed (nothing is
+written: docs/benchmarks.md quotes it in "The durable join burst").
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ SIZES = (1, 10, 100)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="3 rounds (CI)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 3
     setup_django()
     ensure_database()
     from django.db import connection, transaction
