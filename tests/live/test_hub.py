@@ -399,3 +399,30 @@ async def test_a_send_runs_inline_until_it_must_wait_then_goes_on_by_itself():
         steps.append("inline")
 
     assert run_eagerly(at_once()) is None and steps[-1] == "inline"
+
+
+async def test_the_sockets_of_a_new_room_look_their_queue_up_once(make_queue, hub, monkeypatch):
+    from ticketqueue.core import QueueNotFound
+    from ticketqueue.live import hub as hub_module
+
+    queue = await in_thread(make_queue)()
+    asked = []
+    real = hub_module._get_queue
+
+    async def counted(slug):
+        asked.append(slug)
+        await asyncio.sleep(0.01)  # the other handshakes of this moment arrive meanwhile
+        return await real(slug)
+
+    monkeypatch.setattr(hub_module, "_get_queue", counted)
+    found = await asyncio.gather(*(get_hub().queue_for_slug(queue.slug) for _ in range(20)))
+    assert asked == [queue.slug]
+    assert {q.pk for q in found} == {queue.pk}
+    # Not kept without a room: a later socket asks again (the row may have changed).
+    await get_hub().queue_for_slug(queue.slug)
+    assert asked == [queue.slug, queue.slug]
+    refused = await asyncio.gather(
+        *(get_hub().queue_for_slug("no-such-queue") for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(error, QueueNotFound) for error in refused)
+    assert asked.count("no-such-queue") == 1
