@@ -365,7 +365,9 @@ def join_many(
                 results[i] = exc
         else:
             results[i] = error
-    return [result for result in results if result is not None]
+    answered = [result for result in results if result is not None]
+    assert len(answered) == len(identities), "every join has its answer"
+    return answered
 
 
 def _announce(queue: Queue, joined: Joined, now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -814,38 +815,42 @@ _read_statuses = database_sync_to_async(_statuses, thread_sensitive=False)
 _heartbeats = database_sync_to_async(services.heartbeats, thread_sensitive=False)
 
 
+def _within_limits(
+    queue: Any,
+    requests: list[tuple[str, str]],
+    scopes: tuple[str, str],
+    answer: Callable[[list[str]], list[Any]],
+) -> list[Any]:
+    """A batch of (identity, address) requests: the limits ``scopes`` (per address, per
+    identity) of every one first, then ``answer`` for the identities they let through (one
+    answer each, in order); Throttled for the others."""
+    by_address, by_identity = scopes
+    hits = [[(by_address, address), (by_identity, identity)] for identity, address in requests]
+    waits = limits.wait_for_many(queue.store_id, hits)
+    allowed = [
+        identity for (identity, _), wait in zip(requests, waits, strict=True) if wait is None
+    ]
+    answers = iter(answer(allowed) if allowed else [])
+    return [Throttled(wait=wait) if wait is not None else next(answers) for wait in waits]
+
+
 def _connect_many(
     queue: Any, requests: list[tuple[str, str]]
 ) -> list[services.Status | BaseException]:
-    """Room.opening's batch: the limits of every socket first, then the rest for those they
-    let through."""
-    hits = [
-        [("connect_ip", address), ("connect_identity", identity)] for identity, address in requests
-    ]
-    waits = limits.wait_for_many(queue.store_id, hits)
-    allowed = [
-        identity for (identity, _), wait in zip(requests, waits, strict=True) if wait is None
-    ]
-    statuses = services.open_connections(queue, allowed) if allowed else {}
-    return [
-        Throttled(wait=wait) if wait is not None else statuses[identity]
-        for (identity, _), wait in zip(requests, waits, strict=True)
-    ]
+    """Room.opening's batch: the connection limits, then presence and status."""
+
+    def open_connections(identities: list[str]) -> list[services.Status]:
+        statuses = services.open_connections(queue, identities)
+        return [statuses[identity] for identity in identities]
+
+    return _within_limits(queue, requests, ("connect_ip", "connect_identity"), open_connections)
 
 
 def _join_all(queue: Any, requests: list[tuple[str, str]]) -> list[services.Status | BaseException]:
-    """Room.joining's batch: the join limits of every socket first, then the places of
-    those they let through."""
-    hits = [[("join_ip", address), ("join_identity", identity)] for identity, address in requests]
-    waits = limits.wait_for_many(queue.store_id, hits)
-    allowed = [
-        identity for (identity, _), wait in zip(requests, waits, strict=True) if wait is None
-    ]
-    joined = iter(services.join_many(queue, allowed))
-    return [
-        Throttled(wait=wait) if wait is not None else next(joined)
-        for (_, _), wait in zip(requests, waits, strict=True)
-    ]
+    """Room.joining's batch: the join limits, then the places."""
+    return _within_limits(
+        queue, requests, ("join_ip", "join_identity"), lambda ids: services.join_many(queue, ids)
+    )
 
 
 _open_many = database_sync_to_async(_connect_many, thread_sensitive=False)
@@ -882,11 +887,12 @@ class Hub:
         lookup = self._lookups.get(slug)
         if lookup is None:
             lookup = self._lookups[slug] = self.loop.create_task(_get_queue(slug))
-            lookup.add_done_callback(self._looked_up)
+            lookup.add_done_callback(functools.partial(self._looked_up, slug))
         return await asyncio.shield(lookup)
 
-    def _looked_up(self, lookup: asyncio.Task[Any]) -> None:
-        self._lookups = {slug: task for slug, task in self._lookups.items() if task is not lookup}
+    def _looked_up(self, slug: str, lookup: asyncio.Task[Any]) -> None:
+        if self._lookups.get(slug) is lookup:
+            del self._lookups[slug]
         if not lookup.cancelled():
             lookup.exception()  # retrieved: each socket that asked raises it as its own
 

@@ -463,8 +463,7 @@ class RedisStore(QueueStore):
     def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
         channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
         args = [identity, _num(now), channel, str(priority)]
-        counts, placement, *announced = self._run("join", queue_id, args)
-        return Joined(_placement(placement), _counts(counts), announced=bool(announced))
+        return _joined(self._run("join", queue_id, args))
 
     def join_many(
         self, queue_id: str, identities: Sequence[str], now: float
@@ -486,10 +485,7 @@ class RedisStore(QueueStore):
             elif status in _ERRORS:
                 results.append(_ERRORS[status]())
             else:
-                counts, placement, *announced = reply[1:]
-                results.append(
-                    Joined(_placement(placement), _counts(counts), announced=bool(announced))
-                )
+                results.append(_joined(reply[1:]))
         return _unless_unavailable(queue_id, results)
 
     def locate(self, queue_id: str, identity: str, now: float) -> Located:
@@ -816,6 +812,13 @@ def _limit_results(reply: Sequence[Any]) -> list[LimitResult]:
         LimitResult(True) if not wait else LimitResult(False, float(wait))
         for wait in map(_text, reply)
     ]
+
+
+def _joined(reply: Sequence[Any]) -> Joined:
+    """The join script's reply after its status: the counts, the placement, and whether it
+    announced the new entry itself."""
+    counts, placement, *announced = reply
+    return Joined(_placement(placement), _counts(counts), announced=bool(announced))
 
 
 def _reachable(method: Callable[..., _T]) -> Callable[..., _T]:
