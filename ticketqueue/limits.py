@@ -32,9 +32,16 @@ from typing import Any
 from .conf import DEFAULTS, queue_settings
 from .core import StoreUnreachable, Throttled
 from .identity import client_address
-from .store import LimitHit, get_store
+from .store import LimitHit, LimitResult, get_store
 
-__all__ = ["address_of_scope", "check", "parse_rate", "wait_for"]
+__all__ = [
+    "address_of_scope",
+    "check",
+    "limit_hits",
+    "parse_rate",
+    "wait_for",
+    "wait_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +98,7 @@ def wait_for_many(
 ) -> list[float | None]:
     """``wait_for`` for each request, in one store round trip (a socket process's connects
     of the last moment)."""
-    counted = []
-    for hits in requests:
-        counted.append([])
-        for scope, who in hits:
-            rate = rate_of(scope)
-            if rate is not None and who:
-                counted[-1].append(LimitHit(_name(scope, who), *rate))
+    counted = [limit_hits(hits) for hits in requests]
     if not any(counted):
         return [None] * len(requests)
     try:
@@ -105,11 +106,23 @@ def wait_for_many(
     except StoreUnreachable as exc:
         _fail_open(exc)
         return [None] * len(requests)
-    waits: list[float | None] = []
-    for result in results:
-        refused = [r.wait for r in result if not r.allowed]
-        waits.append(max(1, math.ceil(max(refused))) if refused else None)
-    return waits
+    return [wait_of(result) for result in results]
+
+
+def limit_hits(hits: Sequence[tuple[str, str | None]]) -> list[LimitHit]:
+    """What the store counts for these ``(scope, who)``: the scopes turned on, with a who."""
+    counted = []
+    for scope, who in hits:
+        rate = rate_of(scope)
+        if rate is not None and who:
+            counted.append(LimitHit(_name(scope, who), *rate))
+    return counted
+
+
+def wait_of(results: Sequence[LimitResult]) -> float | None:
+    """None when every limit had room, else the whole seconds (at least 1) until all would."""
+    refused = [r.wait for r in results if not r.allowed]
+    return max(1, math.ceil(max(refused))) if refused else None
 
 
 def check(queue_id: str, hits: Sequence[tuple[str, str | None]]) -> None:

@@ -16,7 +16,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Max
 from django.utils.module_loading import import_string
 
-from . import invites, passes, presence, proofs, rows, signals
+from . import invites, limits, passes, presence, proofs, rows, signals
 from .conf import min_disconnect_grace, queue_settings
 from .core import (
     DeviceInUse,
@@ -33,6 +33,7 @@ from .core import (
     QueueState,
     QueueUnavailable,
     StoreUnreachable,
+    Throttled,
     check_queue_transition,
     estimate_eta,
     line_rate,
@@ -48,6 +49,7 @@ from .store import (
     Change,
     Counts,
     Joined,
+    LimitHit,
     Placement,
     QueueConfig,
     QueueStore,
@@ -257,8 +259,13 @@ def join(
     proof: proofs.JoinProof | None = None,
     address: str = "",
     device: str | None = None,
+    hits: Sequence[tuple[str, str | None]] = (),
 ) -> Status:
     """Give ``identity`` its one place in the line (or a pass at once); idempotent.
+
+    ``hits``: the request limits this join counts against (``limits``: ``(scope, who)``),
+    Throttled when one has no room. Where the place needs nothing but the identity they are
+    counted in the store's join step itself (one round trip); otherwise before anything else.
 
     A new entry's row is committed before this returns: an acknowledged join is never lost.
     Raises LoginRequired for a visitor when the queue takes logged-in users only,
@@ -272,12 +279,17 @@ def join(
     if queue.who_may_join == Queue.WhoMayJoin.USERS and not identity.startswith("user:"):
         raise LoginRequired()
     now = _now(now)
+    token = proof.invite if proof else ""
+    counted = limits.limit_hits(hits)
+    if counted and (token or not asks_only_identity(queue)):
+        # Before a device moves, an invite is spent or a proof is checked.
+        limits.check(queue.store_id, hits)
+        counted = []
     if queue.device_policy == Queue.DevicePolicy.ONE:
         if device is None:
             raise DeviceRequired()
         bind_device(queue, identity, device, now)
     invited = queue.who_may_join == Queue.WhoMayJoin.INVITED
-    token = proof.invite if proof else ""
     priority = 0
     if invited or token or proofs.demanded(queue):
         # Someone already in line keeps their place: nothing is asked or spent again.
@@ -296,7 +308,7 @@ def join(
     if not priority and queue_settings.PRIORITY_RESOLVER:
         name = import_string(str(queue_settings.PRIORITY_RESOLVER))(queue, identity)
         priority = _group_priority(queue, name=name) if name else 0
-    joined = _place(queue, identity, now, priority)
+    joined = _place(queue, identity, now, priority, counted)
     _announce(queue, joined, now)
     return _status(queue, joined.placement, joined.counts, now)
 
@@ -397,9 +409,27 @@ def _announce(queue: Queue, joined: Joined, now: float) -> None:
         signals.entries_admitted.send(sender=Queue, queue=queue, admissions=[admission])
 
 
-def _place(queue: Queue, identity: str, now: float, priority: int, again: bool = True) -> Joined:
-    """The store's join, and a new entry's row committed (or the place taken back out)."""
-    joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
+def _place(
+    queue: Queue,
+    identity: str,
+    now: float,
+    priority: int,
+    counted: Sequence[LimitHit] = (),
+    again: bool = True,
+) -> Joined:
+    """The store's join (within the ``counted`` limits: Throttled when one has no room), and a
+    new entry's row committed (or the place taken back out)."""
+    if counted:
+        within = _call(
+            queue,
+            lambda s: s.join_within_limits(queue.store_id, identity, now, counted, limits.timer()),
+            now,
+        )
+        if not isinstance(within, Joined):
+            raise Throttled(wait=limits.wait_of(within) or 1)
+        joined = within
+    else:
+        joined = _call(queue, lambda s: s.join(queue.store_id, identity, now, priority), now)
     placement = joined.placement
     if not placement.created:
         return joined
@@ -416,7 +446,7 @@ def _place(queue: Queue, identity: str, now: float, priority: int, again: bool =
         ):
             # The store forgot this identity's place, or the place whose seq it gave out: load
             # the line again from the rows, where the earlier join still stands.
-            repair(queue, now)
+            repair(queue, now)  # the limits were counted already
             return _place(queue, identity, now, priority, again=False)
         raise
     return joined

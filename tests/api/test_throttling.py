@@ -109,8 +109,9 @@ def test_an_unknown_queue_is_not_found_not_throttled(make_queue, rates):
 
 
 def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypatch, caplog):
+    # The status throttle's (the join counts its limits in its own store step: one failure).
     make_queue(mode="always")
-    rates(join_ip="1/min", join_identity="1/min")
+    rates(status_ip="1/min", status_identity="1/min")
     monkeypatch.setattr(limits, "_last_logged", float("-inf"))
     store = get_store()
 
@@ -121,7 +122,7 @@ def test_an_unreachable_store_lets_requests_through(make_queue, rates, monkeypat
     monkeypatch.setattr(store, "hit_limits_many", unreachable)
     client = Client()
     with caplog.at_level(logging.WARNING, logger="ticketqueue.limits"):
-        assert [join(client).status_code for _ in range(3)] == [200, 200, 200]
+        assert [status(client).status_code for _ in range(3)] == [200, 200, 200]
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
 
 
@@ -144,15 +145,29 @@ def count_commands(monkeypatch):
 
 def test_both_scopes_cost_one_round_trip(make_queue, rates, monkeypatch):
     make_queue(mode="always")
-    rates(join_identity="2/min", join_ip="100/min")
+    rates(status_identity="2/min", status_ip="100/min", join_ip="100/min")
     client = Client()
-    join(client)  # mints the visitor id (counted by address)
-    join(client)  # the scripts are loaded, the row cached; the identity's first join
+    join(client)  # mints the visitor id; the scripts are loaded, the row cached
+    status(client)  # the identity's first status
     sent = count_commands(monkeypatch)
-    assert join(client).status_code == 200  # the throttle's call, then the join's
+    assert status(client).status_code == 200  # the throttle's call, then the status's
     assert sent == ["EVALSHA"] * 2
-    assert join(client).status_code == 429  # the throttle's call, and no join
+    assert status(client).status_code == 429  # the throttle's call, and no status
     assert sent == ["EVALSHA"] * 3
+
+
+def test_a_join_counts_its_limits_in_its_own_round_trip(make_queue, rates, monkeypatch):
+    make_queue(mode="always")
+    rates(join_identity="2/min", join_ip="100/min", visitor_ip="100/min")
+    join(Client())  # the scripts are loaded, the row cached
+    sent = count_commands(monkeypatch)
+    client = Client()
+    assert join(client).status_code == 200  # a new visitor: join_ip and visitor_ip, and a place
+    assert sent == ["EVALSHA"]
+    assert [join(client).status_code for _ in range(2)] == [200, 200]  # join_identity: 2
+    assert sent == ["EVALSHA"] * 3
+    assert_throttled(join(client), 120)  # refused in the same step: no place asked for
+    assert sent == ["EVALSHA"] * 4
 
 
 def test_throttles_turned_off_cost_nothing(make_queue, rates, monkeypatch):

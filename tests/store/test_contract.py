@@ -20,7 +20,14 @@ from ticketqueue.core import (
     measured_rate,
     shuffle_order,
 )
-from ticketqueue.store import ActiveRecord, Counts, QueueConfig, WaitingRecord
+from ticketqueue.store import (
+    ActiveRecord,
+    Counts,
+    LimitHit,
+    LimitResult,
+    QueueConfig,
+    WaitingRecord,
+)
 from ticketqueue.store.base import departed_total_after_loss
 from ticketqueue.store.memory import MemoryStore
 
@@ -155,6 +162,36 @@ def test_joins_of_one_moment_in_a_closed_or_unloaded_queue(store):
     assert store.join_many(Q, [], T0) == []
     setup(store)
     assert store.is_loaded(Q)
+
+
+def test_a_join_within_limits_counts_them_first_all_or_nothing(store):
+    ip, identity = LimitHit("join_ip:10.0.0.1", 3, 60), LimitHit("join_identity:a", 2, 60)
+    with pytest.raises(QueueUnavailable):  # nothing counted: the call may be made again
+        store.join_within_limits(Q, "a", T0, [ip, identity], T0)
+    setup(store, max_size=2)
+    first = store.join_within_limits(Q, "a", T0, [ip, identity], T0)
+    assert (first.placement.identity, first.placement.seq, first.placement.created) == (
+        "a",
+        1,
+        True,
+    )
+    again = store.join_within_limits(Q, "a", T0 + 1, [ip, identity], T0 + 1)
+    assert (again.placement.seq, again.placement.created) == (1, False)
+    # The identity's limit is used up: refused with its wait, the address's left as it was,
+    # and no place asked for.
+    refused = store.join_within_limits(Q, "a", T0 + 2, [ip, identity], T0 + 2)
+    assert [r.allowed for r in refused] == [True, False] and refused[1].wait > 0
+    assert store.hit_limits(Q, [ip], T0 + 2) == [LimitResult(True)]  # its third hit
+    over = store.join_within_limits(Q, "b", T0 + 3, [ip], T0 + 3)
+    assert [r.allowed for r in over] == [False]
+    assert line(store) == [1]
+    # A refusal of the join itself comes after the limits had room, as join's would.
+    store.join(Q, "c", T0 + 4)
+    with pytest.raises(QueueFull):
+        store.join_within_limits(Q, "d", T0 + 5, [("join_ip:10.0.0.2", 3, 60)], T0 + 5)
+    assert store.hit_limits(Q, [("join_ip:10.0.0.2", 1, 60)], T0 + 5)[0].allowed is False
+    # No limits: a plain join.
+    assert store.join_within_limits(Q, "a", T0 + 6, [], T0 + 6).placement.seq == 1
 
 
 # -- modes -------------------------------------------------------------------------------

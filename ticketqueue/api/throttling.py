@@ -1,7 +1,8 @@
-"""DRF throttles on join and status: the per-address and per-identity limits of
+"""DRF throttles on status and push devices: the per-address and per-identity limits of
 ``ticketqueue.limits`` (counted in the store, shared with the socket and the waiting page), both
 scopes of an endpoint in one store call. A request without an identity is a new visitor that
-this request would mint: it counts against ``visitor_ip`` too.
+this request would mint: it counts against ``visitor_ip`` too. (The join counts the same limits
+inside its own store step: ``services.join``.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from .queue_rows import queue_row
 
 __all__ = [
     "DeviceThrottle",
-    "JoinThrottle",
     "QueueThrottle",
     "StatusThrottle",
 ]
@@ -63,11 +63,6 @@ class QueueThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
-
-
-class JoinThrottle(QueueThrottle):
-    ip_scope = "join_ip"
-    identity_scope = "join_identity"
 
 
 class StatusThrottle(QueueThrottle):

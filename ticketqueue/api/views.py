@@ -54,7 +54,7 @@ from .serializers import (
     ReleaseSerializer,
     StatusSerializer,
 )
-from .throttling import DeviceThrottle, JoinThrottle, StatusThrottle
+from .throttling import DeviceThrottle, StatusThrottle
 
 __all__ = [
     "DevicesView",
@@ -199,7 +199,9 @@ class QueueInfoView(QueueAPIView):
 
 
 class JoinView(QueueAPIView):
-    throttle_classes = [JoinThrottle]
+    """Its limits (``join_ip``, and ``join_identity`` or a new visitor's ``visitor_ip``) are
+    counted by ``services.join``: in the store's join step itself where the place needs
+    nothing but the identity, so a new visitor's join is one store round trip."""
 
     @described(
         operation_id="queue_join",
@@ -217,9 +219,14 @@ class JoinView(QueueAPIView):
         assert identity is not None
         proof = proofs.JoinProof.from_data(_join_body(request))
         device, new_device = _device(request, row)
+        address = client_address(request.META)
+        hits = [
+            ("join_ip", address),
+            ("visitor_ip", address) if minted else ("join_identity", identity),
+        ]
         try:
             status = services.join(
-                row, identity, proof=proof, address=client_address(request.META), device=device
+                row, identity, proof=proof, address=address, device=device, hits=hits
             )
         except ProofRequired as exc:
             if not minted:

@@ -313,6 +313,29 @@ class QueueStore(abc.ABC):
         ``passes_per_identity`` passes already) and changes nothing then.
         """
 
+    def join_within_limits(
+        self,
+        queue_id: str,
+        identity: str,
+        now: float,
+        hits: Sequence[LimitHit | tuple[str, int, float]],
+        limits_now: float,
+    ) -> Joined | list[LimitResult]:
+        """``hit_limits`` (at ``limits_now``) and then, if every limit had room, ``join`` in
+        the public line: a REST join's two steps in one round trip where the store can.
+
+        Returns the limits' results when one had no room (nothing counted or joined then),
+        else what ``join`` returns; raises what ``join`` raises. A queue that is not loaded
+        raises QueueUnavailable before anything is counted, so the call may be made again
+        once the queue is loaded.
+        """
+        if not self.is_loaded(queue_id):
+            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
+        results = self.hit_limits(queue_id, hits, limits_now)
+        if not all(result.allowed for result in results):
+            return results
+        return self.join(queue_id, identity, now)
+
     def join_many(
         self, queue_id: str, identities: Sequence[str], now: float
     ) -> list[Joined | TicketQueueError]:

@@ -95,6 +95,9 @@ QUEUE_KEYS = (
 #: The keys ``rebuild`` stages before swapping them in, in the order rebuild.lua expects.
 STAGED_KEYS = ("line", "seen", "who", "ids", "active", "adm", "passes")
 
+#: Scripts that count request limits: _limits.lua goes before them.
+COUNTS_LIMITS = frozenset({"hit_limits", "join"})
+
 #: Scripts that do not work on a queue's full key set and so go without the shared prelude.
 STANDALONE = frozenset(
     {
@@ -305,17 +308,22 @@ class RedisStore(QueueStore):
             f"local LIMIT_SLACK = {LIMIT_SLACK!r}\n"
             f"local STALE_SKIP_LIMIT = {STALE_SKIP_LIMIT}\n"
             f"local PRIORITY_BAND = {PRIORITY_BAND}\n"
+            f"local QUEUE_KEY_COUNT = {len(QUEUE_KEYS)}\n"
             # A cluster's pub/sub is sharded: the queue's channel lives in the queue's slot.
             f"local PUBLISH = '{'SPUBLISH' if self.cluster else 'PUBLISH'}'\n"
         )
         common = header + lua.joinpath("_common.lua").read_text(encoding="utf-8")
+        counting = lua.joinpath("_limits.lua").read_text(encoding="utf-8")
         scripts = {}
         for entry in lua.iterdir():
             name = entry.name
             if not name.endswith(".lua") or name.startswith("_"):
                 continue
             body = entry.read_text(encoding="utf-8")
-            source = header + body if name[:-4] in STANDALONE else common + "\n" + body
+            source = header if name[:-4] in STANDALONE else common + "\n"
+            if name[:-4] in COUNTS_LIMITS:
+                source += counting + "\n"
+            source += body
             # register_script runs EVALSHA and loads the script again after a NOSCRIPT.
             scripts[name[:-4]] = self.client.register_script(source)
         return scripts
@@ -341,6 +349,8 @@ class RedisStore(QueueStore):
             raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
         if status in _ERRORS:
             raise _ERRORS[status]()
+        if status == "limited":
+            raise _Limited(_limit_results(reply[1:]))
         return list(reply[1:])
 
     def _pipelined(self, queue_id: str, fill: Callable[[Any], None]) -> list[Any]:
@@ -464,6 +474,24 @@ class RedisStore(QueueStore):
         channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
         args = [identity, _num(now), channel, str(priority)]
         return _joined(self._run("join", queue_id, args))
+
+    def join_within_limits(
+        self,
+        queue_id: str,
+        identity: str,
+        now: float,
+        hits: Sequence[LimitHit | tuple[str, int, float]],
+        limits_now: float,
+    ) -> Joined | list[LimitResult]:
+        if not hits:
+            return self.join(queue_id, identity, now)
+        channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
+        limit_keys, limit_args = self._limit_call(queue_id, hits, limits_now)
+        args = [identity, _num(now), channel, "0", *limit_args]
+        try:
+            return _joined(self._run("join", queue_id, args, keys=limit_keys))
+        except _Limited as refused:
+            return refused.results
 
     def join_many(
         self, queue_id: str, identities: Sequence[str], now: float
@@ -805,6 +833,14 @@ class RedisStore(QueueStore):
 
     def release_lock(self, name: str, owner: str) -> None:
         self._scripts["lock_release"](keys=[self._lock_key(name)], args=[owner])
+
+
+class _Limited(Exception):
+    """A script counted request limits first and one had no room: nothing else was done."""
+
+    def __init__(self, results: list[LimitResult]) -> None:
+        super().__init__()
+        self.results = results
 
 
 def _limit_results(reply: Sequence[Any]) -> list[LimitResult]:

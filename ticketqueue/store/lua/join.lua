@@ -1,9 +1,17 @@
 -- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
 -- ARGV: identity, now, the live channel to announce a new waiting entry on ('' for none),
--- priority (0: the public; a group's entries stand in its band ahead, core/_priority.py).
+-- priority (0: the public; a group's entries stand in its band ahead, core/_priority.py);
+-- then, for join_within_limits, the limits' clock and a limit and period for each key after
+-- the queue's (_limits.lua).
 -- Reply: counts, placement (packed, see _common.lua), read together; then '1' if announced.
+-- Or 'limited' and each limit's wait, when one had no room: nothing counted or changed then.
 local q = load_meta()
 if not q then return {'unavailable'} end
+if #KEYS > QUEUE_KEY_COUNT then
+  local limit_keys = {unpack(KEYS, QUEUE_KEY_COUNT + 1)}
+  local refused, waits = count_limits(limit_keys, ARGV, 6, tonumber(ARGV[5]))
+  if refused then return {'limited', unpack(waits)} end
+end
 local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3] or ''
 local priority = tonumber(ARGV[4] or '0') or 0
 local now = num(now_s)
