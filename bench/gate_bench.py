@@ -981,8 +981,8 @@ def split_markdown(report: dict) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
-            "A new visitor's join is the bare view plus its throttles (one store round trip), "
-            "one Lua script (its place and the line's counts), its cookie and one SQL "
+            "A new visitor's join is the bare view plus one Lua script (its limits, counted "
+            "first, then its place and the line's counts), its cookie and one SQL "
             "statement, its entry's row: a single INSERT in autocommit that is its own commit, "
             "because an acknowledged join is never lost (docs/design.md); a returning "
             "visitor's skips the INSERT. Even if the join view cost its server nothing more "

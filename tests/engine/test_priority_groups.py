@@ -6,7 +6,7 @@ proves both."""
 import pytest
 
 from ticketqueue import invites, services
-from ticketqueue.core import InviteInvalid, priority_of
+from ticketqueue.core import InviteInvalid, Throttled, priority_of
 from ticketqueue.models import Admission, Entry, PriorityGroup, Queue
 from ticketqueue.proofs import JoinProof
 
@@ -68,3 +68,21 @@ def test_an_invite_to_a_group_of_another_queue_or_a_deleted_group(queue, live_st
     services.join(queue, "user:1", T0)
     status = services.join(queue, "user:2", T0, proof=JoinProof(invite=code))
     assert status.position == 2
+
+
+def test_a_rest_joins_limits_neither_spend_an_invite_nor_lose_its_group(queue, settings):
+    """The limits a REST join counts (``hits``): with an invite they are counted before it is
+    spent, and the place is still in the invite's group."""
+    settings.TICKETQUEUE = {**settings.TICKETQUEUE, "THROTTLE_RATES": {"join_ip": "2/min"}}
+    presale = PriorityGroup.objects.create(queue=queue, name="presale", priority=1)
+    code = invites.make_invite(queue, group=presale, now=T0)  # one use
+    here, there = [("join_ip", "192.0.2.1")], [("join_ip", "192.0.2.2")]
+    assert services.join(queue, "anon:" + "a" * 32, T0, hits=here).position == 1
+    assert services.join(queue, "anon:" + "b" * 32, T0, hits=here).position == 2
+    with pytest.raises(Throttled):  # the address is over its limit: nothing is spent
+        services.join(queue, "user:1", T0, proof=JoinProof(invite=code), hits=here)
+    status = services.join(queue, "user:1", T0, proof=JoinProof(invite=code), hits=there)
+    assert status.position == 1  # the group's band, ahead of the public
+    with pytest.raises(InviteInvalid):  # spent now
+        services.join(queue, "user:2", T0, proof=JoinProof(invite=code), hits=there)
+    assert Entry.objects.filter(queue=queue).count() == 3
