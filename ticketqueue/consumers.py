@@ -15,6 +15,7 @@ from channels.sessions import InstanceSessionWrapper
 
 from .identity import identity_for
 from .limits import address_of_scope
+from .live.asgi import ready_for_a_burst
 from .live.connection import QueueSocket, accept_message, device_of_scope, scope_cookies
 from .live.headroom import get_headroom, refuse
 
@@ -54,6 +55,11 @@ class QueueConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # channels' __init__ only gives each instance its own empty ``groups`` list.
         self.socket = QueueSocket()
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        ready_for_a_burst()  # as QueueSocketApp() does: before the process's first socket
+        return super().as_asgi(**initkwargs)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # One socket, one task: without a channel layer there is nothing to multiplex, and

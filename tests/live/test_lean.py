@@ -56,6 +56,22 @@ async def test_made_once_the_process_is_ready_for_a_burst():
     assert found.stdout.split() == ["0", "True", "True"]
 
 
+async def test_the_consumers_routes_make_the_process_ready_for_a_burst_too():
+    # The Channels path: a site's asgi.py imports ticketqueue.routing for its URLRouter.
+    script = (
+        "import gc, sys, django; django.setup(); "
+        "from ticketqueue.conf import queue_settings; "
+        "frozen = gc.get_freeze_count(); import ticketqueue.routing; "
+        "print(frozen, gc.get_freeze_count() > 0, "
+        "queue_settings.STORE.__module__ in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    found = subprocess.run(  # noqa: S603 - this interpreter
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.split() == ["0", "True", "True"]
+
+
 async def test_the_slug_is_read_under_the_root_path():
     slug = QueueSocketApp.slug
     assert slug({"path": "/ws/queue/big-sale_2/"}) == "big-sale_2"

@@ -35,7 +35,7 @@ from ..limits import address_of_scope
 from .connection import QueueSocket, accept_message, device_of_scope, in_thread, scope_cookies
 from .headroom import get_headroom, refuse
 
-__all__ = ["QueueSocketApp", "socket_identity"]
+__all__ = ["QueueSocketApp", "ready_for_a_burst", "socket_identity"]
 
 #: ``ws/queue/<slug>/`` (routing.WS_PATH) with Django's ``slug`` converter.
 PATH = re.compile(r"ws/queue/(?P<slug>[-a-zA-Z0-9_]+)/")
@@ -53,7 +53,7 @@ class QueueSocketApp:
         # channels' validator, used for its checks only: the allowed origins are ALLOWED_HOSTS
         # (plus localhost under DEBUG with none), exactly as for the consumer.
         self.origins = AllowedHostsOriginValidator(None)
-        _ready_for_a_burst()
+        ready_for_a_burst()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         slug = self.slug(scope) if scope["type"] == "websocket" else None
@@ -109,8 +109,9 @@ class QueueSocketApp:
 _ready = False
 
 
-def _ready_for_a_burst() -> None:
-    """Once per process, before its first socket: load the store backend and its client
+def ready_for_a_burst() -> None:
+    """Once per process, before its first socket (making ``QueueSocketApp`` or the
+    consumer's ASGI application calls it): load the store backend and its client
     library, which the first socket would otherwise load in the middle of the burst (a third
     of a second of CPU per process), then move everything loaded so far out of the garbage
     collector's full collections (``gc.freeze``), which in a burst of 1,000 joins per process
