@@ -39,13 +39,14 @@ async def test_without_a_fallback_other_paths_are_refused(path):
     assert not connected
 
 
-async def test_made_once_the_process_is_ready_for_a_burst():
-    # In a process of its own: this one's collector and modules are the whole suite's.
+def ready_after(making: str) -> list[str]:
+    """In a process of its own (this one's collector and modules are the whole suite's): what
+    was frozen before ``making`` ran, whether something is after, whether the store backend
+    is loaded."""
     script = (
         "import gc, sys, django; django.setup(); "
         "from ticketqueue.conf import queue_settings; "
-        "from ticketqueue.live.asgi import QueueSocketApp; "
-        "frozen = gc.get_freeze_count(); QueueSocketApp(); QueueSocketApp(); "
+        f"frozen = gc.get_freeze_count(); {making}; "
         "print(frozen, gc.get_freeze_count() > 0, "
         "queue_settings.STORE.__module__ in sys.modules)"
     )
@@ -53,23 +54,17 @@ async def test_made_once_the_process_is_ready_for_a_burst():
     found = subprocess.run(  # noqa: S603 - this interpreter
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
-    assert found.stdout.split() == ["0", "True", "True"]
+    return found.stdout.split()
+
+
+async def test_made_once_the_process_is_ready_for_a_burst():
+    making = "from ticketqueue.live.asgi import QueueSocketApp; QueueSocketApp(); QueueSocketApp()"
+    assert ready_after(making) == ["0", "True", "True"]
 
 
 async def test_the_consumers_routes_make_the_process_ready_for_a_burst_too():
     # The Channels path: a site's asgi.py imports ticketqueue.routing for its URLRouter.
-    script = (
-        "import gc, sys, django; django.setup(); "
-        "from ticketqueue.conf import queue_settings; "
-        "frozen = gc.get_freeze_count(); import ticketqueue.routing; "
-        "print(frozen, gc.get_freeze_count() > 0, "
-        "queue_settings.STORE.__module__ in sys.modules)"
-    )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    found = subprocess.run(  # noqa: S603 - this interpreter
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    )
-    assert found.stdout.split() == ["0", "True", "True"]
+    assert ready_after("import ticketqueue.routing") == ["0", "True", "True"]
 
 
 async def test_the_slug_is_read_under_the_root_path():
