@@ -471,9 +471,14 @@ class RedisStore(QueueStore):
 
     # -- people -------------------------------------------------------------------------
     def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
+        return _joined(
+            self._run("join", queue_id, self._join_args(queue_id, identity, now, priority))
+        )
+
+    def _join_args(self, queue_id: str, identity: str, now: float, priority: int = 0) -> list[str]:
+        """The join script's ARGV (join.lua), limits aside."""
         channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
-        args = [identity, _num(now), channel, str(priority)]
-        return _joined(self._run("join", queue_id, args))
+        return [identity, _num(now), channel, str(priority)]
 
     def join_within_limits(
         self,
@@ -485,9 +490,8 @@ class RedisStore(QueueStore):
     ) -> Joined | list[LimitResult]:
         if not hits:
             return self.join(queue_id, identity, now)
-        channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
         limit_keys, limit_args = self._limit_call(queue_id, hits, limits_now)
-        args = [identity, _num(now), channel, "0", *limit_args]
+        args = [*self._join_args(queue_id, identity, now), *limit_args]
         try:
             return _joined(self._run("join", queue_id, args, keys=limit_keys))
         except _Limited as refused:
@@ -498,12 +502,11 @@ class RedisStore(QueueStore):
     ) -> list[Joined | TicketQueueError]:
         if not identities:
             return []
-        channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
         keys, script = [*self._keys(queue_id)], self._scripts["join"]
 
         def fill(pipe: Any) -> None:
             for identity in identities:
-                script(keys=keys, args=[identity, _num(now), channel, "0"], client=pipe)
+                script(keys=keys, args=self._join_args(queue_id, identity, now), client=pipe)
 
         results: list[Joined | TicketQueueError] = []
         for reply in self._pipelined(queue_id, fill):
