@@ -5,6 +5,7 @@ consumer and the lean application."""
 import asyncio
 import json
 import logging
+import socket
 
 import pytest
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -178,3 +179,89 @@ async def test_a_prepared_frame_is_exactly_the_frame_websockets_would_write():
         text = "é" * (size // 2) + "x" * (size % 2)
         expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
         assert prepared_text_frame(text) == expected
+
+
+async def _pings_seen(url, *, client_talks, seconds):
+    """Pings a raw client (websockets' sans-I/O client on a plain stream) receives from
+    ``url`` in ``seconds``, answering each; it sends a text frame every 30 ms if it talks."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Opcode
+    from websockets.uri import parse_uri
+
+    client = ClientProtocol(parse_uri(url))
+    client.send_request(client.connect())
+    reader, writer = await asyncio.open_connection(*url.split("/")[2].split(":"))
+    pings = 0
+
+    async def read():
+        nonlocal pings
+        while data := await reader.read(65536):
+            client.receive_data(data)
+            pings += sum(
+                1
+                for event in client.events_received()
+                if getattr(event, "opcode", None) == Opcode.PING
+            )
+            writer.write(b"".join(client.data_to_send()))  # the pongs
+
+    writer.write(b"".join(client.data_to_send()))
+    reading = asyncio.ensure_future(read())
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if client_talks and client.handshake_exc is None and client.state.name == "OPEN":
+            client.send_text(b'{"type":"heartbeat"}')
+            writer.write(b"".join(client.data_to_send()))
+        await asyncio.sleep(0.03)
+    reading.cancel()
+    writer.close()
+    return pings
+
+
+@pytest.mark.parametrize(
+    ("client_talks", "server_talks", "pinged"),
+    [(True, True, False), (False, True, True), (True, False, True), (False, False, True)],
+)
+async def test_only_a_socket_quiet_in_either_direction_is_pinged(
+    client_talks, server_talks, pinged
+):
+    """A frame each way within the ping interval proves the peer alive and keeps proxies
+    busy: no ping. A socket silent in either direction is pinged every interval as ever."""
+    import uvicorn
+
+    async def app(scope, receive, send):
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            if server_talks:
+                await send({"type": "websocket.send", "text": "{}"})
+            try:
+                message = await asyncio.wait_for(receive(), 0.03)
+            except TimeoutError:
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    config = uvicorn.Config(
+        app,
+        ws=WebSocketProtocol,
+        ws_ping_interval=0.3,
+        ws_ping_timeout=5,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        url = f"ws://127.0.0.1:{listening.getsockname()[1]}/"
+        pings = await _pings_seen(url, client_talks=client_talks, seconds=1.8)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, TIMEOUT)
+        listening.close()
+    # Every 0.3 s for 1.8 s when pinged (about 6); none (one at most, for a stalled loop) when not.
+    assert pings >= 3 if pinged else pings <= 1

@@ -127,10 +127,13 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Writable()  # type: ignore[assignment]
         self.writable.set()
+        # Since the last ping's time: a frame came from the peer (heard), one went to it (spoke).
+        self.heard = self.spoke = False
 
     async def send(self, message: Any) -> None:
         prepared = message.get(PREPARED)
         if prepared is None or not self.write_prepared(prepared):
+            self.spoke = True
             await super().send(message)
 
     def write_prepared(self, frame: bytes) -> bool:
@@ -150,6 +153,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.conn.expect_continuation_frame
         ):
             self.transport.write(frame)
+            self.spoke = True
             return True
         return False
 
@@ -158,6 +162,29 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # and response (headers and all) are never read again.
         self.request = self.response = None
         super().start_keepalive()
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        super().data_received(data)
+
+    def handle_pong(self, event: Any) -> None:
+        super().handle_pong(event)
+        self.heard = False  # the answer to a ping is not news that makes the next one needless
+
+    def send_keepalive_ping(self) -> None:
+        """Ping only a socket that needs it: one that both sent a frame and was sent one since
+        the last ping's time has just shown it is alive and kept every proxy on its way busy,
+        so its ping waits one more interval. A widget says heartbeat every 25 s and a moving
+        line sends a frame every few seconds: most pings (and their pongs) are then never
+        written, which at 100,000 sockets is thousands of frames a second. A silent peer, or a
+        quiet line, is pinged every interval as before; a dead one is found within two
+        intervals and the timeout."""
+        if self.heard and self.spoke and self.ping_interval:
+            self.heard = self.spoke = False
+            self.ping_timer = self.loop.call_later(self.ping_interval, self.send_keepalive_ping)
+            return
+        self.heard = self.spoke = False
+        super().send_keepalive_ping()
 
 
 def choose(installed: str) -> type[WebSocketsSansIOProtocol]:

@@ -361,9 +361,9 @@ class QueueStore(abc.ABC):
         atomic step."""
 
     def locate_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[Located]:
-        """``locate`` for each identity, in order (each its own atomic step): a socket
-        process's resync reads hundreds at once, and a store may answer them in one round
-        trip."""
+        """``locate`` for each identity, in order (each an atomic step, or several together):
+        a socket process's resync reads hundreds at once, and a store may answer them in one
+        round trip."""
         return [self.locate(queue_id, identity, now) for identity in identities]
 
     @abc.abstractmethod

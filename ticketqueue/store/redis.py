@@ -520,41 +520,27 @@ class RedisStore(QueueStore):
         return _unless_unavailable(queue_id, results)
 
     def locate(self, queue_id: str, identity: str, now: float) -> Located:
-        reply = self._run("locate", queue_id, [identity, _num(now)])
-        return Located(_placement(reply[1]) if len(reply) > 1 else None, _counts(reply[0]))
+        return self.locate_many(queue_id, [identity], now)[0]
 
     def locate_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[Located]:
+        # One script per BATCH identities, the counts read once for all of them (a socket
+        # process's resyncs and connects come in hundreds).
         located = []
-        for reply in self._each("locate", queue_id, identities, now):
-            placement = _placement(reply[2]) if len(reply) > 2 else None
-            located.append(Located(placement, _counts(reply[1])))
+        for batch in _chunks(identities, BATCH):
+            counts, *placements = self._run("locate", queue_id, [_num(now), *batch])
+            shared = _counts(counts)
+            located += [Located(_placement(p) if p else None, shared) for p in placements]
         return located
 
-    def _each(
-        self, name: str, queue_id: str, identities: Sequence[str], now: float
-    ) -> list[list[Any]]:
-        """Script ``name`` for each identity, in one pipeline (not a transaction: each is its
-        own atomic step), all in one round trip; the replies, status first."""
-        if not identities:
-            return []
-        keys = [*self._keys(queue_id)]
-        script = self._scripts[name]
-
-        def fill(pipe: Any) -> None:
-            for identity in identities:
-                script(keys=keys, args=[identity, _num(now)], client=pipe)
-
-        replies = self._pipelined(queue_id, fill)
-        if any(_text(reply[0]) == "unavailable" for reply in replies):
-            raise QueueUnavailable(f"Queue {queue_id} is not loaded in the store.")
-        return replies
-
     def touch(self, queue_id: str, identity: str, now: float) -> bool:
-        (seen,) = self._run("touch", queue_id, [identity, _num(now)])
-        return bool(seen)
+        return self.touch_many(queue_id, [identity], now)[0]
 
     def touch_many(self, queue_id: str, identities: Sequence[str], now: float) -> list[bool]:
-        return [bool(reply[1]) for reply in self._each("touch", queue_id, identities, now)]
+        # One script per BATCH identities: a socket process's heartbeats of the last moment.
+        seen: list[bool] = []
+        for batch in _chunks(identities, BATCH):
+            seen += [bool(live) for live in self._run("touch", queue_id, [_num(now), *batch])]
+        return seen
 
     def bind_device(self, queue_id: str, identity: str, device: str, now: float) -> DeviceBinding:
         keys = [self._key(queue_id, "dev")]
