@@ -32,11 +32,13 @@ bench/results/fanout_quick.json only. A full run writes bench/results/fanout.jso
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
+import contextlib
+import errno
 import json
 import os
 import platform
+import select
 import socket
 import subprocess
 import sys
@@ -44,6 +46,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,58 +105,227 @@ def serve(fd: int, redis_url: str, bare: bool = False) -> None:
 
 
 # -- role: a load generator -------------------------------------------------------------------
+#
+# One epoll loop over plain non-blocking sockets, no asyncio: on this box the load generator
+# shares the two cores with the servers, and asyncio's machinery per received frame (the
+# selector's callbacks, a transport and a protocol call each) cost about twice this loop's.
 
 
-class Client(asyncio.Protocol):
-    """A minimal WebSocket client (see ws_bench._Client) that offers the version 2
-    subprotocol and keeps, for its socket, the largest gap between two frames."""
+#: Linux's socket option (linux/in.h) that leaves a bound socket's port to connect().
+IP_BIND_ADDRESS_NO_PORT = 24
+#: Sockets per loopback source address.
+PER_ADDRESS = 1000
 
-    __slots__ = ("buffer", "done", "fleet", "index", "last", "request", "transport", "upgraded")
 
-    def __init__(self, index: int, port: int, path: str, cookie: str, fleet: Fleet) -> None:
+def source_address(index: int) -> str:
+    """A loopback address of its own for every PER_ADDRESS sockets (127.0.0.0/8 is all
+    loopback on Linux)."""
+    block = index // PER_ADDRESS
+    return f"127.2.{block // 250}.{block % 250 + 1}"
+
+
+class Client:
+    """One socket: a minimal WebSocket client (RFC 6455) that offers the version 2
+    subprotocol, reads unmasked server frames, answers pings and keeps, for its socket, the
+    time of its last frame (the fleet keeps the largest gap)."""
+
+    __slots__ = ("buffer", "deadline", "done", "index", "last", "sock", "upgraded")
+
+    def __init__(self, index: int, sock: socket.socket) -> None:
         self.index = index
-        offer = f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n" if fleet.protocol == 2 else ""
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            f"Origin: {ws_bench.ORIGIN}\r\nCookie: tq_visitor={cookie}\r\n"
-            f"X-Forwarded-For: {ws_bench.address(index)}\r\n{offer}\r\n"
-        ).encode()
-        self.fleet = fleet
+        self.sock: socket.socket | None = sock  # None once closed
         self.buffer = bytearray()
         self.upgraded = False
         self.done = False  # its first frame came, or it was refused or lost before one
-        self.transport: asyncio.Transport | None = None
+        self.deadline = 0.0  # the handshake was sent: its first frame is due by then
         self.last = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.write(self.request)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fleet.lost(self)
+class Fleet:
+    """Every socket of one load generator, driven by its stdin's commands (open N, window,
+    report, quit): first frames, gaps, sampled line arrivals."""
 
-    def data_received(self, data: bytes) -> None:
-        if self.upgraded and not self.buffer and self._whole_frames(data):
+    def __init__(
+        self, ports: list[int], path: str, cookies: list[str], protocol: int, heartbeat: float
+    ) -> None:
+        self.ports, self.path, self.cookies = ports, path, cookies
+        self.offer = f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n" if protocol == 2 else ""
+        self.heartbeat = heartbeat
+        self.epoll = select.epoll()
+        self.by_fd: dict[int, Client] = {}
+        self.clients: list[Client] = []  # every socket that was opened, in order
+        self.opened = 0  # sockets asked for so far (indices below it were started)
+        self.to_open: list[int] = []  # indices not yet started, in reverse
+        self.in_flight: dict[int, Client] = {}  # started, not yet done (fd -> client)
+        self.opening: dict[str, Any] | None = None  # the "open" command being carried out
+        self.started: dict[int, float] = {}
+        self.first: dict[int, float] = {}  # index -> seconds from connect to first frame
+        self.gap: dict[int, float] = {}  # index -> largest gap in the window
+        self.window: float | None = None
+        self.arrivals: list[tuple[int, float]] = []  # (admitted_total, time), sampled
+        self.refusals = 0
+        self.losses = 0
+        self.granted: set[int] = set()
+        self.beat_at = 0  # the next socket to say heartbeat
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        commands: SimpleQueue[str] = SimpleQueue()
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+
+        def read_stdin() -> None:
+            for line in sys.stdin:
+                commands.put(line.strip())
+                os.write(wake_w, b"x")
+
+        threading.Thread(target=read_stdin, daemon=True).start()
+        self.epoll.register(wake_r, select.EPOLLIN)
+        tick = time.monotonic()
+        while True:
+            for fd, _ in self.epoll.poll(max(0.0, tick - time.monotonic())):
+                client = self.by_fd.get(fd)
+                if client is not None:
+                    self._ready(client)
+                elif fd == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+            if time.monotonic() >= tick:
+                tick = time.monotonic() + 0.1
+                self._beat()
+                self._give_up_late()
+            self._start_connects()
+            if self.opening is not None and not self.in_flight and not self.to_open:
+                self._opened()
+            while self.opening is None and not commands.empty():
+                if not self._command(commands.get()):
+                    for client in self.clients:
+                        self._close(client)
+                    return
+
+    def _command(self, line: str) -> bool:
+        command, _, arg = line.partition(" ")
+        if command == "open":  # open up to this many sockets in all
+            first, upto = self.opened, max(self.opened, min(int(arg), len(self.cookies)))
+            self.to_open = list(range(upto - 1, first - 1, -1))  # popped from the end
+            self.opened = upto
+            self.opening = {"began": time.time(), "from": first, "upto": upto}
+        elif command == "window":
+            self.window, self.gap, self.arrivals = time.time(), {}, []
+            for client in self.clients:
+                client.last = 0.0
+        elif command == "report":
+            self._report()
+        elif command == "quit":
+            return False
+        return True
+
+    def _opened(self) -> None:
+        opening, self.opening = self.opening, None
+        assert opening is not None
+        new = [self.first[i] for i in range(opening["from"], opening["upto"]) if i in self.first]
+        _say(
+            event="opened",
+            seconds=time.time() - opening["began"],
+            connected=len(new),
+            refused=self.refusals,
+            first=new,
+        )
+
+    def _report(self) -> None:
+        end = time.time()
+        gaps = []
+        for client in self.clients:
+            if client.index in self.granted or client.index not in self.first:
+                continue  # a pass holder hears no line: only the waiting count
+            if client.sock is not None:
+                tail = end - max(client.last, self.window or end)
+                gaps.append(max(self.gap.get(client.index, 0.0), tail))
+        self.window = None
+        _say(event="report", gaps=gaps, arrivals=self.arrivals, lost=self.losses)
+
+    # -- connecting -----------------------------------------------------------------------------
+    def _start_connects(self) -> None:
+        while self.to_open and len(self.in_flight) < CONNECT_CONCURRENCY:
+            index = self.to_open.pop()
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+            # A crowd comes from many addresses: from one, the kernel's search for a free
+            # source port grows with every socket held (past ~80,000 it took most of this
+            # process's CPU and slowed the storm to a fifth). The port is still the kernel's
+            # choice, made at connect among the ports of this address only.
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source_address(index), 0))
+            self.started[index] = time.time()
+            port = self.ports[index % len(self.ports)]
+            if sock.connect_ex(("127.0.0.1", port)) not in (0, errno.EINPROGRESS):
+                sock.close()
+                self.refusals += 1
+                continue
+            client = Client(index, sock)
+            self.clients.append(client)
+            self.by_fd[sock.fileno()] = self.in_flight[sock.fileno()] = client
+            self.epoll.register(sock, select.EPOLLOUT)
+
+    def _handshake(self, client: Client) -> None:
+        """The connection is made (or failed): send the upgrade request."""
+        sock = client.sock
+        assert sock is not None
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._refused(client)
+            return
+        port = self.ports[client.index % len(self.ports)]
+        sock.send(
+            f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Origin: {ws_bench.ORIGIN}\r\nCookie: tq_visitor={self.cookies[client.index]}\r\n"
+            f"X-Forwarded-For: {ws_bench.address(client.index)}\r\n{self.offer}\r\n".encode()
+        )
+        client.deadline = time.monotonic() + 120
+        self.epoll.modify(sock, select.EPOLLIN)
+
+    def _give_up_late(self) -> None:
+        now = time.monotonic()
+        for client in list(self.in_flight.values()):
+            if client.deadline and now > client.deadline:
+                self._done(client)  # no first frame in 120 s: counted as neither
+
+    # -- reading --------------------------------------------------------------------------------
+    def _ready(self, client: Client) -> None:
+        sock = client.sock
+        if sock is None:
+            return
+        if not client.deadline and not client.upgraded:
+            self._handshake(client)
+            return
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost(client)
+            return
+        if client.upgraded and not client.buffer and self._whole_frames(client, data):
             return  # the usual case, without copying into the buffer
-        buffer = self.buffer
+        buffer = client.buffer
         buffer += data
-        if not self.upgraded:
+        if not client.upgraded:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
             if b" 101 " not in buffer[:end].split(b"\r\n", 1)[0]:
-                self.fleet.refused(self)
-                assert self.transport is not None
-                self.transport.close()
+                self._refused(client)
                 return
-            self.upgraded = True
+            client.upgraded = True
             del buffer[: end + 4]
-        while (frame := ws_bench.pop_frame(buffer)) is not None:
-            self._frame(*frame)
+        while client.sock is not None and (frame := ws_bench.pop_frame(buffer)) is not None:
+            self._frame(client, *frame)
 
-    def _whole_frames(self, data: bytes) -> bool:
+    def _whole_frames(self, client: Client, data: bytes) -> bool:
         """``data`` is whole frames with short headers (a line frame, a ping): handled in
         place; False (nothing handled) otherwise."""
         frames = []
@@ -174,36 +346,19 @@ class Client(asyncio.Protocol):
             frames.append((data[at] & 0x0F, at + offset, end))
             at = end
         for opcode, start, end in frames:
-            self._frame(opcode, data[start:end])
+            self._frame(client, opcode, data[start:end])
         return True
 
-    def _frame(self, opcode: int, payload: bytes) -> None:
+    def _frame(self, client: Client, opcode: int, payload: bytes) -> None:
         if opcode == 0x1:
-            self.fleet.frame(self, payload)
-        elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked by zeros
-            self.transport.write(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
-        elif opcode == 0x8 and self.transport is not None:
-            self.transport.close()
+            self._text(client, payload)
+        elif opcode == 0x9 and client.sock is not None:  # ping: pong, masked by zeros
+            with contextlib.suppress(OSError):
+                client.sock.send(bytes([0x8A, 0x80 | len(payload), 0, 0, 0, 0]) + payload)
+        elif opcode == 0x8:
+            self._lost(client)
 
-
-class Fleet:
-    """Every socket of one load generator: first frames, gaps, sampled line arrivals."""
-
-    def __init__(self, protocol: int, heartbeat: float) -> None:
-        self.protocol = protocol
-        self.heartbeat = heartbeat
-        self.started: dict[int, float] = {}
-        self.first: dict[int, float] = {}  # index -> seconds from connect to first frame
-        self.gap: dict[int, float] = {}  # index -> largest gap in the window
-        self.window: float | None = None
-        self.arrivals: list[tuple[int, float]] = []  # (admitted_total, time), sampled
-        self.refusals = 0
-        self.losses = 0
-        self.granted: set[int] = set()
-        self.pending = 0
-        self.settled = asyncio.Event()
-
-    def frame(self, client: Client, payload: bytes) -> None:
+    def _text(self, client: Client, payload: bytes) -> None:
         now = time.time()
         index = client.index
         if not client.done:
@@ -217,27 +372,50 @@ class Fleet:
         if payload.startswith(b'{"type":"granted"'):
             self.granted.add(index)
         elif index % SAMPLE_EVERY == 0 and payload.startswith(b'{"type":"line"'):
-            total = json.loads(payload)["admitted_total"]
-            self.arrivals.append((total, now))
+            self.arrivals.append((json.loads(payload)["admitted_total"], now))
 
-    def refused(self, client: Client | None) -> None:
+    def _beat(self) -> None:
+        """Every socket says heartbeat once per ``heartbeat`` seconds, spread evenly, as
+        widgets do (this runs every 0.1 s)."""
+        count = len(self.clients)
+        if self.heartbeat <= 0 or not count:
+            return
+        frame = masked(HEARTBEAT)
+        for _ in range(min(count, max(1, round(count * 0.1 / self.heartbeat)))):
+            client = self.clients[self.beat_at % count]
+            self.beat_at += 1
+            if client.upgraded and client.sock is not None:
+                with contextlib.suppress(OSError):
+                    client.sock.send(frame)
+
+    # -- endings --------------------------------------------------------------------------------
+    def _done(self, client: Client) -> None:
+        client.done = True
+        if client.sock is not None:
+            self.in_flight.pop(client.sock.fileno(), None)
+
+    def _refused(self, client: Client) -> None:
         self.refusals += 1
         self._done(client)
+        self._close(client)
 
-    def lost(self, client: Client) -> None:
-        if client.done:
-            self.losses += 1 if client.index in self.first else 0
-        else:
-            self.refused(client)
+    def _lost(self, client: Client) -> None:
+        if not client.done:
+            self._refused(client)
+            return
+        if client.index in self.first:
+            self.losses += 1
+        self._close(client)
 
-    def _done(self, client: Client | None) -> None:
-        if client is not None:
-            if client.done:
-                return
-            client.done = True
-        self.pending -= 1
-        if self.pending <= 0:
-            self.settled.set()
+    def _close(self, client: Client) -> None:
+        sock, client.sock = client.sock, None
+        if sock is not None:
+            fd = sock.fileno()
+            self.by_fd.pop(fd, None)
+            self.in_flight.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(fd)
+            sock.close()
 
 
 def run_clients(
@@ -246,7 +424,7 @@ def run_clients(
     ws_bench.raise_nofile()
     cookies = json.loads(Path(cookies_file).read_text())
     ports = [int(p) for p in port_list.split(",")]
-    asyncio.run(_clients(ports, path, cookies, protocol, heartbeat))
+    Fleet(ports, path, cookies, protocol, heartbeat).run()
 
 
 def masked(payload: bytes) -> bytes:
@@ -254,105 +432,6 @@ def masked(payload: bytes) -> bytes:
     key = os.urandom(4)
     body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
     return bytes((0x81, 0x80 | len(payload))) + key + body
-
-
-async def _heartbeats(clients: list[Client], every: float) -> None:
-    """Every socket says heartbeat once per ``every`` seconds, spread evenly, as widgets do."""
-    if every <= 0:
-        return
-    frame = masked(HEARTBEAT)
-    i = 0
-    while True:
-        await asyncio.sleep(0.1)
-        count = len(clients)
-        due = max(1, round(count * 0.1 / every))
-        for _ in range(min(due, count)):
-            client = clients[i % count]
-            i += 1
-            transport = client.transport
-            if client.upgraded and transport is not None and not transport.is_closing():
-                transport.write(frame)
-
-
-async def _clients(
-    ports: list[int], path: str, cookies: list[str], protocol: int, heartbeat: float
-) -> None:
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    fleet = Fleet(protocol, heartbeat)
-    clients: list[Client] = []
-    beating = asyncio.create_task(_heartbeats(clients, heartbeat))
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    opened = 0
-
-    async def connect(index: int) -> None:
-        async with gate:
-            port = ports[index % len(ports)]
-            fleet.started[index] = time.time()
-            try:
-                _, client = await loop.create_connection(
-                    lambda: Client(index, port, path, cookies[index], fleet), "127.0.0.1", port
-                )
-                clients.append(client)
-            except OSError:
-                fleet.refused(None)
-                return
-            deadline = time.time() + 120
-            while index not in fleet.first and not client.transport.is_closing():  # type: ignore[union-attr]
-                if time.time() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-
-    tasks: list[asyncio.Task[None]] = []
-    while True:
-        command, _, arg = (await commands.get()).partition(" ")
-        if command == "open":  # open up to this many sockets in all
-            upto = min(int(arg), len(cookies))
-            fleet.settled.clear()
-            fleet.pending = upto - opened
-            began = time.time()
-            tasks += [asyncio.create_task(connect(i)) for i in range(opened, upto)]
-            firsts_before = set(fleet.first)
-            if fleet.pending > 0:
-                await fleet.settled.wait()
-            new = [fleet.first[i] for i in range(opened, upto) if i in fleet.first]
-            _say(
-                event="opened",
-                seconds=time.time() - began,
-                connected=len(new),
-                refused=fleet.refusals,
-                first=new,
-                before=len(firsts_before),
-            )
-            opened = upto
-        elif command == "window":
-            fleet.window, fleet.gap, fleet.arrivals = time.time(), {}, []
-            for client in clients:
-                client.last = 0.0
-        elif command == "report":
-            end = time.time()
-            gaps = []
-            for client in clients:
-                if client.index in fleet.granted or client.index not in fleet.first:
-                    continue  # a pass holder hears no line: only the waiting count
-                if client.transport is not None and not client.transport.is_closing():
-                    tail = end - max(client.last, fleet.window or end)
-                    gaps.append(max(fleet.gap.get(client.index, 0.0), tail))
-            fleet.window = None
-            _say(event="report", gaps=gaps, arrivals=fleet.arrivals, lost=fleet.losses)
-        elif command == "quit":
-            break
-    beating.cancel()
-    for client in clients:
-        if client.transport is not None:
-            client.transport.abort()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _say(**message: Any) -> None:
