@@ -155,6 +155,7 @@ class Fleet:
         self.by_fd: dict[int, Client] = {}
         self.clients: list[Client] = []  # every socket that was opened, in order
         self.opened = 0  # sockets asked for so far (indices below it were started)
+        self.spacing: float | None = None  # seconds between two arrivals (open loop)
         self.to_open: list[int] = []  # indices not yet started, in reverse
         self.in_flight: dict[int, Client] = {}  # started, not yet done (fd -> client)
         self.opening: dict[str, Any] | None = None  # the "open" command being carried out
@@ -183,7 +184,10 @@ class Fleet:
         self.epoll.register(wake_r, select.EPOLLIN)
         tick = time.monotonic()
         while True:
-            for fd, _ in self.epoll.poll(max(0.0, tick - time.monotonic())):
+            wait = max(0.0, tick - time.monotonic())
+            if self.spacing is not None and self.to_open:
+                wait = min(wait, 0.005)  # the next arrivals are due
+            for fd, _ in self.epoll.poll(wait):
                 client = self.by_fd.get(fd)
                 if client is not None:
                     self._ready(client)
@@ -205,11 +209,17 @@ class Fleet:
 
     def _command(self, line: str) -> bool:
         command, _, arg = line.partition(" ")
-        if command == "open":  # open up to this many sockets in all
-            first, upto = self.opened, max(self.opened, min(int(arg), len(self.cookies)))
+        if command == "open":  # "open N [S]": up to N sockets in all [arriving over S s]
+            count, _, within = arg.partition(" ")
+            first, upto = self.opened, max(self.opened, min(int(count), len(self.cookies)))
             self.to_open = list(range(upto - 1, first - 1, -1))  # popped from the end
             self.opened = upto
-            self.opening = {"began": time.time(), "from": first, "upto": upto}
+            began = time.time()
+            self.opening = {"began": began, "from": first, "upto": upto}
+            # Open loop: the i-th new socket arrives at began + i * spacing, however the
+            # servers keep up (its first position is timed from then); closed loop (no S):
+            # CONNECT_CONCURRENCY at a time, each as soon as one before is done.
+            self.spacing = float(within) / max(1, upto - first) if within else None
         elif command == "window":
             self.window, self.gap, self.arrivals = time.time(), {}, []
             for client in self.clients:
@@ -246,7 +256,7 @@ class Fleet:
 
     # -- connecting -----------------------------------------------------------------------------
     def _start_connects(self) -> None:
-        while self.to_open and len(self.in_flight) < CONNECT_CONCURRENCY:
+        while self.to_open and self._may_start(self.to_open[-1]):
             index = self.to_open.pop()
             sock = socket.socket()
             sock.setblocking(False)
@@ -258,6 +268,11 @@ class Fleet:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((source_address(index), 0))
             self.started[index] = time.time()
+            if self.spacing is not None:  # timed from its arrival, however late it started
+                assert self.opening is not None
+                self.started[index] = (
+                    self.opening["began"] + (index - self.opening["from"]) * self.spacing
+                )
             port = self.ports[index % len(self.ports)]
             if sock.connect_ex(("127.0.0.1", port)) not in (0, errno.EINPROGRESS):
                 sock.close()
@@ -267,6 +282,13 @@ class Fleet:
             self.clients.append(client)
             self.by_fd[sock.fileno()] = self.in_flight[sock.fileno()] = client
             self.epoll.register(sock, select.EPOLLOUT)
+
+    def _may_start(self, index: int) -> bool:
+        if self.spacing is None:
+            return len(self.in_flight) < CONNECT_CONCURRENCY
+        assert self.opening is not None
+        due = self.opening["began"] + (index - self.opening["from"]) * self.spacing
+        return time.time() >= due
 
     def _handshake(self, client: Client) -> None:
         """The connection is made (or failed): send the upgrade request."""
@@ -602,8 +624,9 @@ def orchestrate(args: argparse.Namespace) -> None:
             rss = [ws_bench.rss_kib(p.pid) for p in servers]
             for step in steps:
                 print(f"-- {step} sockets", flush=True)
+                arrive = f" {args.arrive_within}" if args.arrive_within else ""
                 for g in generators:
-                    g.tell(f"open {step // len(generators)}")
+                    g.tell(f"open {step // len(generators)}{arrive}")
                 opened = [g.hear("opened") for g in generators]
                 if args.bare:  # the storm only: a bare server sends no updates
                     runs.append(storm_row(step, opened))
@@ -715,6 +738,13 @@ def main() -> None:
     parser.add_argument("--protocol", type=int, default=2, choices=[1, 2])
     parser.add_argument(
         "--heartbeat", type=float, default=25.0, help="seconds between a socket's heartbeats"
+    )
+    parser.add_argument(
+        "--arrive-within",
+        type=float,
+        help="open loop: each step's new sockets arrive evenly over this many seconds, "
+        "however fast the servers accept them (default: 500 handshakes in flight per load "
+        "generator, the next as one is done)",
     )
     parser.add_argument(
         "--bare",

@@ -199,6 +199,12 @@ def _changes(payload: Any) -> list[Change]:
     return changes
 
 
+#: The states by value: a dict lookup, where calling the enum costs a socket process ~0.3 us a
+#: placement, hundreds at a time (a batch of connects or resyncs).
+_ENTRY_STATES = {state.value: state for state in EntryState}
+_QUEUE_STATES = {state.value: state for state in QueueState}
+
+
 def _placement(packed: Any) -> Placement:
     """member|state|position|order|admitted_at|expires_at|created|number|identity"""
     member, state, position, order, adm, exp, created, number, identity = _text(packed).split(
@@ -207,7 +213,7 @@ def _placement(packed: Any) -> Placement:
     return Placement(
         seq=int(member),
         identity=identity,
-        state=EntryState(state),
+        state=_ENTRY_STATES[state],
         position=int(position),
         order=float(order),
         admitted_at=float(adm) if adm else None,
@@ -223,7 +229,7 @@ def _counts(packed: Any) -> Counts:
     fields = _text(packed).split("|")
     flow = fields[10:]
     return Counts(
-        state=QueueState(fields[0]),
+        state=_QUEUE_STATES[fields[0]],
         waiting=int(fields[1]),
         active=int(fields[2]),
         admitted_total=int(fields[3]),
