@@ -279,8 +279,11 @@ class Room:
         self.slug: str = queue.slug
         self.channel = transport.channel_name(self.queue_id)
         self.seats: set[Seat] = set()
-        #: The seats speaking protocol version 2: one shared ``line`` frame moves them all.
-        self.followers: set[Seat] = set()
+        #: The seats speaking protocol version 2: one shared ``line`` frame moves them all. In
+        #: the order they came (a dict, not a set, whose order a resize reshuffles): each
+        #: fan-out reaches a socket at the same point of its course as the last one did, so
+        #: its gap stays the spacing between fan-outs, however long they take.
+        self.followers: dict[Seat, None] = {}
         self.by_identity: dict[str, set[Seat]] = {}
         self.dirty: set[Seat] = set()
         self.queue_state: str = queue.state
@@ -323,14 +326,14 @@ class Room:
         seat.room = self
         self.seats.add(seat)
         if seat.follows:
-            self.followers.add(seat)
+            self.followers[seat] = None
         self.by_identity.setdefault(seat.identity, set()).add(seat)
         if self._resync_task is None:
             self._resync_task = self.hub.loop.create_task(self._resync_loop())
 
     def remove(self, seat: Seat) -> None:
         self.seats.discard(seat)
-        self.followers.discard(seat)
+        self.followers.pop(seat, None)
         self.dirty.discard(seat)
         same = self.by_identity.get(seat.identity)
         if same is not None:
