@@ -13,12 +13,20 @@ The ramp adds sockets in steps. At each step it reports, over a window of ticks:
 - delivery from the publish: each ``line`` frame's arrival against the moment the tick that
   it carries was published (protocol version 2 only; sampled clients),
 - sockets lost,
-- the step's connection storm: handshakes/s, and each new socket's time to its first position,
+- the step's connection storm: handshakes/s, each new socket's time to its first position,
+  and the socket processes' CPU per handshake over the storm (the held sockets' share in it),
 - each server's memory per socket (RSS growth over the step / sockets added).
 
     .venv/bin/python bench/fanout_bench.py [--steps 20000,40000,...] [--servers 6]
-        [--clients 6] [--window 30] [--protocol 2|1] [--results FILE] [--quick]
+        [--clients 6] [--window 30] [--protocol 2|1] [--arrive-within S] [--results FILE]
+        [--quick]
     .venv/bin/python bench/fanout_bench.py --bare --steps 20000 --results FILE
+
+A step's new sockets come 500 in flight per load generator, the next as soon as one has its
+first frame (closed loop), or with --arrive-within S evenly over S seconds however the servers
+keep up (open loop: each one's first position timed from its arrival). The load generators are
+one epoll loop each over plain sockets, a loopback source address per 1,000 sockets (as a
+crowd's many addresses): what they cost is taken from the servers on this box.
 
 --bare is the baseline for the connection storm: the same uvicorn processes and protocol
 with an application that only accepts, greets and holds each socket (no ticketqueue), the
@@ -499,7 +507,9 @@ class Ticker(threading.Thread):
             self.stopping.wait(max(0.0, TICK_SECONDS - (time.time() - began)))
 
 
-def storm_row(step: int, opened: list[dict[str, Any]]) -> dict[str, Any]:
+def storm_row(step: int, opened: list[dict[str, Any]], server_cpu: float) -> dict[str, Any]:
+    """The step's connection storm; ``server_cpu``: the socket processes' CPU seconds over it
+    (the sockets already held were served meanwhile: their share is in it too)."""
     firsts = [f for o in opened for f in o["first"]]
     seconds = max(o["seconds"] for o in opened)
     connected = sum(o["connected"] for o in opened)
@@ -510,6 +520,7 @@ def storm_row(step: int, opened: list[dict[str, Any]]) -> dict[str, Any]:
         "open_seconds": round(seconds, 1),
         "handshakes_per_s": round(connected / seconds, 0) if seconds else None,
         "first_frame_p99_s": round(ws_bench.percentile(firsts, 0.99), 2) if firsts else None,
+        "server_ms_per_handshake": round(1000 * server_cpu / connected, 2) if connected else None,
     }
 
 
@@ -625,11 +636,15 @@ def orchestrate(args: argparse.Namespace) -> None:
             for step in steps:
                 print(f"-- {step} sockets", flush=True)
                 arrive = f" {args.arrive_within}" if args.arrive_within else ""
+                storm_began = cpu_seconds(servers, redis_client)["servers"]
                 for g in generators:
                     g.tell(f"open {step // len(generators)}{arrive}")
                 opened = [g.hear("opened") for g in generators]
+                storm = storm_row(
+                    step, opened, cpu_seconds(servers, redis_client)["servers"] - storm_began
+                )
                 if args.bare:  # the storm only: a bare server sends no updates
-                    runs.append(storm_row(step, opened))
+                    runs.append(storm)
                     print(json.dumps(runs[-1]), flush=True)
                     save(args, runs, write=False)
                     previous = step
@@ -652,6 +667,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 row = summarise_step(
                     step, reports, opened, dict(ticker.published), growth, step - previous, cores
                 )
+                row["server_ms_per_handshake"] = storm["server_ms_per_handshake"]
                 previous = step
                 print(json.dumps(row), flush=True)
                 runs.append(row)
