@@ -65,3 +65,31 @@ def test_packed_replies_keep_an_identity_with_separators_whole(redis_store):
     located = redis_store.locate("5", odd, T0)
     assert (located.placement.identity, located.placement.position) == (odd, 1)
     assert located.counts.waiting == 1
+
+
+def test_a_batch_of_reads_or_heartbeats_is_one_script_per_thousand(redis_store, monkeypatch):
+    """A socket process's resyncs, connects and heartbeats come in hundreds: each batch is
+    one script call that reads the counts once, not a script per identity."""
+    from ticketqueue.store import redis as redis_module
+
+    redis_store.configure("7", QueueConfig(mode=QueueMode.ALWAYS), T0)
+    people = [f"u{i}" for i in range(1500)]
+    for person in people[:1200]:
+        redis_store.join("7", person, T0)
+    calls = []
+    run = redis_module.RedisStore._run
+
+    def counted(self, name, *args, **kwargs):
+        calls.append(name)
+        return run(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(redis_module.RedisStore, "_run", counted)
+    monkeypatch.setattr(redis_module, "BATCH", 1000)
+    located = redis_store.locate_many("7", people, T0 + 1)
+    assert calls == ["locate", "locate"]  # 1,000 and 500
+    assert [p.placement.position for p in located[:1200]] == list(range(1, 1201))
+    assert all(p.placement is None for p in located[1200:])
+    assert {p.counts.waiting for p in located} == {1200}
+    calls.clear()
+    assert redis_store.touch_many("7", people, T0 + 2) == [True] * 1200 + [False] * 300
+    assert calls == ["touch", "touch"]
