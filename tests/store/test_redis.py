@@ -93,3 +93,25 @@ def test_a_batch_of_reads_or_heartbeats_is_one_script_per_thousand(redis_store, 
     calls.clear()
     assert redis_store.touch_many("7", people, T0 + 2) == [True] * 1200 + [False] * 300
     assert calls == ["touch", "touch"]
+
+
+def test_a_batch_of_limit_hits_is_one_script(redis_store, monkeypatch):
+    from ticketqueue.store.base import LimitHit
+
+    redis_store.hit_limits("8", [("warm", 1, 60.0)], T0)  # the script is loaded
+    sent = []
+    execute = redis_store.client.execute_command
+
+    def counted(*args, **options):
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(redis_store.client, "execute_command", counted)
+    address = LimitHit("connect_ip:1.2.3.4", 300, 60.0)
+    requests = [[address, LimitHit(f"connect_identity:u{i}", 1, 60.0)] for i in range(300)]
+    requests[7] = []
+    results = redis_store.hit_limits_many("8", [*requests, [address]], T0)
+    assert sent == ["EVALSHA"]
+    assert all(r.allowed for result in results[:-1] for r in result)  # 299 hits on 300 allowed
+    assert results[7] == [] and [r.allowed for r in results[-1]] == [True]
+    assert [r.allowed for r in redis_store.hit_limits("8", [address], T0)] == [False]

@@ -509,8 +509,9 @@ class QueueStore(abc.ABC):
         requests: Sequence[Sequence[LimitHit | tuple[str, int, float]]],
         now: float,
     ) -> list[list[LimitResult]]:
-        """``hit_limits`` for each request, in order (each its own atomic step): a socket
-        process's connects of the last moment."""
+        """``hit_limits`` for each request, in order (each an atomic step, or several
+        together; a later request sees what an earlier one counted): a socket process's
+        connects of the last moment."""
         return [self.hit_limits(queue_id, hits, now) for hits in requests]
 
     # -- request limits (the REST throttles) -------------------------------------------

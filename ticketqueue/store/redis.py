@@ -771,9 +771,7 @@ class RedisStore(QueueStore):
     def hit_limits(
         self, queue_id: str, hits: Sequence[LimitHit | tuple[str, int, float]], now: float
     ) -> list[LimitResult]:
-        if not hits:
-            return []
-        return _limit_results(self._scripts["hit_limits"](*self._limit_call(queue_id, hits, now)))
+        return self.hit_limits_many(queue_id, [hits], now)[0]
 
     def hit_limits_many(
         self,
@@ -781,16 +779,19 @@ class RedisStore(QueueStore):
         requests: Sequence[Sequence[LimitHit | tuple[str, int, float]]],
         now: float,
     ) -> list[list[LimitResult]]:
-        if sum(1 for hits in requests if hits) <= 1:  # one script call: no pipeline
-            return [self.hit_limits(queue_id, hits, now) for hits in requests]
-        script = self._scripts["hit_limits"]
-
-        def fill(pipe: Any) -> None:
-            for hits in requests:
-                if hits:
-                    script(*self._limit_call(queue_id, hits, now), client=pipe)
-
-        replies = iter(self._pipelined(queue_id, fill))
+        # One script for the batch (a socket process's connects or joins of the last moment):
+        # each request still counted all or nothing, in order.
+        keys: list[str] = []
+        args = [_num(now)]
+        for hits in requests:
+            if hits:
+                args.append(str(len(hits)))
+                for name, limit, period in hits:
+                    keys.append(self._limit_key(queue_id, name))
+                    args += [str(int(limit)), _num(period)]
+        if not keys:
+            return [[] for _ in requests]
+        replies = iter(self._scripts["hit_limits"](keys=keys, args=args))
         return [_limit_results(next(replies)) if hits else [] for hits in requests]
 
     def _limit_call(
