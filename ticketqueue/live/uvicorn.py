@@ -179,7 +179,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         written, which at 100,000 sockets is thousands of frames a second. A silent peer, or a
         quiet line, is pinged every interval as before; a dead one is found within two
         intervals and the timeout."""
-        if self.heard and self.spoke and self.ping_interval:
+        closing = self.close_sent or self.transport.is_closing()
+        if self.heard and self.spoke and self.ping_interval and not closing:
             self.heard = self.spoke = False
             self.ping_timer = self.loop.call_later(self.ping_interval, self.send_keepalive_ping)
             return
