@@ -5,6 +5,7 @@ Socket tests run on both ways of serving the queue socket (the ``socket_app`` fi
 Channels consumer behind the documented middleware stack, and the lean application."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import uuid
@@ -95,30 +96,37 @@ SOCKET_APPS = {"consumer": "application", "lean": "lean_application"}
 async def served(request, make_queue, hub):
     """The test project's application (consumer or lean) under a real uvicorn server with
     ticketqueue's lighter protocol (the path docs/protocol.md recommends first)."""
+    import tests.asgi
+
+    application = getattr(tests.asgi, SOCKET_APPS[request.param])
+    async with uvicorn_serving(application, ws_max_size=4096, ws_per_message_deflate=False) as up:
+        yield up
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app, **options):
+    """``app`` under a real uvicorn server with ticketqueue's lighter protocol, on a free
+    loopback port, with uvicorn ``options``; yields the server and its ``ws://`` base."""
     import uvicorn
 
-    import tests.asgi
     from ticketqueue.live.uvicorn import WebSocketProtocol
 
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(64)
     config = uvicorn.Config(
-        getattr(tests.asgi, SOCKET_APPS[request.param]),
-        ws=WebSocketProtocol,
-        ws_max_size=4096,
-        ws_per_message_deflate=False,
-        lifespan="off",
-        log_level="warning",
+        app, ws=WebSocketProtocol, lifespan="off", log_level="warning", **options
     )
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve(sockets=[listening]))
     while not server.started:
         await asyncio.sleep(0.01)
-    yield server, f"ws://127.0.0.1:{listening.getsockname()[1]}"
-    server.should_exit = True
-    await asyncio.wait_for(serving, TIMEOUT)
-    listening.close()
+    try:
+        yield server, f"ws://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, TIMEOUT)
+        listening.close()
 
 
 def socket_to(base, slug, cookie, origin="http://testserver", subprotocols=None):

@@ -5,7 +5,6 @@ consumer and the lean application."""
 import asyncio
 import json
 import logging
-import socket
 
 import pytest
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -22,7 +21,7 @@ from ticketqueue.live.uvicorn import (
 )
 from ticketqueue.models import Entry
 
-from .conftest import TIMEOUT, in_thread, next_message, socket_to
+from .conftest import TIMEOUT, in_thread, next_message, socket_to, uvicorn_serving
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -226,7 +225,6 @@ async def test_only_a_socket_quiet_in_either_direction_is_pinged(
 ):
     """A frame each way within the ping interval proves the peer alive and keeps proxies
     busy: no ping. A socket silent in either direction is pinged every interval as ever."""
-    import uvicorn
 
     async def app(scope, receive, send):
         await receive()  # websocket.connect
@@ -241,27 +239,7 @@ async def test_only_a_socket_quiet_in_either_direction_is_pinged(
             if message["type"] == "websocket.disconnect":
                 return
 
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(8)
-    config = uvicorn.Config(
-        app,
-        ws=WebSocketProtocol,
-        ws_ping_interval=0.3,
-        ws_ping_timeout=5,
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve(sockets=[listening]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        url = f"ws://127.0.0.1:{listening.getsockname()[1]}/"
-        pings = await _pings_seen(url, client_talks=client_talks, seconds=1.8)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, TIMEOUT)
-        listening.close()
+    async with uvicorn_serving(app, ws_ping_interval=0.3, ws_ping_timeout=5) as (_, base):
+        pings = await _pings_seen(f"{base}/", client_talks=client_talks, seconds=1.8)
     # Every 0.3 s for 1.8 s when pinged (about 6); none (one at most, for a stalled loop) when not.
     assert pings >= 3 if pinged else pings <= 1
