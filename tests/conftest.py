@@ -46,6 +46,19 @@ def cluster_url():
     return _cluster.url
 
 
+def commands_sent(monkeypatch, client):
+    """The names of the commands ``client`` (a redis-py client) sends from now on."""
+    sent = []
+    execute = client.execute_command
+
+    def counted(*args, **options):
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    return sent
+
+
 def drop_store(store, queue_ids=()):
     if hasattr(store, "client"):
         for key in store.client.scan_iter(match=f"{store.prefix}:*", count=1000):

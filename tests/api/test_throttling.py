@@ -10,6 +10,7 @@ from ticketqueue.conf import DEFAULTS
 from ticketqueue.core import StoreUnreachable
 from ticketqueue.store import get_store
 
+from ..conftest import commands_sent
 from .conftest import code_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -132,15 +133,7 @@ def count_commands(monkeypatch):
     store = get_store()
     if not hasattr(store, "client"):
         pytest.skip("counts Redis round trips")
-    commands = []
-    execute = store.client.execute_command
-
-    def counted(*args, **options):
-        commands.append(args[0])
-        return execute(*args, **options)
-
-    monkeypatch.setattr(store.client, "execute_command", counted)
-    return commands
+    return commands_sent(monkeypatch, store.client)
 
 
 def test_both_scopes_cost_one_round_trip(make_queue, rates, monkeypatch):

@@ -19,6 +19,8 @@ from ticketqueue.core import (
 from ticketqueue.models import Admission, Entry, Queue
 from ticketqueue.rows import as_datetime as _dt
 
+from ..conftest import commands_sent
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = 1_800_000_000.0
@@ -364,14 +366,7 @@ def test_status_join_and_queue_info_cost_one_store_round_trip_and_no_sql(
     services.tick(queue, T0 + 1)
     services.status(queue, "user:3", T0 + 2)  # the scripts are loaded
     services.queue_info(queue, T0 + 2)
-    sent = []
-    execute = live_store.client.execute_command
-
-    def counted(*args, **options):
-        sent.append(args[0])
-        return execute(*args, **options)
-
-    monkeypatch.setattr(live_store.client, "execute_command", counted)
+    sent = commands_sent(monkeypatch, live_store.client)
     with django_assert_num_queries(0):
         waiting = services.status(queue, "user:3", T0 + 2)
         assert sent == ["EVALSHA"]

@@ -6,7 +6,7 @@ import pytest
 from ticketqueue.core import QueueMode, QueueUnavailable
 from ticketqueue.store import QueueConfig
 
-from ..conftest import drop_store, make_redis_store
+from ..conftest import commands_sent, drop_store, make_redis_store
 
 T0 = 1_800_000_000.0
 
@@ -102,14 +102,7 @@ def test_a_batch_of_limit_hits_is_one_script(redis_store, monkeypatch):
     from ticketqueue.store.base import LimitHit
 
     redis_store.hit_limits("8", [("warm", 1, 60.0)], T0)  # the script is loaded
-    sent = []
-    execute = redis_store.client.execute_command
-
-    def counted(*args, **options):
-        sent.append(args[0])
-        return execute(*args, **options)
-
-    monkeypatch.setattr(redis_store.client, "execute_command", counted)
+    sent = commands_sent(monkeypatch, redis_store.client)
     address = LimitHit("connect_ip:1.2.3.4", 300, 60.0)
     requests = [[address, LimitHit(f"connect_identity:u{i}", 1, 60.0)] for i in range(300)]
     requests[7] = []
