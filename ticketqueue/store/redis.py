@@ -785,10 +785,9 @@ class RedisStore(QueueStore):
         args = [_num(now)]
         for hits in requests:
             if hits:
-                args.append(str(len(hits)))
-                for name, limit, period in hits:
-                    keys.append(self._limit_key(queue_id, name))
-                    args += [str(int(limit)), _num(period)]
+                request_keys, (_, *limits) = self._limit_call(queue_id, hits, now)
+                keys += request_keys
+                args += [str(len(hits)), *limits]
         if not keys:
             return [[] for _ in requests]
         replies = iter(self._scripts["hit_limits"](keys=keys, args=args))
