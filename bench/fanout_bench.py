@@ -252,15 +252,16 @@ class Fleet:
 
     def _report(self) -> None:
         end = time.time()
-        gaps = []
+        gaps, servers = [], []
         for client in self.clients:
             if client.index in self.granted or client.index not in self.first:
                 continue  # a pass holder hears no line: only the waiting count
             if client.sock is not None:
                 tail = end - max(client.last, self.window or end)
                 gaps.append(max(self.gap.get(client.index, 0.0), tail))
+                servers.append(client.index % len(self.ports))
         self.window = None
-        _say(event="report", gaps=gaps, arrivals=self.arrivals, lost=self.losses)
+        _say(event="report", gaps=gaps, servers=servers, arrivals=self.arrivals, lost=self.losses)
 
     # -- connecting -----------------------------------------------------------------------------
     def _start_connects(self) -> None:
@@ -534,6 +535,10 @@ def summarise_step(
     cores: dict[str, float],
 ) -> dict[str, Any]:
     gaps = [g for r in reports for g in r["gaps"]]
+    by_server: dict[int, list[float]] = {}
+    for r in reports:
+        for gap, server in zip(r["gaps"], r["servers"], strict=True):
+            by_server.setdefault(server, []).append(gap)
     delivery = [
         arrival - published[total]
         for r in reports
@@ -552,6 +557,12 @@ def summarise_step(
         "gap_p99_s": round(pct(gaps, 0.99), 2),
         "gap_max_s": round(max(gaps), 2) if gaps else None,
         "over_5s": sum(1 for g in gaps if g > GAP_LIMIT),
+        # Each socket process's own clients: pacing is per process, so the spread within one
+        # process shows whether its sockets are late evenly, and across them how they share
+        # the cores.
+        "gap_p50_p99_by_server_s": [
+            [round(pct(g, 0.5), 2), round(pct(g, 0.99), 2)] for _, g in sorted(by_server.items())
+        ],
         "delivery_p50_ms": round(1000 * pct(delivery, 0.5), 1) if delivery else None,
         "delivery_p99_ms": round(1000 * pct(delivery, 0.99), 1) if delivery else None,
         "opened": connected,
