@@ -8,10 +8,12 @@ import logging
 
 import pytest
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ticketqueue import services
 from ticketqueue.live.uvicorn import (
+    INBOX_LIMIT,
     TESTED,
     Inbox,
     LeanWebSocketProtocol,
@@ -243,3 +245,50 @@ async def test_only_a_socket_quiet_in_either_direction_is_pinged(
         pings = await _pings_seen(f"{base}/", client_talks=client_talks, seconds=1.8)
     # Every 0.3 s for 1.8 s when pinged (about 6); none (one at most, for a stalled loop) when not.
     assert pings >= 3 if pinged else pings <= 1
+
+
+async def test_a_socket_stops_reading_only_when_its_messages_wait_unread():
+    """uvicorn's flow control stays (a socket whose application does not read stops being
+    read), but a message the application takes at once no longer pauses the socket."""
+    taking = asyncio.Event()
+    taking.set()
+    taken = []
+
+    async def app(scope, receive, send):
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            await taking.wait()
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            taken.append(message["text"])
+
+    async def until(condition):
+        for _ in range(int(TIMEOUT / 0.01)):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("not within the timeout")
+
+    async with uvicorn_serving(app) as (server, base), connect(f"{base}/") as ws:
+        (protocol,) = server.server_state.connections
+        pauses = []
+        pause = protocol.transport.pause_reading
+        protocol.transport.pause_reading = lambda: (pauses.append(1), pause())
+        for n in range(20):  # heartbeats, each taken at once
+            await ws.send(str(n))
+            await until(lambda n=n: len(taken) == n + 1)
+        assert pauses == []
+        assert protocol.transport.is_reading()
+
+        taking.clear()  # the application stops reading
+        await asyncio.sleep(0.05)  # its receive may take one more
+        for n in range(INBOX_LIMIT + 1):
+            await ws.send(f"unread {n}")
+        await until(lambda: not protocol.transport.is_reading())
+        assert protocol.queue.qsize() >= INBOX_LIMIT
+
+        taking.set()  # it reads again: so does the socket
+        await until(lambda: len(taken) == 20 + INBOX_LIMIT + 1)
+        assert protocol.transport.is_reading()
