@@ -574,19 +574,23 @@ def summarise_step(
         # Cores busy over the measuring window (CPU seconds / window): the deployment table's
         # sockets per socket-process core and Redis's work per waiting socket.
         "server_cores": round(cores["servers"], 3),
+        "server_cores_each": [
+            round(cores[f"server{i}"], 3) for i in range(len(by_server)) if f"server{i}" in cores
+        ],
         "redis_cores": round(cores["redis"], 3),
     }
 
 
 def cpu_seconds(servers: list[subprocess.Popen[bytes]], redis_client: Any) -> dict[str, float]:
     """CPU seconds so far of the socket processes (from /proc) and of the private Redis."""
-    ticks = 0
+    each = []
     for p in servers:
         fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        each.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime+stime
     info = redis_client.info("cpu")
     return {
-        "servers": ticks / os.sysconf("SC_CLK_TCK"),
+        "servers": sum(each),
+        **{f"server{i}": seconds for i, seconds in enumerate(each)},
         "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
     }
 
@@ -626,6 +630,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                 )
             )
         ports = [s.getsockname()[1] for s in listening]
+        print("socket processes:", " ".join(str(p.pid) for p in servers), flush=True)
         shares = [cookies[i :: args.clients] for i in range(args.clients)]
         path = f"/ws/queue/{queue.slug}/"
         generators = [
