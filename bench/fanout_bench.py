@@ -9,7 +9,8 @@ behind one trusted proxy, as a crowd's would be). Nothing is settled before it i
 
 The ramp adds sockets in steps. At each step it reports, over a window of ticks:
 
-- the largest gap between two updates of each client (p50, p99, how many over 5 s),
+- the largest gap between two updates of each client (p50, p99, how many over 5 s), and
+  the same p50 / p99 for each socket process's own clients, with each process's cores,
 - delivery from the publish: each ``line`` frame's arrival against the moment the tick that
   it carries was published (protocol version 2 only; sampled clients),
 - sockets lost,
