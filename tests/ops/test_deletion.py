@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 def keys_of(store, queue_id):
-    return sorted(store.client.scan_iter(match=f"{store.prefix}:{{{queue_id}}}:*", count=1000))
+    # SCAN may return a key more than once (when Redis resizes its table meanwhile).
+    keys = store.client.scan_iter(match=f"{store.prefix}:{{{queue_id}}}:*", count=1000)
+    return sorted(set(keys))
 
 
 @pytest.fixture
