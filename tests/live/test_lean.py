@@ -96,3 +96,41 @@ async def test_a_user_set_around_it_is_the_identity(make_queue, hub, visitor):
     assert (await ws.receive_json_from(timeout=TIMEOUT))["position"] == 1
     assert (await in_thread(services.status)(queue, "user:7")).state == "waiting"
     await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,
+        b"http://testserver",
+        b"https://testserver:8443",
+        b"http://localhost:8000",
+        b"https://evil.example",
+        b"http://testserver.evil.example",
+        b"null",
+        b"not a url",
+    ],
+)
+async def test_the_origin_check_answers_as_channels_validator(origin):
+    from urllib.parse import urlparse
+
+    from channels.security.websocket import AllowedHostsOriginValidator
+
+    from ticketqueue.live.asgi import OriginCheck
+
+    channels_says = AllowedHostsOriginValidator(None).valid_origin(
+        None if origin is None else urlparse(origin.decode("latin1"))
+    )
+    check = OriginCheck()
+    assert check(origin) is bool(channels_says)
+    assert check(origin) is bool(channels_says)  # remembered: the same answer
+
+
+async def test_the_origin_check_remembers_a_bounded_number_of_values():
+    from ticketqueue.live.asgi import ORIGINS_KEPT, OriginCheck
+
+    check = OriginCheck()
+    for n in range(ORIGINS_KEPT * 3):
+        assert not check(f"https://site{n}.example".encode())
+    assert check(b"http://testserver")
+    assert check._allowed.cache_info().currsize == ORIGINS_KEPT

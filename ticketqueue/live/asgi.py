@@ -19,6 +19,7 @@ What it does in Channels' place, with Channels' own code where there is some:
 
 from __future__ import annotations
 
+import functools
 import gc
 import re
 from importlib import import_module
@@ -35,7 +36,7 @@ from ..limits import address_of_scope
 from .connection import QueueSocket, accept_message, device_of_scope, in_thread, scope_cookies
 from .headroom import get_headroom, refuse
 
-__all__ = ["QueueSocketApp", "ready_for_a_burst", "socket_identity"]
+__all__ = ["OriginCheck", "QueueSocketApp", "ready_for_a_burst", "socket_identity"]
 
 #: ``ws/queue/<slug>/`` (routing.WS_PATH) with Django's ``slug`` converter.
 PATH = re.compile(r"ws/queue/(?P<slug>[-a-zA-Z0-9_]+)/")
@@ -50,9 +51,7 @@ class QueueSocketApp:
 
     def __init__(self, fallback: Any = None) -> None:
         self.fallback = fallback
-        # channels' validator, used for its checks only: the allowed origins are ALLOWED_HOSTS
-        # (plus localhost under DEBUG with none), exactly as for the consumer.
-        self.origins = AllowedHostsOriginValidator(None)
+        self.origin_allowed = OriginCheck()
         ready_for_a_burst()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -67,7 +66,7 @@ class QueueSocketApp:
             return None
         if (await receive())["type"] != "websocket.connect":
             return None
-        if not self.origins.valid_origin(_origin(scope)):
+        if not self.origin_allowed(_origin(scope)):
             await send({"type": "websocket.close"})  # before accepting: a 403 at the handshake
             return None
         headroom = get_headroom()
@@ -136,13 +135,41 @@ def path_slug(scope: dict[str, Any], pattern: re.Pattern[str]) -> str | None:
     return match["slug"] if match else None
 
 
-def _origin(scope: dict[str, Any]) -> Any:
-    """The parsed Origin header, as channels' OriginValidator reads it (None if absent)."""
-    parsed = None
+#: Origin header values whose check an OriginCheck remembers: a crowd comes from the site's
+#: own pages, so a few values answer nearly every handshake, and a bounded cache cannot be
+#: grown by a client sending new ones.
+ORIGINS_KEPT = 64
+
+
+class OriginCheck:
+    """channels' ``AllowedHostsOriginValidator`` check of a handshake's Origin header value
+    (None: no header): the allowed origins are ALLOWED_HOSTS (plus localhost under DEBUG with
+    none), read when this is made, exactly as for the consumer. The answers for the last
+    ORIGINS_KEPT values are remembered: parsing and matching the value was about 3% of a
+    handshake's CPU in a connection storm."""
+
+    def __init__(self) -> None:
+        validator = AllowedHostsOriginValidator(None)  # used for its checks only
+
+        @functools.lru_cache(maxsize=ORIGINS_KEPT)
+        def allowed(value: bytes | None) -> bool:
+            # Parsed as channels' OriginValidator parses it.
+            parsed = None if value is None else urlparse(value.decode("latin1"))
+            return bool(validator.valid_origin(parsed))
+
+        self._allowed = allowed
+
+    def __call__(self, value: bytes | None) -> bool:
+        return self._allowed(value)
+
+
+def _origin(scope: dict[str, Any]) -> bytes | None:
+    """The Origin header's value (the last one, as channels reads it); None if absent."""
+    origin = None
     for name, value in scope.get("headers", ()):
         if name == b"origin":
-            parsed = urlparse(value.decode("latin1"))  # the last one, as channels reads it
-    return parsed
+            origin = value
+    return origin
 
 
 async def socket_identity(scope: dict[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 from ..conf import queue_settings
 from ..identity import VISITOR_COOKIE, identity_for
 from ..limits import address_of_scope
-from .asgi import _origin, path_slug, socket_identity
+from .asgi import OriginCheck, _origin, path_slug, socket_identity
 from .connection import QueueSocket, device_of_scope
 from .protocol import (
     CLOSE_DEVICE,
@@ -143,10 +143,8 @@ class QueueStreamApp:
     ``http`` (the site's Django application)."""
 
     def __init__(self, http: Any) -> None:
-        from channels.security.websocket import AllowedHostsOriginValidator
-
         self.http = http
-        self.origins = AllowedHostsOriginValidator(None)  # the sockets' own origin check
+        self.origin_allowed = OriginCheck()  # the sockets' own origin check
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         slug = self.slug(scope)
@@ -156,7 +154,7 @@ class QueueStreamApp:
             error = {"code": "method_not_allowed", "message": "Open the stream with GET."}
             return await _answer(send, 405, error)
         origin = _origin(scope)
-        if origin is not None and not self.origins.valid_origin(origin):
+        if origin is not None and not self.origin_allowed(origin):
             error = {"code": "permission_denied", "message": "Not from this site."}
             return await _answer(send, 403, error)
         stream = _EventStream(send)
