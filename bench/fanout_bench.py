@@ -575,8 +575,9 @@ def summarise_step(
         # Cores busy over the measuring window (CPU seconds / window): the deployment table's
         # sockets per socket-process core and Redis's work per waiting socket.
         "server_cores": round(cores["servers"], 3),
+        # cpu_seconds's "server0", "server1", ... in order (not "servers", the sum).
         "server_cores_each": [
-            round(cores[f"server{i}"], 3) for i in range(len(by_server)) if f"server{i}" in cores
+            round(v, 3) for k, v in cores.items() if k.removeprefix("server").isdigit()
         ],
         "redis_cores": round(cores["redis"], 3),
     }
