@@ -526,6 +526,17 @@ def storm_row(step: int, opened: list[dict[str, Any]], server_cpu: float) -> dic
     }
 
 
+def by_sixth(opened: list[dict[str, Any]]) -> list[list[float]]:
+    """Each load generator's first positions (in its arrival order) cut into sixths, the
+    generators' same sixths together."""
+    parts: list[list[float]] = [[] for _ in range(6)]
+    for o in opened:
+        firsts = o["first"]
+        for i, value in enumerate(firsts):
+            parts[i * 6 // len(firsts)].append(value)
+    return parts
+
+
 def summarise_step(
     step: int,
     reports: list[dict[str, Any]],
@@ -570,7 +581,13 @@ def summarise_step(
         "refused": sum(o["refused"] for o in opened),
         "open_seconds": round(seconds, 1),
         "handshakes_per_s": round(connected / seconds, 0) if seconds else None,
+        "first_position_p50_s": round(pct(firsts, 0.5), 2) if firsts else None,
         "first_position_p99_s": round(pct(firsts, 0.99), 2) if firsts else None,
+        # In arrival order, a sixth of the step's new sockets at a time: whether the time to
+        # a first position grows through the storm (a backlog) or stays flat.
+        "first_position_p99_by_sixth_s": [
+            round(pct(part, 0.99), 2) if part else None for part in by_sixth(opened)
+        ],
         "kib_per_socket": round(sum(rss_growth) / max(1, added), 1),
         # Cores busy over the measuring window (CPU seconds / window): the deployment table's
         # sockets per socket-process core and Redis's work per waiting socket.

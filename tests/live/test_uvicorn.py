@@ -292,3 +292,185 @@ async def test_a_socket_stops_reading_only_when_its_messages_wait_unread():
         taking.set()  # it reads again: so does the socket
         await until(lambda: len(taken) == 20 + INBOX_LIMIT + 1)
         assert protocol.transport.is_reading()
+
+
+# -- the opening handshake, read once -----------------------------------------------------------
+
+
+def _as_uvicorn_hands_it_over(*headers, request_line="GET /ws/queue/sale/ HTTP/1.1"):
+    lines = [request_line, *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_BROWSER = (
+    ("host", "127.0.0.1:8001"),
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"),
+    ("upgrade", "websocket"),
+    ("origin", "http://127.0.0.1:8001"),
+    ("sec-websocket-version", "13"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("cookie", "tq_visitor=abc:def; sessionid=x"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("sec-websocket-extensions", "permessage-deflate; client_max_window_bits"),
+    ("sec-websocket-protocol", "ticketqueue.v2"),
+)
+
+
+def _with(*changes, without=()):
+    """_BROWSER with headers replaced (same name) or added, and ``without`` left out."""
+    names = {name for name, _ in changes}
+    kept = [(n, v) for n, v in _BROWSER if n not in names and n not in without]
+    return (*kept, *changes)
+
+
+#: Upgrades websockets accepts as they stand: the short path answers them.
+PLAIN = {
+    "a browser's, over Connection: Upgrade": _with(("connection", "Upgrade")),
+    "Firefox's keep-alive, Upgrade": _with(("connection", "keep-alive, Upgrade")),
+    "no subprotocol, no origin": _with(
+        ("connection", "upgrade"), without={"sec-websocket-protocol", "origin"}
+    ),
+    "two subprotocols offered": _with(
+        ("connection", "Upgrade"), ("sec-websocket-protocol", "ticketqueue.v2, chat")
+    ),
+    "Upgrade in capitals": _with(("connection", "Upgrade"), ("upgrade", "WebSocket")),
+}
+#: Anything else: websockets reads it and answers (or refuses) as it always did.
+OTHER = {
+    "version 12": _with(("connection", "Upgrade"), ("sec-websocket-version", "12")),
+    "no version": _with(("connection", "Upgrade"), without={"sec-websocket-version"}),
+    "a short key": _with(("connection", "Upgrade"), ("sec-websocket-key", "c2hvcnQ=")),
+    "a key that is not base64": _with(("connection", "Upgrade"), ("sec-websocket-key", "?" * 24)),
+    "two keys": _with(
+        ("connection", "Upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ),
+    "no Upgrade": _with(("connection", "Upgrade"), without={"upgrade"}),
+    "Upgrade: h2c": _with(("connection", "Upgrade"), ("upgrade", "h2c")),
+    "Connection: close": _with(("connection", "close")),
+    "an unusual Connection": _with(("connection", "Upgrade, HTTP2-Settings")),
+    "two Origins": _with(("connection", "Upgrade"), ("origin", "http://a"), ("origin", "http://b")),
+    "a malformed subprotocol": _with(("connection", "Upgrade"), ("sec-websocket-protocol", "a b")),
+    "a body announced": _with(("connection", "Upgrade"), ("content-length", "5")),
+    "an empty body announced": _with(("connection", "Upgrade"), ("content-length", "0")),
+    "a header value beyond ASCII": _with(("connection", "Upgrade"), ("x-name", "café")),
+}
+
+
+def _websockets_reading(data):
+    """What websockets' own ServerProtocol makes of ``data``: (request, response) or
+    (None, what it wrote)."""
+    from websockets.server import ServerProtocol
+
+    reference = ServerProtocol(max_size=4096)
+    reference.receive_data(data)
+    events = reference.events_received()
+    if not events:
+        return None, b"".join(reference.data_to_send())
+    return events[0], reference.accept(events[0])
+
+
+def _lean_reading(data):
+    from websockets.server import ServerProtocol
+
+    from ticketqueue.live.uvicorn import LeanServerProtocol, upgrade_request
+
+    conn = ServerProtocol(max_size=4096)
+    conn.__class__ = LeanServerProtocol  # as LeanWebSocketProtocol does
+    request = upgrade_request(data)
+    if request is None:
+        conn.receive_data(data)
+        events = conn.events_received()
+        if not events:
+            return None, b"".join(conn.data_to_send()), conn
+        request = events[0]
+    else:
+        conn.take_request()
+    return request, conn.accept(request), conn
+
+
+def _answer(response):
+    if isinstance(response, bytes):
+        return response
+    headers = [(k, v) for k, v in response.headers.raw_items() if k != "Date"]
+    return response.status_code, response.reason_phrase, headers, response.body
+
+
+@pytest.mark.parametrize("case", [*PLAIN, *OTHER])
+async def test_the_handshake_is_read_and_answered_as_websockets_would(case):
+    from ticketqueue.live.uvicorn import upgrade_request
+
+    data = _as_uvicorn_hands_it_over(*(PLAIN | OTHER)[case])
+    expected_request, expected = _websockets_reading(data)
+    request, response, conn = _lean_reading(data)
+    assert _answer(response) == _answer(expected)
+    if expected_request is not None:
+        assert (request.method, request.path, request.protocol) == (
+            expected_request.method,
+            expected_request.path,
+            expected_request.protocol,
+        )
+        assert list(request.headers.raw_items()) == list(expected_request.headers.raw_items())
+    # The short path is the one taken for a plain upgrade, and only for one.
+    short = upgrade_request(data) is not None and conn._plain_answer(request) is not None
+    assert short is (case in PLAIN)
+
+
+async def test_after_the_short_handshake_frames_are_read_as_before():
+    from websockets.frames import Frame, Opcode
+
+    data = _as_uvicorn_hands_it_over(*PLAIN["a browser's, over Connection: Upgrade"])
+    _, response, conn = _lean_reading(data)
+    conn.send_response(response)
+    assert conn.state.name == "OPEN"
+    frame = Frame(Opcode.TEXT, b'{"type":"heartbeat"}').serialize(
+        mask=True, extensions=[]
+    )  # as a client sends it: masked
+    conn.receive_data(frame[:5])
+    conn.receive_data(frame[5:])
+    (event,) = conn.events_received()
+    assert (event.opcode, event.data) == (Opcode.TEXT, b'{"type":"heartbeat"}')
+
+
+async def test_a_real_handshake_is_parsed_once_and_odd_ones_still_refused(monkeypatch):
+    """Through a real uvicorn (permessage-deflate off, as docs/protocol.md has it): a client's
+    upgrade never reaches websockets' request parser or header checks, and one websockets
+    would refuse still gets websockets' refusal."""
+    from websockets.server import ServerProtocol
+
+    from ticketqueue.live import uvicorn as lean
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "ticketqueue.v2"})
+        await send({"type": "websocket.send", "text": scope["subprotocols"][0]})
+        await receive()
+
+    calls = []
+    read, check = lean.upgrade_request, ServerProtocol.process_request
+    monkeypatch.setattr(lean, "upgrade_request", lambda data: calls.append(read(data)) or calls[-1])
+    monkeypatch.setattr(
+        ServerProtocol, "process_request", lambda *a: (calls.append("checked"), check(*a))[1]
+    )
+    async with uvicorn_serving(app, ws_per_message_deflate=False) as (_, base):
+        async with connect(f"{base}/", subprotocols=["ticketqueue.v2"]) as ws:
+            assert ws.subprotocol == "ticketqueue.v2"
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "ticketqueue.v2"
+        # Read once, straight into a request, and answered without websockets' checks.
+        (request,) = calls
+        assert request.headers["Sec-WebSocket-Protocol"] == "ticketqueue.v2"
+        calls.clear()
+
+        host, port = base.removeprefix("ws://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            _as_uvicorn_hands_it_over(
+                *_with(("connection", "Upgrade"), ("sec-websocket-version", "12")),
+                request_line="GET / HTTP/1.1",
+            )
+        )
+        answer = await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Sec-WebSocket-Version" in answer
+    assert calls[-1] == "checked"  # websockets' own checks refused it

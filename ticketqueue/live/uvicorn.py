@@ -8,11 +8,21 @@ about 3 KiB), an ``asyncio.Event`` for write flow control (one more deque) and t
 request and response with all their headers (about 3 KiB more), on a socket that has long
 been upgraded. This subclass changes exactly that and nothing else: a list and one future
 instead of the queue, a flag instead of the event, and the handshake dropped once the socket is
-accepted (uvicorn never reads it again). Three additions: a ``line`` frame the hub already
-framed for every socket (``protocol.PREPARED``) is written as is; a keepalive ping goes only
-to a socket quiet in either direction; and reading stops once INBOX_LIMIT messages wait
-unread, not at each one. Everything else (frames, limits, write flow control and closing) is
-uvicorn's own code.
+accepted (uvicorn never reads it again). Four additions:
+
+- a ``line`` frame the hub already framed for every socket (``protocol.PREPARED``) is written
+  as is;
+- a keepalive ping goes only to a socket quiet in either direction;
+- reading stops once INBOX_LIMIT messages wait unread, not at each one;
+- the opening handshake is read once. uvicorn's HTTP protocol has parsed and checked the
+  upgrade request and writes it out again for this one, which websockets parsed a second time.
+  Here it is split into websockets' ``Request`` as it stands, and a plain upgrade with nothing
+  to negotiate is answered without websockets' header parsers (``upgrade_request``,
+  ``LeanServerProtocol``; under websockets releases other than ``WEBSOCKETS_TESTED``,
+  websockets reads every handshake itself).
+
+Everything else (frames, limits, write flow control and closing) is uvicorn's and websockets'
+own code.
 
 It subclasses uvicorn's implementation, so it is tied to it: written against uvicorn 0.54 and
 tested under the versions in ``TESTED`` (tests/live runs the queue socket's whole protocol
@@ -25,24 +35,37 @@ against. If uvicorn's class goes away, importing this module fails loudly.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import email.utils
 import logging
 import re
 from importlib.metadata import version
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_subprotocol
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request, Response
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
+from websockets.utils import accept_key
 
 from .protocol import PREPARED
 
 __all__ = [
     "INBOX_LIMIT",
+    "SHORT_HANDSHAKE",
     "TESTED",
+    "WEBSOCKETS_TESTED",
     "Inbox",
+    "LeanServerProtocol",
     "LeanWebSocketProtocol",
     "WebSocketProtocol",
     "Writable",
     "choose",
+    "upgrade_request",
 ]
 
 log = logging.getLogger("ticketqueue.live")
@@ -53,6 +76,11 @@ INBOX_LIMIT = 4
 #: The uvicorn releases (major, minor) this protocol was tested under; keep in step with the
 #: ``uvicorn`` extra in pyproject.toml.
 TESTED = ((0, 54), (0, 55))
+#: The websockets releases (major) whose protocol internals the short handshake was tested
+#: with (its parser, the attributes ``accept`` sets); under any other, websockets reads and
+#: answers every handshake itself, as under uvicorn's own class.
+WEBSOCKETS_TESTED = (17,)
+SHORT_HANDSHAKE = int(version("websockets").split(".")[0]) in WEBSOCKETS_TESTED
 
 
 class Inbox:
@@ -132,11 +160,105 @@ class Writable:
                 self._waiters.remove(waiter)
 
 
+def upgrade_request(data: bytes) -> Request | None:
+    """The upgrade request as uvicorn's HTTP protocol hands it over, read into websockets'
+    ``Request`` without a parser: uvicorn parsed and checked it already (h11 or httptools) and
+    writes it out again as one request line and ``name: value`` lines (``handle_websocket_
+    upgrade``). None for anything else, or anything websockets' own reading would refuse or
+    treat otherwise (non-ASCII, a body, more or longer lines than it takes): websockets reads
+    that as before."""
+    head, end, rest = data.partition(b"\r\n\r\n")
+    if not end or rest or not head.isascii():
+        return None
+    request_line, *lines = head.decode("ascii").split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or len(lines) > MAX_NUM_HEADERS:
+        return None
+    method, path, protocol = parts
+    pairs = []
+    for line in lines:
+        name, sep, value = line.partition(": ")
+        if not sep or len(line) > MAX_LINE_LENGTH or name in BODY_HEADERS:
+            return None
+        pairs.append((name, value))
+    return Request(path, Headers(pairs), method, protocol)
+
+
+#: Request headers after which websockets' own reading of a request decides.
+BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+#: The Connection headers browsers and clients send with an upgrade (lower case).
+PLAIN_CONNECTION = frozenset({"upgrade", "keep-alive, upgrade", "upgrade, keep-alive"})
+
+
+class LeanServerProtocol(ServerProtocol):
+    """websockets' server side of the protocol, told the request it need not parse, and
+    answering a plain upgrade with nothing to negotiate itself.
+
+    Plain: GET over HTTP/1.1, ``Upgrade: websocket``, one of the usual ``Connection`` headers,
+    one valid key, version 13, at most one Origin, well-formed subprotocols, and a protocol
+    with no origins, extensions or subprotocols of its own to check (uvicorn's, with
+    permessage-deflate off; it picks the subprotocol itself). The answer is the one
+    ``ServerProtocol.accept`` gives that request; anything else goes to it, for its precise
+    refusal."""
+
+    def take_request(self) -> None:
+        """The request was read for this protocol (``upgrade_request``): what comes next are
+        frames. ``ServerProtocol.parse`` would read a request first."""
+        self.parser = Protocol.parse(self)  # websockets' frame parser
+        next(self.parser)
+
+    def accept(self, request: Request) -> Response:
+        answer = self._plain_answer(request)
+        if answer is None:
+            return super().accept(request)
+        self.accept_called = True
+        self.origin = request.headers.get("Origin")  # type: ignore[assignment]
+        self.extensions, self.subprotocol = [], None
+        headers = Headers()
+        headers["Date"] = email.utils.formatdate(usegmt=True)
+        headers["Upgrade"] = "websocket"
+        headers["Connection"] = "Upgrade"
+        headers["Sec-WebSocket-Accept"] = answer
+        return Response(101, "Switching Protocols", headers)
+
+    def _plain_answer(self, request: Request) -> str | None:
+        """The Sec-WebSocket-Accept of a plain upgrade (see above), else None."""
+        negotiates = "select_subprotocol" in vars(self)
+        if self.origins is not None or self.available_extensions or negotiates:
+            return None
+        if self.available_subprotocols or request.method != "GET":
+            return None
+        headers = request.headers
+        upgrade, key = headers.get_all("Upgrade"), headers.get_all("Sec-WebSocket-Key")
+        connection = headers.get_all("Connection")
+        if (
+            request.protocol != "HTTP/1.1"
+            or len(upgrade) != 1
+            or upgrade[0].lower() != "websocket"
+            or len(connection) != 1
+            or connection[0].lower() not in PLAIN_CONNECTION
+            or len(key) != 1
+            or headers.get_all("Sec-WebSocket-Version") != ["13"]
+            or len(headers.get_all("Origin")) > 1
+        ):
+            return None
+        try:
+            if len(base64.b64decode(key[0].encode(), validate=True)) != 16:
+                return None
+            for value in headers.get_all("Sec-WebSocket-Protocol"):
+                parse_subprotocol(value)
+        except (binascii.Error, InvalidHeader, ValueError):
+            return None
+        return accept_key(key[0])
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with less kept per open socket (see above)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if SHORT_HANDSHAKE:  # the ServerProtocol uvicorn made, given the short path in place
+            self.conn.__class__ = LeanServerProtocol
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Writable()  # type: ignore[assignment]
         self.writable.set()
@@ -193,6 +315,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
+        if (
+            not self.handshake_initiated
+            and isinstance(self.conn, LeanServerProtocol)
+            and (request := upgrade_request(data)) is not None
+        ):
+            self.conn.take_request()
+            self.handle_connect(request)
+            return
         super().data_received(data)
 
     def handle_pong(self, event: Any) -> None:
