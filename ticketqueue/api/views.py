@@ -41,6 +41,7 @@ from ..identity import (
 from ..live.protocol import IdentityRequired
 from ..models import Queue
 from .exceptions import exception_handler
+from .negotiation import JSONNegotiation
 from .parsers import JSONParser
 from .queue_rows import queue_row
 from .serializers import (
@@ -93,6 +94,7 @@ class QueueAPIView(APIView):
     permission_classes = [AllowAny]
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    content_negotiation_class = JSONNegotiation
 
     def get_exception_handler(self) -> Any:
         return exception_handler
