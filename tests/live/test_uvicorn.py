@@ -1,6 +1,6 @@
 """The lighter uvicorn protocol (ticketqueue.live.uvicorn): its queue and flag on their own,
 then the queue socket's protocol through a real uvicorn server using it, on both the Channels
-consumer and the lean application."""
+consumer and the lean application; last, its opening handshake against websockets' own."""
 
 import asyncio
 import json
