@@ -372,12 +372,9 @@ def _websockets_reading(data):
 
 
 def _lean_reading(data):
-    from websockets.server import ServerProtocol
-
     from ticketqueue.live.uvicorn import LeanServerProtocol, upgrade_request
 
-    conn = ServerProtocol(max_size=4096)
-    conn.__class__ = LeanServerProtocol  # as LeanWebSocketProtocol does
+    conn = LeanServerProtocol(max_size=4096)
     request = upgrade_request(data)
     if request is None:
         conn.receive_data(data)

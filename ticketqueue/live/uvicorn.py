@@ -223,10 +223,13 @@ class LeanServerProtocol(ServerProtocol):
 
     def _plain_answer(self, request: Request) -> str | None:
         """The Sec-WebSocket-Accept of a plain upgrade (see above), else None."""
-        negotiates = "select_subprotocol" in vars(self)
-        if self.origins is not None or self.available_extensions or negotiates:
-            return None
-        if self.available_subprotocols or request.method != "GET":
+        own_checks = (
+            self.origins is not None
+            or self.available_extensions
+            or self.available_subprotocols
+            or "select_subprotocol" in vars(self)
+        )
+        if own_checks or request.method != "GET":
             return None
         headers = request.headers
         upgrade, key = headers.get_all("Upgrade"), headers.get_all("Sec-WebSocket-Key")
