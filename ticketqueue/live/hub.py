@@ -34,7 +34,7 @@ from ..core import (
     estimate_eta,
     moved_place,
 )
-from . import transport
+from . import settle, transport
 from .batches import Batches
 from .protocol import (
     CLOSE_DEVICE,
@@ -876,6 +876,9 @@ class Hub:
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._lookups: dict[str, asyncio.Task[Any]] = {}
         self._closed = False
+        # Sockets seated and unseated so far, for the memory settles (live/settle.py).
+        self.opened = self.closed = 0
+        self._settler = loop.create_task(self._settle())
 
     async def queue_for_slug(self, slug: str) -> Any:
         """The queue named ``slug``: its room's row when this process has the room (kept
@@ -925,6 +928,7 @@ class Hub:
         elif queue_id in self._subscribing:
             await asyncio.shield(self._subscribing[queue_id])
         room.add(seat)
+        self.opened += 1
         return room
 
     def detach(self, seat: Seat) -> None:
@@ -933,6 +937,7 @@ class Hub:
             return
         room.remove(seat)
         seat.closed = True
+        self.closed += 1
         if self._closed:  # close() stopped every room and unsubscribed
             return
         if not room.seats and room.queue_id not in self._subscribing:
@@ -950,6 +955,16 @@ class Hub:
             await self._subscriber.unsubscribe(channel)
         except Exception:
             log.warning("live: unsubscribe failed", exc_info=True)
+
+    def held(self) -> int:
+        """Sockets seated in this process now."""
+        return sum(len(room.seats) for room in self.rooms.values())
+
+    async def _settle(self) -> None:
+        settler = settle.Settler()
+        while True:
+            await asyncio.sleep(settle.SETTLE_PERIOD)
+            settler.settle(self.opened, self.closed, self.held())
 
     def _deliver(self, channel: str | None, payload: bytes | None) -> None:
         self._inbox.put_nowait((channel, payload))
@@ -974,6 +989,7 @@ class Hub:
     async def close(self) -> None:
         self._closed = True
         self._worker.cancel()
+        self._settler.cancel()
         for room in self.rooms.values():
             room.stop()
         self.rooms.clear()
@@ -981,6 +997,8 @@ class Hub:
         self._by_slug.clear()
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._settler
         await self._subscriber.close()
 
 
