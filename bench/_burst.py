@@ -145,6 +145,7 @@ async def _burst(url: str, count: int, headers: Callable[[int], dict[str, str]])
             additional_headers=headers(index),
             origin="http://127.0.0.1",
             compression=None,
+            proxy=None,  # a buyer behind no proxy: no look through os.environ per socket
             open_timeout=None,
             ping_interval=None,
             close_timeout=5,

@@ -239,6 +239,7 @@ class Run:
                 additional_headers=headers,
                 origin=self.base,
                 compression=None,
+                proxy=None,  # a buyer behind no proxy: no look through os.environ per socket
                 open_timeout=self.args.timeout,
                 ping_interval=None,
                 close_timeout=5,
