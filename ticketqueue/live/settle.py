@@ -1,13 +1,13 @@
 """Keeping a socket process's held sockets out of the garbage collector's full collections.
 
 Each open socket is a hundred-odd container objects (protocol, transport, task, seat: 132 for
-both ends of a socket in one process) that live as long as the socket. CPython's cyclic collector goes over every one of them at each
-full collection, and a busy process makes one every few seconds: at 15,000 sockets a process
-spent 0.6-1.2 s of CPU on each (4-8 s of wall time on a shared box, measured in
-bench/fanout_bench.py) and found nothing to free, while every one of its sockets waited for its
-next update. So, every ``SETTLE_PERIOD`` in which sockets were opened, the hub collects what is
-not yet frozen (the objects made since the last time: cheap) and freezes the rest
-(``gc.freeze``), which full collections then skip.
+both ends of a socket in one process) that live as long as the socket. CPython's cyclic
+collector goes over every one of them at each full collection, and a busy process makes one
+every few seconds: at 15,000 sockets a process spent 0.6-1.2 s of CPU on each (4-8 s of wall
+time on a shared box, measured in bench/fanout_bench.py) and found nothing to free, while every
+one of its sockets waited for its next update. So, every ``SETTLE_PERIOD`` in which sockets
+were opened, the hub collects what is not yet frozen (the objects made since the last time:
+cheap) and freezes the rest (``gc.freeze``), which full collections then skip.
 
 A frozen object that later becomes garbage in a reference cycle is not freed until it is
 unfrozen. A closed socket leaves a few such objects behind (its transport and socket among them:
