@@ -30,18 +30,16 @@ class Settler:
     when to sweep (``settle``)."""
 
     def __init__(self) -> None:
-        self.frozen_at = 0  # sockets opened (ever) at the last freeze; -1: none since a sweep
+        self.frozen_at = 0  # sockets opened (ever) at the last freeze
         self.swept_at = 0  # sockets closed (ever) at the last sweep
 
     def settle(self, opened: int, closed: int, held: int) -> str | None:
         """Freeze (``"froze"``), sweep and freeze (``"swept"``) or leave it (None)."""
-        if closed - self.swept_at > held:
-            gc.unfreeze()  # the closed sockets' leftovers go with the next collection
-            self.swept_at, self.frozen_at = closed, -1
-            swept = True
-        else:
-            swept = False
-        if opened == self.frozen_at:
+        swept = closed - self.swept_at > held
+        if swept:
+            gc.unfreeze()  # the closed sockets' leftovers go with this collection
+            self.swept_at = closed
+        elif opened == self.frozen_at:
             return None
         gc.collect()  # all that is not frozen: the garbage among it is not kept forever
         gc.freeze()
