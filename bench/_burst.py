@@ -1,7 +1,8 @@
 """The join burst's yardsticks for bench/loadtest.py: where the machine's CPU went while the
 joins arrived, by part of the topology, and the bare baseline: the same number of WebSocket
-handshakes, each sending one message and waiting for its echo, against a bare `websockets`
-server on this machine (no nginx, no Django, no store, no database).
+handshakes, each sending one message and waiting for its echo, from the same client
+(bench/_client.py) against a bare `websockets` server on this machine (no nginx, no Django, no
+store, no database).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve
+
+from bench._client import open_socket
 
 #: The parts of the topology, by a word of their command line (first match wins).
 PARTS = (
@@ -135,22 +137,15 @@ def serve_echo() -> None:
     asyncio.run(_echo_server())
 
 
-async def _burst(url: str, count: int, headers: Callable[[int], dict[str, str]]) -> list[float]:
+async def _burst(
+    url: str, count: int, headers: Callable[[int], dict[str, str]], client: str, in_flight: int
+) -> list[float]:
     acknowledged: list[float] = []
     everyone = asyncio.Event()
+    window = asyncio.Semaphore(in_flight) if in_flight else None
 
     async def one(index: int) -> None:
-        async with ws_connect(
-            url,
-            additional_headers=headers(index),
-            origin="http://127.0.0.1",
-            compression=None,
-            proxy=None,  # a buyer behind no proxy: no look through os.environ per socket
-            open_timeout=None,
-            ping_interval=None,
-            close_timeout=5,
-            max_size=2**16,
-        ) as ws:
+        async with open_socket(client, url, headers(index), "http://127.0.0.1", None, window) as ws:
             await ws.send('{"type": "join"}')
             await ws.recv()
             acknowledged.append(time.time())
@@ -162,7 +157,9 @@ async def _burst(url: str, count: int, headers: Callable[[int], dict[str, str]])
     return acknowledged
 
 
-def bare_echo(count: int, headers: Callable[[int], dict[str, str]]) -> dict[str, Any]:
+def bare_echo(
+    count: int, headers: Callable[[int], dict[str, str]], client: str = "picows", in_flight: int = 0
+) -> dict[str, Any]:
     """``count`` handshakes at once against a bare echo server in its own process, each
     sending one message and waiting for its echo; joins/s as the sale counts them (from the
     start to the last echo) and the machine's CPU per handshake."""
@@ -179,7 +176,9 @@ def bare_echo(count: int, headers: Callable[[int], dict[str, str]]) -> dict[str,
         meter.start()
         time.sleep(meter.interval * 2)
         started = time.time()
-        acknowledged = asyncio.run(_burst(f"ws://127.0.0.1:{port}/", count, headers))
+        acknowledged = asyncio.run(
+            _burst(f"ws://127.0.0.1:{port}/", count, headers, client, in_flight)
+        )
     finally:
         meter.stop.set()
         meter.join()

@@ -12,7 +12,10 @@ account holders, as a mobile app with a stored refresh token does) or is an anon
 WebSocket, waits, gets its pass and buys one ticket through the purchase API. Some leave the
 line, some go away and come back (the same place), a few vanish for good. With --signed-in the
 account holders arrive holding an access token (logged in before the sale opened), so the
-burst is the joins alone.
+burst is the joins alone. The buyers' sockets are picows clients (bench/_client.py; --client
+websockets for the earlier one), at most --in-flight (500) of them in their opening handshake
+at once: one load generator that started all 2,000 connections before reading any answer kept
+the servers idle for the burst's first half second (the same window as bench/fanout_bench.py).
 
 Reported: joins per second (with the burst's phases and the machine's CPU per join by part of
 the topology; --bare-echo adds the same number of handshakes against a bare websockets echo
@@ -47,10 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-from websockets.asyncio.client import connect as ws_connect  # noqa: E402
-from websockets.exceptions import InvalidStatus  # noqa: E402
 
 from bench._burst import CpuMeter, bare_echo, format_split, serve_echo  # noqa: E402
+from bench._client import CLIENTS, handshake_status, open_socket  # noqa: E402
 
 # -- the protocol (docs/protocol.md, docs/api.md) ------------------------------------------
 
@@ -163,6 +165,8 @@ class Run:
         #: of other buyers' logins would be measured as the shop's latency.
         self.logins: aiohttp.ClientSession | None = None
         self.purchases: aiohttp.ClientSession | None = None
+        #: Handshakes the load generator has in flight at most (--in-flight), or None.
+        self.window: asyncio.Semaphore | None = None
 
     # -- http -----------------------------------------------------------------------------
     async def post_json(
@@ -234,16 +238,8 @@ class Run:
         while True:
             buyer.connects += 1
             buyer.connect_at = buyer.connect_at or now()
-            async with ws_connect(
-                url,
-                additional_headers=headers,
-                origin=self.base,
-                compression=None,
-                proxy=None,  # a buyer behind no proxy: no look through os.environ per socket
-                open_timeout=self.args.timeout,
-                ping_interval=None,
-                close_timeout=5,
-                max_size=2**16,
+            async with open_socket(
+                self.args.client, url, headers, self.base, self.args.timeout, self.window
             ) as ws:
                 buyer.opened_at = buyer.opened_at or now()
                 await ws.send(json.dumps({"type": "join"}))
@@ -364,8 +360,8 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
             buyer.outcome = "error"
             buyer.error = f"{type(exc).__name__}: {exc}"[:200]
-            if isinstance(exc, InvalidStatus):
-                buyer.error = f"ws handshake {exc.response.status_code}"
+            if (status := handshake_status(exc)) is not None:
+                buyer.error = f"ws handshake {status}"
             # Grouped by kind: the message without its numbers and quoted details.
             self.errors[re.sub(r"\d+(\.\d+)?", "N", buyer.error.split(";")[0])[:70]] += 1
         self.counts[buyer.outcome or "unfinished"] += 1
@@ -398,6 +394,8 @@ class Run:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
 
+        if self.args.in_flight:
+            self.window = asyncio.Semaphore(self.args.in_flight)
         async with session() as self.logins, session() as self.purchases:
             drops = listen_drops()
             self.started = now()
@@ -814,6 +812,8 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         "kinds": dict(Counter(b.kind for b in buyers)),
         "joins": len(joined),
         "joins_per_s": len(joined) / join_span if join_span > 0 else None,
+        "client": run.args.client,
+        "in_flight": run.args.in_flight,
         "burst": burst,
         "listen_drops": run.listen_drops,
         "time_in_queue_s": {
@@ -844,7 +844,8 @@ def report(run: Run, checks: list[tuple[str, bool, str]], wall: float) -> dict[s
         f"stock {result['stock']}, {wall:.1f} s",
         f"  outcomes         {', '.join(f'{k} {v}' for k, v in sorted(o.items()))}",
         f"  joins            {len(joined)} in {join_span:.1f} s = "
-        f"{(result['joins_per_s'] or 0):.0f} joins/s",
+        f"{(result['joins_per_s'] or 0):.0f} joins/s ({run.args.client} client, "
+        f"{run.args.in_flight or 'no limit to'} handshakes in flight)",
         "    the burst      "
         + ", ".join(
             f"{name} p50 {fmt_ms(burst[key]['p50'])} p99 {fmt_ms(burst[key]['p99'])}"
@@ -901,7 +902,7 @@ def against_bare(run: Run, result: dict[str, Any]) -> dict[str, Any]:
             "X-Forwarded-For": Buyer(index, "anon", "buy").address,
         }
 
-    bare = bare_echo(result["joins"], headers)
+    bare = bare_echo(result["joins"], headers, run.args.client, run.args.in_flight)
     ratio = (result["joins_per_s"] or 0) / bare["per_s"]
     print(
         f"  bare echo        {bare['handshakes']} handshakes + one echo each in"
@@ -953,6 +954,18 @@ def main(argv: list[str] | None = None) -> int:
         "--bare-echo",
         action="store_true",
         help="Then the same number of handshakes against a bare websockets echo server.",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="picows",
+        help="The buyers' WebSocket client (bench/_client.py; the bare baseline's too).",
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=500,
+        help="Opening handshakes in flight at most (0: no limit); the bare baseline's too.",
     )
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
