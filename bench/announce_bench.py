@@ -1,6 +1,7 @@
 """What one socket process pays for each join it hears about: a queue's live channel carries a
-``joined`` message for every new place (the join script publishes it, so every socket
-process holding that queue's room hears every join, its own and everyone else's).
+``joined`` message for a new place whose identity has another connection open (the join script
+publishes it; until 2026-12-05, for every new place), and every socket process holding that
+queue's room hears it.
 
 A real hub (``ticketqueue.live.hub.Hub``: the transport's subscriber, its inbox, the room's
 dispatch) holds one seat in a queue's room, and a second process publishes N ``joined``
@@ -96,10 +97,12 @@ def markdown(report: dict[str, Any]) -> str:
             "|---:|---:|",
             f"| {per:.1f} us | {report['messages_per_s']:,.0f} |",
             "",
-            "Every socket process that holds a queue's room hears every join of that queue, so "
-            f"a join costs the fleet about {per:.0f} us times the number of socket processes: "
-            f"{per * 32 / 1000:.2f} ms a join over the 32 processes of the 500,000-buyer plan "
-            f"(docs/deploy.md), {4200 * 32 * per / 1e6:.1f} cores at its 4,200 joins a second.",
+            "Every socket process holding a queue's room hears each of its `joined` messages: "
+            "one per join whose identity has another connection open (a second tab; until "
+            "2026-12-05, one per join). Each costs the fleet about "
+            f"{per:.0f} us times the number of socket processes: {per * 32 / 1000:.2f} ms over "
+            "the 32 processes of the 500,000-buyer plan (docs/deploy.md), "
+            f"{4200 * 32 * per / 1e6:.1f} cores if all of its 4,200 joins a second had one.",
             "",
             "Raw figures: `bench/results/announce.json`.",
         ]

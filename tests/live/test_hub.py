@@ -232,7 +232,8 @@ async def test_a_redis_store_announces_a_join_exactly_as_the_publisher_would(
     make_queue, monkeypatch
 ):
     """With the Redis broadcast, the join script publishes the ``joined`` message itself (one
-    round trip less per new visitor): the same message, sent once."""
+    round trip less per new visitor): the same message, sent once, for a socket of the
+    identity that is open while it joins over the REST API."""
     store = get_store()
     if not getattr(store, "announce_joins", False):
         pytest.skip("only a RedisStore under the Redis broadcast announces joins itself")
@@ -247,6 +248,7 @@ async def test_a_redis_store_announces_a_join_exactly_as_the_publisher_would(
         listener = store.client.pubsub(ignore_subscribe_messages=True)
         try:
             listener.subscribe(transport.channel_name(queue.store_id))
+            services.open_connections(queue, [identity])  # what its socket does on connecting
             with monkeypatch.context() as patched:
                 patched.setattr(transport, "publish", lambda *args: pytest.fail("sent twice"))
                 services.join(queue, identity)
@@ -265,6 +267,43 @@ async def test_a_redis_store_announces_a_join_exactly_as_the_publisher_would(
     assert announced == json.loads(sent[0])
     assert (announced["identity"], announced["position"]) == (identity, 2)
     assert (announced["t"], announced["dt"]) == (1, 1)
+
+
+async def test_a_join_is_announced_only_to_another_open_connection_of_its_identity(make_queue):
+    """Every socket process of the queue hears each ``joined`` message, and only the
+    identity's other tabs need one: a join with no connection open (a REST join), or whose
+    one open connection is its own joining socket (a socket process's batch), sends none; a
+    join from one of two tabs sends one. The joins are acknowledged alike."""
+    store = get_store()
+    if not getattr(store, "announce_joins", False):
+        pytest.skip("only a RedisStore under the Redis broadcast announces joins itself")
+    queue = await in_thread(make_queue)()
+
+    def join_all_while_listening() -> tuple[list[str], list[str]]:
+        listener = store.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            listener.subscribe(transport.channel_name(queue.store_id))
+            services.open_connections(queue, ["anon:one-tab"])
+            services.open_connections(queue, ["anon:two-tabs", "anon:two-tabs"])
+            joined = [services.join(queue, "anon:rest-only").state]
+            joined += [
+                status.state  # type: ignore[union-attr]
+                for status in services.join_many(queue, ["anon:one-tab", "anon:two-tabs"])
+            ]
+            transport.publish(queue.store_id, json.dumps({"k": "sentinel"}).encode())
+            heard = []
+            while not heard or heard[-1] != "sentinel":
+                message = listener.get_message(timeout=TIMEOUT)
+                if message is not None:
+                    body = json.loads(message["data"])
+                    heard.append(body.get("identity") or body["k"])
+            return joined, heard
+        finally:
+            listener.close()
+
+    joined, heard = await in_thread(join_all_while_listening)()
+    assert joined == ["waiting"] * 3
+    assert heard == ["anon:two-tabs", "sentinel"]
 
 
 # -- numbered admissions and departures: what an exact read saw is never counted again -------

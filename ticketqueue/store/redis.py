@@ -54,7 +54,13 @@ from .base import (
 )
 from .redis_broadcast import RedisBroadcast, live_channel
 from .redis_cluster import cluster_client
-from .redis_companions import RedisClaims, RedisCounters, RedisLeases, RedisPresence
+from .redis_companions import (
+    RedisClaims,
+    RedisCounters,
+    RedisLeases,
+    RedisPresence,
+    presence_key,
+)
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
@@ -271,6 +277,8 @@ class RedisStore(QueueStore):
         self.prefix = prefix
         #: Publish a new waiting entry's ``joined`` message from the join script itself (when
         #: the live broadcast runs over this Redis): one round trip less on every new join.
+        #: Only when another connection of the identity is open (``presence``): every socket
+        #: process of the queue hears each message, and nobody else needs it.
         self.announce_joins = announce_joins
         # Each queue's keys as its scripts receive them, encoded once: redis-py would encode
         # all eleven on every call (half the client's cost of packing a join).
@@ -477,14 +485,19 @@ class RedisStore(QueueStore):
 
     # -- people -------------------------------------------------------------------------
     def join(self, queue_id: str, identity: str, now: float, priority: int = 0) -> Joined:
-        return _joined(
-            self._run("join", queue_id, self._join_args(queue_id, identity, now, priority))
-        )
+        args = self._join_args(queue_id, identity, now, priority)
+        return _joined(self._run("join", queue_id, args, keys=[self._presence_key(queue_id)]))
 
-    def _join_args(self, queue_id: str, identity: str, now: float, priority: int = 0) -> list[str]:
-        """The join script's ARGV (join.lua), limits aside."""
+    def _join_args(
+        self, queue_id: str, identity: str, now: float, priority: int = 0, own: int = 0
+    ) -> list[str]:
+        """The join script's ARGV (join.lua), limits aside. ``own``: the identity's open
+        connections that are the joiner's own (its socket), which need no ``joined`` message."""
         channel = live_channel(self.prefix, queue_id) if self.announce_joins else ""
-        return [identity, _num(now), channel, str(priority)]
+        return [identity, _num(now), channel, str(priority), str(own)]
+
+    def _presence_key(self, queue_id: str) -> str:
+        return presence_key(self.prefix, queue_id)
 
     def join_within_limits(
         self,
@@ -498,21 +511,26 @@ class RedisStore(QueueStore):
             return self.join(queue_id, identity, now)
         limit_keys, limit_args = self._limit_call(queue_id, hits, limits_now)
         args = [*self._join_args(queue_id, identity, now), *limit_args]
+        keys = [self._presence_key(queue_id), *limit_keys]
         try:
-            return _joined(self._run("join", queue_id, args, keys=limit_keys))
+            return _joined(self._run("join", queue_id, args, keys=keys))
         except _Limited as refused:
             return refused.results
 
     def join_many(
         self, queue_id: str, identities: Sequence[str], now: float
     ) -> list[Joined | TicketQueueError]:
+        # A socket process's batch: each identity's joining socket is one of its open
+        # connections already, so only another one (a second tab) makes the script announce.
         if not identities:
             return []
-        keys, script = [*self._keys(queue_id)], self._scripts["join"]
+        keys = [*self._keys(queue_id), self._presence_key(queue_id)]
+        script = self._scripts["join"]
 
         def fill(pipe: Any) -> None:
             for identity in identities:
-                script(keys=keys, args=self._join_args(queue_id, identity, now), client=pipe)
+                args = self._join_args(queue_id, identity, now, own=1)
+                script(keys=keys, args=args, client=pipe)
 
         results: list[Joined | TicketQueueError] = []
         for reply in self._pipelined(queue_id, fill):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .companions import Claims, Counters, Leases, Presence
 
-__all__ = ["RedisClaims", "RedisCounters", "RedisLeases", "RedisPresence"]
+__all__ = ["RedisClaims", "RedisCounters", "RedisLeases", "RedisPresence", "presence_key"]
 
 
 # KEYS: connections hash, last-seen hash. ARGV: identity, now. At zero the identity's count
@@ -69,6 +69,11 @@ return cjson.encode(out)
 SEEN_TTL = 86_400
 
 
+def presence_key(prefix: str, queue_id: str) -> str:
+    """The hash of a queue's open connections by identity (the join script reads it too)."""
+    return f"{prefix}:{{{queue_id}}}:presence"
+
+
 class RedisPresence(Presence):
     """Two hashes per queue, in the queue's hash slot: identity -> open connections, and
     identity -> last seen (kept after the last connection closes: when it went). Both expire
@@ -83,7 +88,7 @@ class RedisPresence(Presence):
         self._away = client.register_script(_AWAY)
 
     def _keys(self, queue_id: str) -> tuple[str, str]:
-        return (f"{self.prefix}:{{{queue_id}}}:presence", f"{self.prefix}:{{{queue_id}}}:seen_at")
+        return (presence_key(self.prefix, queue_id), f"{self.prefix}:{{{queue_id}}}:seen_at")
 
     def _ttl(self) -> int:
         return max(60, int(self._timeout() * 10))

@@ -1,19 +1,27 @@
 -- join: the identity's one place; a new entry at the back, or admitted at once (auto/off modes).
+-- KEYS: the queue's, then its presence hash (identity -> open connections), then the limits'.
 -- ARGV: identity, now, the live channel to announce a new waiting entry on ('' for none),
--- priority (0: the public; a group's entries stand in its band ahead, core/_priority.py);
--- then, for join_within_limits, the limits' clock and a limit and period for each key after
--- the queue's (_limits.lua).
--- Reply: counts, placement (packed, see _common.lua), read together; then '1' if announced.
+-- priority (0: the public; a group's entries stand in its band ahead, core/_priority.py), how
+-- many of the identity's open connections are the joiner's own (its socket: 1, a REST call:
+-- 0); then, for join_within_limits, the limits' clock and a limit and period for each key after
+-- the presence hash (_limits.lua).
+-- The entry is announced only when the identity has another connection open (a second tab):
+-- every socket process of the queue hears each message, and the ticks carry the count of
+-- people waiting anyway.
+-- Reply: counts, placement (packed, see _common.lua), read together; then '1' if no
+-- announcement is left to make (sent, or nobody to tell).
 -- Or 'limited' and each limit's wait, when one had no room: nothing counted or changed then.
 local q = load_meta()
 if not q then return {'unavailable'} end
-if #KEYS > QUEUE_KEY_COUNT then
-  local limit_keys = {unpack(KEYS, QUEUE_KEY_COUNT + 1)}
-  local refused, waits = count_limits(limit_keys, ARGV, 6, tonumber(ARGV[5]))
+local K_PRESENCE = KEYS[QUEUE_KEY_COUNT + 1]
+if #KEYS > QUEUE_KEY_COUNT + 1 then
+  local limit_keys = {unpack(KEYS, QUEUE_KEY_COUNT + 2)}
+  local refused, waits = count_limits(limit_keys, ARGV, 7, tonumber(ARGV[6]))
   if refused then return {'limited', unpack(waits)} end
 end
 local identity, now_s, channel = ARGV[1], ARGV[2], ARGV[3] or ''
 local priority = tonumber(ARGV[4] or '0') or 0
+local own = tonumber(ARGV[5] or '0') or 0
 local now = num(now_s)
 
 local member = redis.call('HGET', K_IDS, identity)
@@ -67,14 +75,16 @@ jadd(member, identity, 'waiting', order, now_s, '', '', '')
 jflush(q)
 local reply = {'ok', counts(q.state, now), placement(member, 1)}
 if channel ~= '' then
-  -- The message live/publisher.py would send: the identity's other sockets learn their place,
-  -- with the totals read with it, and no process pays a round trip for it.
-  local totals = redis.call('HMGET', K_META, 'total', 'dep')
-  redis.call(PUBLISH, channel, cjson.encode({
-    k = 'joined', identity = identity, seq = seq, order = order_n,
-    position = redis.call('ZRANK', K_LINE, member) + 1,
-    t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
-  }))
+  if tonumber(redis.call('HGET', K_PRESENCE, identity) or '0') > own then
+    -- The message live/publisher.py would send: the identity's other sockets learn their
+    -- place, with the totals read with it, and no process pays a round trip for it.
+    local totals = redis.call('HMGET', K_META, 'total', 'dep')
+    redis.call(PUBLISH, channel, cjson.encode({
+      k = 'joined', identity = identity, seq = seq, order = order_n,
+      position = redis.call('ZRANK', K_LINE, member) + 1,
+      t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
+    }))
+  end
   reply[4] = '1'
 end
 return reply
