@@ -4,13 +4,27 @@ section into docs/benchmarks.md (full runs only; --quick runs for CI touch neith
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def run_header(script: str) -> dict[str, str]:
+    """What every report starts with: the command that made it, when, and on what."""
+    return {
+        "command": " ".join([".venv/bin/python", f"bench/{script}", *sys.argv[1:]]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+    }
 
 
 def write_section(heading: str, section: str, docs: Path = DOCS) -> None:

@@ -19,20 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _report import publish  # noqa: E402
+from _report import publish, run_header  # noqa: E402
 from ws_bench import configure_django  # noqa: E402
 
 HEADING = "## What a socket process pays for each join it hears (issue 16)"
@@ -124,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = [asyncio.run(one_round(count)) for _ in range(rounds)]
     per = [s["cpu_us_per_message"] for s in samples]
     report = {
-        "command": " ".join([".venv/bin/python", "bench/announce_bench.py", *sys.argv[1:]]),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
+        **run_header("announce_bench.py"),
         "messages": count,
         "rounds": rounds,
         "samples": per,

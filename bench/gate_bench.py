@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import platform
 import re
 import resource
 import shutil
@@ -37,9 +36,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _report import run_header
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -1185,10 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_after = [round(x, 2) for x in os.getloadavg()]
     report = {
-        "command": " ".join([".venv/bin/python", "bench/gate_bench.py", *sys.argv[1:]]),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
+        **run_header("gate_bench.py"),
         "loadgen": loadgen,
         "connections": args.connections,
         "rounds": rounds,
