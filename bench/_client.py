@@ -51,6 +51,14 @@ class _Listener(picows.WSListener):  # type: ignore[misc] # picows is not typed
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    async def next_event(self) -> None:
+        """Until the next message or the end of the socket."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
         kind = frame.msg_type
         if kind == picows.WSMsgType.TEXT and frame.fin:
@@ -90,11 +98,7 @@ class _PicoSocket:
         while not listener.inbox:
             if listener.closed:
                 raise Closed("the socket closed")
-            listener.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await listener.waiter
-            finally:
-                listener.waiter = None
+            await listener.next_event()
         return listener.inbox.popleft()
 
     def __aiter__(self) -> AsyncIterator[str]:
@@ -116,12 +120,9 @@ class _PicoSocket:
             try:
                 async with asyncio.timeout(5):
                     while not listener.closed:
-                        listener.waiter = asyncio.get_running_loop().create_future()
-                        await listener.waiter
+                        await listener.next_event()
             except TimeoutError:
                 pass
-            finally:
-                listener.waiter = None
             transport.disconnect()
         await transport.wait_disconnected()
 

@@ -7,7 +7,7 @@ A real hub (``ticketqueue.live.hub.Hub``: the transport's subscriber, its inbox,
 dispatch) holds one seat in a queue's room, and a second process publishes N ``joined``
 messages for other people on the room's channel, as the join script writes them. Reported:
 this process's CPU per message, from the first publish to the room having counted the last
-(``Room.waiting`` goes up by one per message), alternating rounds, the median.
+(``Room.waiting`` goes up by one per message); the median of several rounds.
 
     .venv/bin/python bench/announce_bench.py [--messages 20000] [--rounds 5] [--quick]
 
