@@ -123,48 +123,45 @@ def insert_entries(rows: Sequence[dict[str, Any]]) -> dict[int, IntegrityError]:
 
     Returns, by position in ``rows``, those skipped because a different row holds their seq
     or their identity's live place: the store handed out again what it had lost (a failover),
-    and ``services.repair`` loads it from the rows. Databases that cannot say which rows an
-    INSERT skipped (MySQL) report none.
+    and ``services.repair`` loads it from the rows.
 
     Every new visitor's join pays for this, so it is one plain statement: in autocommit it is
     the whole commit (``bulk_create`` wraps even one row in BEGIN ... COMMIT, two more round
     trips), and its SQL is built once per database vendor and row count rather than compiled
-    per call.
+    per call. It reports only how many rows it wrote; rows are read back only when that is
+    fewer than all of them, which a join sees after a failover or a journal sync that came
+    first, not otherwise.
     """
     # In seq order, as a journal sync inserts them: two transactions that insert the same
     # keys in different orders can each wait for the other's uncommitted row (a deadlock).
     ordered = sorted(rows, key=lambda row: row["seq"])
-    returning = connection.features.can_return_rows_from_bulk_insert
     names = tuple(ordered[0])
     if connection.vendor == "postgresql" and len(ordered) >= UNNEST_FROM:
         sql, params = _entry_unnest(names), [[row[name] for row in ordered] for name in names]
     else:
-        sql = _entry_insert(connection.vendor, names, len(ordered), returning)
+        sql = _entry_insert(connection.vendor, names, len(ordered))
         params = [value for row in ordered for value in row.values()]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if not returning:
+        if cursor.rowcount == len(rows):
             return {}
-        inserted = {(queue, seq) for queue, seq in cursor.fetchall()}
-    skipped = {i: row for i, row in enumerate(rows) if (row["queue"], row["seq"]) not in inserted}
-    if not skipped:
-        return {}
-    # Skipped as written already (by a journal sync), or clashing with a different row.
+    # Some were skipped: each written already (by a journal sync, the same row), or clashing
+    # with a different row.
     same = Q()
-    for row in skipped.values():
+    for row in rows:
         same |= Q(queue_id=row["queue"], seq=row["seq"], identity=row["identity"])
     written = set(Entry.objects.filter(same).values_list("queue_id", "seq"))
     return {
         i: IntegrityError(f"entry {row['seq']} clashes with a row of another place")
-        for i, row in skipped.items()
+        for i, row in enumerate(rows)
         if (row["queue"], row["seq"]) not in written
     }
 
 
 @functools.cache
-def _entry_insert(vendor: str, names: tuple[str, ...], rows: int, returning: bool) -> str:
+def _entry_insert(vendor: str, names: tuple[str, ...], rows: int) -> str:
     """The statement that inserts ``rows`` rows of the fields ``names`` on this vendor's
-    database (saying which it inserted, when ``returning``)."""
+    database, skipping those that clash with a row there."""
     ops, meta = connection.ops, Entry._meta
     fields = [meta.get_field(name) for name in names]
     row = f"({', '.join(['%s'] * len(fields))})"
@@ -174,8 +171,6 @@ def _entry_insert(vendor: str, names: tuple[str, ...], rows: int, returning: boo
         f"VALUES {', '.join([row] * rows)} "
         f"{ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)}"
     )
-    if returning:
-        sql = f"{sql.rstrip()} RETURNING {ops.quote_name('queue_id')}, {ops.quote_name('seq')}"
     return sql.rstrip()
 
 
@@ -197,8 +192,7 @@ def _entry_unnest(names: tuple[str, ...]) -> str:
     return (
         f"INSERT INTO {ops.quote_name(meta.db_table)} "  # noqa: S608 - names from the model
         f"({', '.join(ops.quote_name(f.column) for f in fields)}) "
-        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
-        f"RETURNING {ops.quote_name('queue_id')}, {ops.quote_name('seq')}"
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
     )
 
 

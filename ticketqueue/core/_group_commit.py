@@ -28,9 +28,13 @@ class _Waiter(Generic[T]):
 
     def __init__(self, item: T) -> None:
         self.item = item
-        self.done = threading.Event()
+        self.done: threading.Event | None = None  # made when it queues: a leader never waits
         self.batch: list[_Waiter[T]] | None = None  # set when this caller is to write it
         self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        if self.done is not None:
+            self.done.set()
 
 
 class GroupCommit(Generic[T]):
@@ -63,8 +67,9 @@ class GroupCommit(Generic[T]):
             if lead:
                 self._writing = True
             else:
+                me.done = threading.Event()
                 self._queued.append(me)
-        if not lead:
+        if me.done is not None:  # queued
             me.done.wait()
             if me.batch is None:  # another caller wrote it
                 if isinstance(me.error, Exception):
@@ -91,7 +96,7 @@ class GroupCommit(Generic[T]):
             for position, waiter in enumerate(batch):
                 waiter.error = error or refused.get(position)
                 waiter.batch = None
-                waiter.done.set()
+                waiter.wake()
             if following:
                 following[0].batch = following
-                following[0].done.set()
+                following[0].wake()

@@ -206,12 +206,16 @@ end
 
 -- Placement: member|state|position|order|admitted_at|expires_at|created|admission_number|identity
 -- (identity last, as it may hold any character; empty fields are None). nil: no live entry.
+local function waiting_placement(member, position, order, created, identity)
+  return table.concat({member, 'waiting', position, order, '', '', created, '', identity}, '|')
+end
+
 local function placement(member, created)
   local identity = redis.call('HGET', K_WHO, member)
   local rank = redis.call('ZRANK', K_LINE, member)
   if rank then
     local order = redis.call('ZSCORE', K_LINE, member)
-    return table.concat({member, 'waiting', rank + 1, order, '', '', created, '', identity}, '|')
+    return waiting_placement(member, rank + 1, order, created, identity)
   end
   local exp = redis.call('ZSCORE', K_ACTIVE, member)
   if not exp then return nil end

@@ -73,7 +73,9 @@ redis.call('ZADD', K_LINE, order, member)
 redis.call('ZADD', K_SEEN, now_s, member)
 jadd(member, identity, 'waiting', order, now_s, '', '', '')
 jflush(q)
-local reply = {'ok', counts(q.state, now), placement(member, 1)}
+-- The new entry's placement from what was just written: placement() would read it back.
+local position = redis.call('ZRANK', K_LINE, member) + 1
+local reply = {'ok', counts(q.state, now), waiting_placement(member, position, order, 1, identity)}
 if channel ~= '' then
   if tonumber(redis.call('HGET', K_PRESENCE, identity) or '0') > own then
     -- The message live/publisher.py would send: the identity's other sockets learn their
@@ -81,7 +83,7 @@ if channel ~= '' then
     local totals = redis.call('HMGET', K_META, 'total', 'dep')
     redis.call(PUBLISH, channel, cjson.encode({
       k = 'joined', identity = identity, seq = seq, order = order_n,
-      position = redis.call('ZRANK', K_LINE, member) + 1,
+      position = position,
       t = tonumber(totals[1]), dt = tonumber(totals[2] or '0'),
     }))
   end
