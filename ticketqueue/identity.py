@@ -9,7 +9,6 @@ import base64
 import hashlib
 import re
 import secrets
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,7 +120,7 @@ def visitor_id_from_cookie(value: str | None) -> str | None:
 
 def new_visitor_cookie() -> tuple[str, str]:
     """A fresh (visitor id, signed cookie value)."""
-    visitor = uuid.uuid4().hex
+    visitor = secrets.token_hex(16)  # 32 hex digits, 128 random bits
     return visitor, _visitor_signer().sign(visitor)
 
 
