@@ -5,7 +5,14 @@ import threading
 import time
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 
 from ticketqueue import rows, services
 from ticketqueue.core import GroupCommit
@@ -208,3 +215,24 @@ def test_a_group_commit_and_a_journal_sync_of_the_same_rows_do_not_deadlock(
 
     assert errors == []
     assert committed_entries(queue, "seq", "identity") == [(1, "user:1"), (2, "user:2")]
+
+
+def test_a_batch_tells_apart_each_row_it_could_not_write(queue, live_store):
+    # Three joins' rows in one statement: one a journal sync wrote first (the same row), one
+    # whose seq a different row holds (the store handed it out again after losing it), one new.
+    for identity in ("user:1", "user:2", "user:3"):
+        live_store.join(queue.store_id, identity, T0)
+    first, second, third = sorted(live_store.journal(queue.store_id, limit=10), key=lambda c: c.seq)
+    services._sync(queue, [first])
+    assert rows.insert_entries([{**entry_row(queue, second), "identity": "user:9"}]) == {}
+
+    refused = rows.insert_entries(
+        [entry_row(queue, third), entry_row(queue, second), entry_row(queue, first)]
+    )
+
+    assert list(refused) == [1] and isinstance(refused[1], IntegrityError)
+    assert committed_entries(queue, "seq", "identity") == [
+        (1, "user:1"),
+        (2, "user:9"),
+        (3, "user:3"),
+    ]
