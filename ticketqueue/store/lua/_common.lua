@@ -210,6 +210,10 @@ local function waiting_placement(member, position, order, created, identity)
   return table.concat({member, 'waiting', position, order, '', '', created, '', identity}, '|')
 end
 
+local function admitted_placement(member, adm, exp, created, number, identity)
+  return table.concat({member, 'admitted', 0, '0', adm, exp, created, number, identity}, '|')
+end
+
 local function placement(member, created)
   local identity = redis.call('HGET', K_WHO, member)
   local rank = redis.call('ZRANK', K_LINE, member)
@@ -220,7 +224,7 @@ local function placement(member, created)
   local exp = redis.call('ZSCORE', K_ACTIVE, member)
   if not exp then return nil end
   local adm, number = split_adm(redis.call('HGET', K_ADM, member))
-  return table.concat({member, 'admitted', 0, '0', adm, exp, created, number, identity}, '|')
+  return admitted_placement(member, adm, exp, created, number, identity)
 end
 
 -- Counts: state|waiting|active|admitted_total|departed_total|joined_total (the seq counter)|

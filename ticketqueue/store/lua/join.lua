@@ -65,7 +65,7 @@ if q.state == 'open' and q.mode ~= 'always' then
     jadd(member, identity, 'admitted', order, now_s, now_s, exp, number)
     jflush(q)
     sample_flow(now_s, now)
-    return {'ok', counts(q.state, now), placement(member, 1)}
+    return {'ok', counts(q.state, now), admitted_placement(member, now_s, exp, 1, number, identity)}
   end
 end
 
@@ -73,7 +73,8 @@ redis.call('ZADD', K_LINE, order, member)
 redis.call('ZADD', K_SEEN, now_s, member)
 jadd(member, identity, 'waiting', order, now_s, '', '', '')
 jflush(q)
--- The new entry's placement from what was just written: placement() would read it back.
+-- The new entry's placement from what was just written, as for an admission above:
+-- placement() would read it back.
 local position = redis.call('ZRANK', K_LINE, member) + 1
 local reply = {'ok', counts(q.state, now), waiting_placement(member, position, order, 1, identity)}
 if channel ~= '' then
